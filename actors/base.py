@@ -1,0 +1,121 @@
+"""How every actor is declared: a typed payload, the policy from the queue table, a thin body."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import dramatiq
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from actors.context import JobContext, current_job
+from actors.errors import JobTimedOut, PayloadInvalid
+from config.queues import ActorPolicy, policy_for, retried_error_types
+from pipeline.errors import StopRequested
+
+__all__ = ["Payload", "PayloadActor", "job_actor", "validate_payload", "RetryTransient"]
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class Payload(BaseModel):
+    """Base of every payload schema: JSON primitives only, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def validate_payload(actor_name: str, schema: type[P], kwargs: dict[str, Any]) -> P:
+    """Validate ``kwargs`` against ``schema``; raise ``PayloadInvalid`` with every problem named."""
+    try:
+        return schema.model_validate(kwargs)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}" for err in exc.errors()
+        )
+        raise PayloadInvalid(f"invalid payload for {actor_name}: {problems}") from None
+
+
+class PayloadActor(dramatiq.Actor):
+    """An actor whose keyword payload is validated when a message is built (on send)."""
+
+    schema: type[BaseModel] | None = None
+
+    def message_with_options(self, *, args=(), kwargs=None, **options):  # type: ignore[no-untyped-def]
+        """Validate the payload, then build the message with JSON-normalised arguments."""
+        if self.schema is not None:
+            kwargs = validate_payload(self.actor_name, self.schema, kwargs or {}).model_dump(mode="json")
+        return super().message_with_options(args=args, kwargs=kwargs, **options)
+
+
+class RetryTransient:
+    """Retry predicate: transient faults only, at most ``max_retries`` times."""
+
+    def __init__(self, policy: ActorPolicy) -> None:
+        self.max_retries = policy.max_retries
+        self.retried = policy.retried
+        self._types: tuple[type[BaseException], ...] | None = None
+
+    def __call__(self, retries: int, exception: BaseException) -> bool:
+        """Return whether the failed attempt number ``retries`` should be retried."""
+        if self._types is None:
+            self._types = retried_error_types(self.retried)
+        return retries < self.max_retries and _caused_by(exception, self._types)
+
+
+def _caused_by(exception: BaseException | None, types: tuple[type[BaseException], ...]) -> bool:
+    seen = 0
+    while exception is not None and seen < 10:
+        if isinstance(exception, types):
+            return True
+        exception = exception.__cause__ or exception.__context__
+        seen += 1
+    return False
+
+
+def job_actor(
+    *,
+    schema: type[P],
+    name: str | None = None,
+    policy: ActorPolicy | None = None,
+) -> Callable[[Callable[..., Any]], PayloadActor]:
+    """Declare an actor ``fn(payload, job, *piped)`` with its payload schema and table policy.
+
+    The body receives the validated payload and the ``JobContext``. A ``StopRequested``
+    from ``pipeline`` ends the job ``cancelled`` (if a cancel was asked) or ``timed_out``.
+    """
+
+    def decorator(fn: Callable[..., Any]) -> PayloadActor:
+        actor_name = name or fn.__name__
+        actor_policy = policy or policy_for(actor_name)
+
+        @functools.wraps(fn)
+        def run(*piped: Any, **kwargs: Any) -> Any:
+            payload = validate_payload(actor_name, schema, kwargs)
+            job: JobContext = current_job()
+            try:
+                return fn(payload, job, *piped)
+            except StopRequested:
+                if job.cancel_seen:
+                    job.outcome = "cancelled"
+                    return None
+                raise JobTimedOut(
+                    f"{actor_name} passed its time limit of {actor_policy.time_limit_ms / 1000:g} s"
+                ) from None
+
+        actor = dramatiq.actor(
+            run,
+            actor_class=PayloadActor,
+            actor_name=actor_name,
+            queue_name=actor_policy.queue,
+            time_limit=actor_policy.time_limit_ms,
+            max_retries=actor_policy.max_retries,
+            min_backoff=actor_policy.min_backoff_ms,
+            max_backoff=actor_policy.max_backoff_ms,
+            retry_when=RetryTransient(actor_policy),
+            store_results=actor_policy.store_results,
+        )
+        actor.schema = schema
+        return actor
+
+    return decorator

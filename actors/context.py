@@ -1,0 +1,93 @@
+"""The running job as an actor sees it: progress reports, cancellation and the deadline."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.store.jobs import JobStore
+
+__all__ = ["JobContext", "current_job", "bind_job", "unbind_job"]
+
+# Re-reading the cancel flag more often than this between progress reports buys nothing.
+_CANCEL_POLL_S = 1.0
+_local = threading.local()
+
+
+@dataclass
+class JobContext:
+    """One message being processed; ``progress`` and ``should_stop`` feed ``pipeline`` calls."""
+
+    message_id: str
+    actor: str
+    queue: str
+    attempt: int
+    store: JobStore | None = None
+    deadline: float | None = None
+    fanout_id: str | None = None
+    cancel_seen: bool = False
+    outcome: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    _last_cancel_check: float = 0.0
+
+    def progress(self, fraction: float, status: str = "", **metrics: Any) -> None:
+        """Record progress (0..1); also learns of a cancel request at once."""
+        if self.store is None:
+            return
+        self._last_cancel_check = time.monotonic()
+        if self.store.progress(self.message_id, fraction, status, _json_safe(metrics)):
+            self.cancel_seen = True
+
+    def should_stop(self) -> bool:
+        """True when the job was cancelled or its deadline passed."""
+        if self.deadline_passed:
+            return True
+        now = time.monotonic()
+        if self.store is not None and not self.cancel_seen and now - self._last_cancel_check > _CANCEL_POLL_S:
+            self._last_cancel_check = now
+            self.cancel_seen = self.store.cancel_requested(self.message_id)
+        return self.cancel_seen
+
+    @property
+    def deadline_passed(self) -> bool:
+        """True when the cooperative deadline (just before the hard time limit) has passed."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+def _json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
+    safe: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if hasattr(value, "item"):
+            value = value.item()
+        safe[key] = value if isinstance(value, (int, float, str, bool, type(None), list, dict)) else str(value)
+    return safe
+
+
+def bind_job(context: JobContext) -> None:
+    """Make ``context`` the current job of this thread."""
+    _local.job = context
+
+
+def unbind_job() -> JobContext | None:
+    """Forget this thread's current job and return it."""
+    context = getattr(_local, "job", None)
+    _local.job = None
+    return context
+
+
+def current_job() -> JobContext:
+    """Return this thread's job, or a detached one (no store) outside a tracked worker."""
+    context = getattr(_local, "job", None)
+    if context is None:
+        from dramatiq.middleware import CurrentMessage
+
+        message = CurrentMessage.get_current_message()
+        context = JobContext(
+            message_id=message.message_id if message else "direct-call",
+            actor=message.actor_name if message else "",
+            queue=message.queue_name if message else "",
+            attempt=1 + (message.options.get("retries", 0) if message else 0),
+        )
+    return context

@@ -1,0 +1,27 @@
+"""Refuses to boot a worker on a database that is not at the newest migration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+from dramatiq.middleware import Middleware
+
+from actors.store.db import Database, check_schema_at_head
+
+__all__ = ["SchemaGuard"]
+
+
+class SchemaGuard(Middleware):
+    """Checks the schema once per worker process, before any thread takes a message."""
+
+    def __init__(self, *, database: Callable[[], Database]) -> None:
+        self._database = database
+
+    def before_worker_boot(self, broker, worker):  # type: ignore[no-untyped-def]
+        """Raise ``SchemaOutOfDate`` (with the command to run) unless the schema is at head."""
+        try:
+            check_schema_at_head(self._database())
+        except Exception as exc:
+            structlog.get_logger("pfd.worker").error("worker.refused", reason=str(exc))
+            raise

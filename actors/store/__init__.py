@@ -1,0 +1,1 @@
+"""Records of PFD Actors: SQLAlchemy models, the session scope and the job store."""

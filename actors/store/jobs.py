@@ -1,0 +1,295 @@
+"""The job store: live job state in Redis, flushed to the database in batches.
+
+Every state change is one Lua call that updates the job's hash, bumps its version and
+marks it dirty, so a send or a progress report costs one round trip and never touches the
+database. Worker processes flush dirty jobs to the ``jobs`` table in batches; a row is
+only overwritten by a newer version, so concurrent flushers and redelivered messages can
+never move a job backwards or write it twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from redis import Redis
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from actors.store.db import Database
+from actors.store.models import FINAL_JOB_STATES, Job
+
+__all__ = ["JobView", "JobStore", "LIVE_TTL_S"]
+
+# A job's hash lives this long while not final; a final one lives for the cache TTL.
+LIVE_TTL_S = 7 * 24 * 3600
+
+_RECORD = """
+if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('ZADD', KEYS[2], version, KEYS[3])
+if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {version, redis.call('HGET', KEYS[1], 'cancel')}
+"""
+
+_FORGET_FLUSHED = """
+for i = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= tonumber(ARGV[i + 1]) then redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return 0
+"""
+
+_TIME_FIELDS = ("enqueued_at", "started_at", "finished_at")
+_TEXT_LIMIT = 4000
+
+
+@dataclass
+class JobView:
+    """What a caller sees of a job, from Redis while it is live, else from the database."""
+
+    message_id: str
+    actor: str = ""
+    queue: str = ""
+    state: str = "queued"
+    progress: float = 0.0
+    status: str = ""
+    attempts: int = 0
+    enqueued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_ms: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    result: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    fanout_id: str | None = None
+    worker: str | None = None
+    cancel_requested: bool = False
+    version: int = 0
+
+    @property
+    def final(self) -> bool:
+        """True once the job will not change state again."""
+        return self.state in FINAL_JOB_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the view as JSON-safe data."""
+        return asdict(self)
+
+
+class JobStore:
+    """Records job state changes, progress and cancellation requests."""
+
+    def __init__(self, redis: Redis, database: Database, *, cache_ttl_s: int, prefix: str = "pfd") -> None:
+        self.redis = redis
+        self.database = database
+        self.cache_ttl_s = cache_ttl_s
+        self.prefix = prefix
+        self.dirty_key = f"{prefix}:jobs:dirty"
+        self._record = redis.register_script(_RECORD)
+        self._forget = redis.register_script(_FORGET_FLUSHED)
+
+    def key(self, message_id: str) -> str:
+        """Return the Redis key of a job's hash."""
+        return f"{self.prefix}:job:{message_id}"
+
+    def record(self, message_id: str, fields: dict[str, Any], *, ttl_s: int = 0) -> bool:
+        """Write ``fields`` to a job and mark it dirty; return whether a cancel was requested."""
+        argv: list[Any] = [ttl_s]
+        for name, value in fields.items():
+            argv.extend((name, _encode(value)))
+        _, cancel = self._record(keys=[self.key(message_id), self.dirty_key, message_id], args=argv)
+        return cancel in (b"1", "1")
+
+    def enqueued(self, message_id: str, actor: str, queue: str, *, fanout_id: str | None = None) -> None:
+        """Record a newly sent message as ``queued``."""
+        fields: dict[str, Any] = {
+            "message_id": message_id, "actor": actor, "queue": queue, "state": "queued",
+            "enqueued_at": time.time(), "progress": 0.0,
+        }
+        if fanout_id:
+            fields["fanout_id"] = fanout_id
+        self.record(message_id, fields, ttl_s=LIVE_TTL_S)
+
+    def started(self, message_id: str, actor: str, queue: str, *, attempt: int, worker: str) -> bool:
+        """Record that a worker started the message; return whether a cancel was requested."""
+        return self.record(
+            message_id,
+            {"message_id": message_id, "actor": actor, "queue": queue, "state": "running",
+             "started_at": time.time(), "attempts": attempt, "worker": worker,
+             "error_type": "", "error_message": ""},
+            ttl_s=LIVE_TTL_S,
+        )
+
+    def finished(
+        self,
+        message_id: str,
+        state: str,
+        *,
+        duration_ms: float,
+        error: BaseException | None = None,
+        error_message: str | None = None,
+        result: Any = None,
+    ) -> None:
+        """Record the outcome of one attempt (a final state, or ``retrying``)."""
+        fields: dict[str, Any] = {"state": state, "duration_ms": round(duration_ms, 3)}
+        if state in FINAL_JOB_STATES:
+            fields["finished_at"] = time.time()
+        if state == "succeeded":
+            fields["progress"] = 1.0
+        if error is not None:
+            fields["error_type"] = type(error).__name__
+            fields["error_message"] = (error_message or str(error))[:_TEXT_LIMIT]
+        if isinstance(result, dict):
+            fields["result"] = result
+        ttl = self.cache_ttl_s if state in FINAL_JOB_STATES else LIVE_TTL_S
+        self.record(message_id, fields, ttl_s=ttl)
+
+    def progress(self, message_id: str, fraction: float, status: str = "", metrics: dict[str, Any] | None = None) -> bool:
+        """Record progress (0..1) with a status text; return whether a cancel was requested."""
+        fields: dict[str, Any] = {"progress": min(max(float(fraction), 0.0), 1.0), "status": status[:500]}
+        if metrics:
+            fields["metrics"] = metrics
+        return self.record(message_id, fields)
+
+    def cancel_requested(self, message_id: str) -> bool:
+        """Return whether someone asked to cancel the job."""
+        return self.redis.hget(self.key(message_id), "cancel") in (b"1", "1")
+
+    def request_cancel(self, message_id: str) -> JobView:
+        """Ask a job to stop; a queued job is skipped, a running one stops at its next check."""
+        view = self.get(message_id)
+        if view.final:
+            return view
+        self.record(message_id, {"cancel": "1"})
+        return self.get(message_id)
+
+    def get(self, message_id: str) -> JobView:
+        """Return a job by message id; raises ``JobNotFound`` if no record exists."""
+        from actors.errors import JobNotFound
+
+        raw = self.redis.hgetall(self.key(message_id))
+        if raw.get(b"actor"):
+            return _view_from_hash(raw)
+        with self.database.session() as session:
+            row = session.get(Job, message_id)
+            if row is None:
+                raise JobNotFound(f"no job with message id {message_id!r}")
+            return _view_from_row(row)
+
+    def flush(self, limit: int = 500) -> int:
+        """Write up to ``limit`` dirty jobs to the database; return how many were written."""
+        members = self.redis.zrange(self.dirty_key, 0, limit - 1, withscores=True)
+        if not members:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for member, _ in members:
+            pipe.hgetall(self.key(member.decode()))
+        snapshots = pipe.execute()
+        rows = [_row_from_hash(raw) for raw in snapshots if raw.get(b"actor")]
+        if rows:
+            self._upsert(rows)
+        flushed: list[Any] = []
+        for (member, score), raw in zip(members, snapshots):
+            version = int(raw.get(b"version", score)) if raw else score
+            flushed.extend((member, version))
+        self._forget(keys=[self.dirty_key], args=flushed)
+        return len(rows)
+
+    def dirty_count(self) -> int:
+        """Return how many jobs wait to be written to the database."""
+        return int(self.redis.zcard(self.dirty_key))
+
+    def _upsert(self, rows: list[dict[str, Any]]) -> None:
+        dialect = self.database.engine.dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(Job).values(rows)
+        updated = {name: statement.excluded[name] for name in rows[0] if name != "message_id"}
+        statement = statement.on_conflict_do_update(
+            index_elements=[Job.message_id],
+            set_=updated,
+            where=Job.version < statement.excluded.version,
+        )
+        with self.database.session() as session:
+            session.execute(statement)
+
+    def count_by_state(self) -> dict[str, int]:
+        """Return the number of job rows per state in the database."""
+        from sqlalchemy import func
+
+        with self.database.session() as session:
+            result = session.execute(select(Job.state, func.count()).group_by(Job.state))
+            return {state: count for state, count in result}
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+def _json(value: str | None) -> Any:
+    return json.loads(value) if value else None
+
+
+def _view_from_hash(raw: dict[bytes, bytes]) -> JobView:
+    h = _decode_hash(raw)
+    return JobView(
+        message_id=h["message_id"], actor=h.get("actor", ""), queue=h.get("queue", ""),
+        state=h.get("state", "queued"), progress=float(h.get("progress") or 0.0),
+        status=h.get("status", ""), attempts=int(h.get("attempts") or 0),
+        enqueued_at=_float(h.get("enqueued_at")), started_at=_float(h.get("started_at")),
+        finished_at=_float(h.get("finished_at")), duration_ms=_float(h.get("duration_ms")),
+        error_type=h.get("error_type") or None, error_message=h.get("error_message") or None,
+        result=_json(h.get("result")), metrics=_json(h.get("metrics")) or {},
+        fanout_id=h.get("fanout_id") or None, worker=h.get("worker") or None,
+        cancel_requested=h.get("cancel") == "1", version=int(h.get("version") or 0),
+    )
+
+
+def _row_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    view = _view_from_hash(raw)
+    row = {
+        "message_id": view.message_id, "actor": view.actor, "queue": view.queue,
+        "state": view.state, "progress": view.progress, "status": view.status,
+        "attempts": view.attempts, "duration_ms": view.duration_ms,
+        "error_type": view.error_type, "error_message": view.error_message,
+        "result": view.result, "metrics": view.metrics or None, "fanout_id": view.fanout_id,
+        "worker": view.worker, "version": view.version, "updated_at": datetime.now(timezone.utc),
+    }
+    for name in _TIME_FIELDS:
+        stamp = getattr(view, name)
+        row[name] = datetime.fromtimestamp(stamp, timezone.utc) if stamp is not None else None
+    return row
+
+
+def _view_from_row(row: Job) -> JobView:
+    def stamp(value: datetime | None) -> float | None:
+        if value is None:
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+
+    return JobView(
+        message_id=row.message_id, actor=row.actor, queue=row.queue, state=row.state,
+        progress=row.progress, status=row.status, attempts=row.attempts,
+        enqueued_at=stamp(row.enqueued_at), started_at=stamp(row.started_at),
+        finished_at=stamp(row.finished_at), duration_ms=row.duration_ms,
+        error_type=row.error_type, error_message=row.error_message, result=row.result,
+        metrics=row.metrics or {}, fanout_id=row.fanout_id, worker=row.worker,
+        version=row.version,
+    )

@@ -1,0 +1,93 @@
+"""Broker set-up: one function adds every middleware before any actor module is imported."""
+
+from __future__ import annotations
+
+import functools
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage, GroupCallbacks, Retries
+from dramatiq.rate_limits.backends import RedisBackend as RedisRateLimiterBackend
+from dramatiq.results import Results
+from dramatiq.results.backends import RedisBackend as RedisResultBackend
+from periodiq import PeriodiqMiddleware
+from redis import Redis
+
+from config.logging import configure_logging
+from config.settings import Settings
+
+__all__ = ["setup_broker", "redis_client"]
+
+
+@functools.lru_cache(maxsize=4)
+def redis_client(url: str) -> Redis:
+    """Return the process-wide Redis client for ``url``."""
+    return Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+
+
+def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None = None) -> dramatiq.Broker:
+    """Build the broker with every middleware and make it Dramatiq's global broker.
+
+    ``stub=True`` gives an in-process ``StubBroker`` (for tests of one actor, or the demo
+    when no Redis can be had); job state then lives in ``redis`` (a fake one is fine).
+    """
+    from actors.middleware import JobTracking, LogContext, SchemaGuard
+    from actors.store.db import get_database
+    from actors.store.jobs import JobStore
+
+    configure_logging(settings)
+    ttl_ms = settings.result_ttl_s * 1000
+    if stub:
+        from dramatiq.rate_limits.backends import StubBackend as StubRateLimiterBackend
+        from dramatiq.results.backends import StubBackend as StubResultBackend
+
+        broker: dramatiq.Broker = StubBroker()
+        results_backend = StubResultBackend()
+        limiter_backend = StubRateLimiterBackend()
+        if redis is None:
+            raise ValueError("a stub broker still needs a Redis-compatible client for job state")
+    else:
+        redis = redis or redis_client(settings.redis_url)
+        broker = RedisBroker(
+            client=redis,
+            heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
+            maintenance_chance=settings.broker_maintenance_chance,
+        )
+        results_backend = RedisResultBackend(client=redis)
+        limiter_backend = RedisRateLimiterBackend(client=redis)
+    job_redis = redis
+
+    @functools.cache
+    def store() -> JobStore:
+        return JobStore(job_redis, get_database(settings.database_url), cache_ttl_s=settings.job_cache_ttl_s)
+
+    # Tracking and log context go before Retries: after-hooks run in reverse order, so theirs
+    # run once Retries has decided whether a retry follows.
+    retries_index = next(i for i, m in enumerate(broker.middleware) if isinstance(m, Retries))
+    broker.middleware.insert(
+        retries_index,
+        JobTracking(
+            store=store,
+            flush_interval_s=settings.job_flush_interval_s,
+            flush_batch=settings.job_flush_batch,
+            heartbeat_s=settings.worker_heartbeat_s,
+        ),
+    )
+    broker.middleware.insert(retries_index, LogContext())
+    broker.add_middleware(SchemaGuard(database=lambda: get_database(settings.database_url)))
+    broker.add_middleware(Results(backend=results_backend, result_ttl=ttl_ms))
+    broker.add_middleware(GroupCallbacks(limiter_backend, barrier_ttl=max(ttl_ms, 86_400_000)))
+    broker.add_middleware(CurrentMessage())
+    broker.add_middleware(PeriodiqMiddleware(skip_delay=30))
+    if settings.prometheus_port:
+        import os
+
+        from dramatiq.middleware.prometheus import Prometheus
+
+        # The middleware reads its address from these variables; bind to loopback only.
+        os.environ["dramatiq_prom_host"] = "127.0.0.1"
+        os.environ["dramatiq_prom_port"] = str(settings.prometheus_port)
+        broker.add_middleware(Prometheus())
+    dramatiq.set_broker(broker)
+    return broker

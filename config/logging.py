@@ -1,0 +1,56 @@
+"""structlog configuration: JSON lines in production, a readable console in development."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from config.settings import Settings, mask_secrets
+
+__all__ = ["configure_logging"]
+
+
+def _mask_event(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Mask URL passwords in every string value, so no secret reaches a log line."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "://" in value:
+            event_dict[key] = mask_secrets(value)
+    return event_dict
+
+
+def configure_logging(settings: Settings, *, stream: Any = None) -> None:
+    """Configure structlog and the stdlib root logger (Dramatiq logs through it)."""
+    stream = stream or sys.stderr
+    use_json = settings.log_json if settings.log_json is not None else not stream.isatty()
+    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if use_json:
+        renderer = structlog.processors.JSONRenderer()
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    structlog.configure(
+        processors=[*shared, _mask_event, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=True,
+    )
+    # Dramatiq and libraries log through the stdlib; render them with the same processors.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _mask_event],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

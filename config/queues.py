@@ -1,0 +1,94 @@
+"""Queue topology and every actor's limits, in one table ops can read at a glance.
+
+Dramatiq's defaults (10-minute limit, 20 retries over a week) fit none of our actors, so
+every actor takes its queue, time limit, retries, backoff and result storage from here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+__all__ = [
+    "HIGH_PRIORITY",
+    "GPU_TRAINING",
+    "CPU_PROCESSING",
+    "NOTIFICATIONS",
+    "QUEUES",
+    "QUEUE_PREFETCH",
+    "RETRIED_ERRORS",
+    "ActorPolicy",
+    "ACTOR_POLICIES",
+    "policy_for",
+    "retried_error_types",
+]
+
+HIGH_PRIORITY = "high_priority"
+GPU_TRAINING = "gpu_training"
+CPU_PROCESSING = "cpu_processing"
+NOTIFICATIONS = "notifications"
+QUEUES = (HIGH_PRIORITY, GPU_TRAINING, CPU_PROCESSING, NOTIFICATIONS)
+
+# Messages a worker thread holds ahead of time. Short jobs want a wide window; a training
+# job holds the device for minutes, so a second prefetched one would only wait.
+QUEUE_PREFETCH = {HIGH_PRIORITY: 64, GPU_TRAINING: 1, CPU_PROCESSING: 2, NOTIFICATIONS: 32}
+
+# Transient faults, retried with exponential backoff and jitter. Anything else (bad
+# input, a hit time limit, a cancellation, a bug) is never retried.
+RETRIED_ERRORS = (
+    "redis.exceptions.ConnectionError",
+    "redis.exceptions.TimeoutError",
+    "redis.exceptions.BusyLoadingError",
+    "sqlalchemy.exc.OperationalError",
+    "sqlalchemy.exc.DisconnectionError",
+    "dramatiq.errors.ConnectionError",
+    "actors.errors.TransientError",
+)
+
+_SECOND = 1_000
+_MINUTE = 60 * _SECOND
+_HOUR = 60 * _MINUTE
+
+
+@dataclass(frozen=True)
+class ActorPolicy:
+    """Where an actor runs and how long, how often and how patiently it is retried."""
+
+    queue: str
+    time_limit_ms: int
+    max_retries: int = 3
+    min_backoff_ms: int = 1 * _SECOND
+    max_backoff_ms: int = 5 * _MINUTE
+    store_results: bool = False
+    retried: tuple[str, ...] = field(default=RETRIED_ERRORS)
+
+    def __post_init__(self) -> None:
+        if self.queue not in QUEUES:
+            raise ValueError(f"unknown queue {self.queue!r}; queues are {QUEUES}")
+
+
+ACTOR_POLICIES: dict[str, ActorPolicy] = {
+    # cpu_processing: data generation and import.
+    "generate_dataset": ActorPolicy(CPU_PROCESSING, time_limit_ms=2 * _HOUR, store_results=True),
+    "import_mat_dataset": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
+    # high_priority: quick control work and maintenance.
+    "cancel_job": ActorPolicy(HIGH_PRIORITY, time_limit_ms=30 * _SECOND, max_retries=5),
+    "reap_stale_jobs": ActorPolicy(HIGH_PRIORITY, time_limit_ms=2 * _MINUTE, max_retries=1),
+}
+
+
+def policy_for(actor_name: str) -> ActorPolicy:
+    """Return the policy of ``actor_name``; a missing entry is a programming error."""
+    try:
+        return ACTOR_POLICIES[actor_name]
+    except KeyError:
+        raise KeyError(f"actor {actor_name!r} has no entry in config.queues.ACTOR_POLICIES") from None
+
+
+def retried_error_types(names: tuple[str, ...] = RETRIED_ERRORS) -> tuple[type[BaseException], ...]:
+    """Resolve dotted exception names to classes (imported lazily to keep config light)."""
+    types: list[type[BaseException]] = []
+    for dotted in names:
+        module_name, _, attr = dotted.rpartition(".")
+        types.append(getattr(importlib.import_module(module_name), attr))
+    return tuple(types)

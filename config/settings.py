@@ -1,0 +1,77 @@
+"""Settings read once from ``PFD_*`` environment variables."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings", "mask_secrets"]
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)[^@\s]+@")
+
+
+def mask_secrets(text: str) -> str:
+    """Replace the password of every URL in ``text`` with ``***``."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from ``PFD_<FIELD>`` variables; defaults run a fresh checkout."""
+
+    model_config = SettingsConfigDict(env_prefix="PFD_", frozen=True, extra="ignore")
+
+    # Where things live.
+    var_dir: Path = Path("var")
+    database_url: str = ""
+    artifact_root: Path = Path()
+    import_roots: tuple[Path, ...] = ()
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    dashboard_url: str = "http://127.0.0.1:8050"
+
+    # Jobs, results and progress.
+    result_ttl_s: int = Field(3600, ge=1)
+    job_cache_ttl_s: int = Field(3600, ge=1)
+    job_flush_interval_s: float = Field(0.5, gt=0)
+    job_flush_batch: int = Field(500, ge=1)
+    worker_heartbeat_s: float = Field(2.0, gt=0)
+
+    # Redis broker: a killed worker's messages come back after heartbeat_timeout plus a
+    # maintenance pass; the defaults (60 s, 1 in 1,000) took minutes, these take seconds.
+    broker_heartbeat_timeout_ms: int = Field(15_000, ge=1_000)
+    broker_maintenance_chance: int = Field(50_000, ge=1, le=1_000_000)
+
+    # Logging.
+    log_json: bool | None = None
+    log_level: str = "INFO"
+
+    # Workers.
+    generation_workers: int = Field(0, ge=0)
+    prometheus_port: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _fill_derived_paths(self) -> "Settings":
+        var_dir = self.var_dir.expanduser().absolute()
+        object.__setattr__(self, "var_dir", var_dir)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{var_dir / 'pfd.sqlite3'}")
+        if self.artifact_root == Path():
+            object.__setattr__(self, "artifact_root", var_dir / "artifacts")
+        else:
+            object.__setattr__(self, "artifact_root", self.artifact_root.expanduser().absolute())
+        roots = self.import_roots or (var_dir / "imports", self.artifact_root)
+        object.__setattr__(self, "import_roots", tuple(Path(r).expanduser().absolute() for r in roots))
+        return self
+
+    def masked(self, name: str) -> str:
+        """Return a setting as text with any URL password masked."""
+        return mask_secrets(str(getattr(self, name)))
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,79 @@
+"""Shared fixtures: real Redis (own db index), real PostgreSQL (own database), workers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests import env
+
+env.apply()
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+
+# The broker must exist before any actor module (ours or the probes) is imported.
+import actors.app  # noqa: E402,F401
+import tests.probe_actors  # noqa: E402,F401
+
+
+def _pg_conninfo(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def recreate_pg_database(name: str) -> str:
+    """Drop and create a PostgreSQL database for tests; return its SQLAlchemy URL."""
+    with psycopg.connect(_pg_conninfo(env.PG_ADMIN_URL), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return env.PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Run the project's Alembic migrations on ``url``."""
+    from alembic import command
+    from alembic.config import Config
+
+    from actors.store.db import ALEMBIC_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.attributes["url"] = url
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, revision)
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    """The test Redis database, emptied at the start of the session."""
+    client = redis.Redis.from_url(env.REDIS_URL)
+    client.flushdb()
+    yield client
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The test PostgreSQL database, migrated to head."""
+    url = recreate_pg_database(env.PG_DATABASE)
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def app(redis_client, pg_url):  # type: ignore[no-untyped-def]
+    """The producer side: the broker set up from settings, with every actor loaded."""
+    return actors.app
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns something truthy; fail the test past ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,35 @@
+"""The test environment: its own Redis database index, PostgreSQL database and var folder.
+
+Imported by conftest before anything reads settings, so every process the tests start
+(workers included) sees the same ``PFD_*`` variables.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+REDIS_URL = os.environ.get("PFD_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+PG_ADMIN_URL = os.environ.get("PFD_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_DATABASE = "pfd_test"
+PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE
+VAR_DIR = Path(tempfile.mkdtemp(prefix="pfd-tests-"))
+
+TEST_ENV = {
+    "PFD_REDIS_URL": REDIS_URL,
+    "PFD_DATABASE_URL": PG_URL,
+    "PFD_VAR_DIR": str(VAR_DIR),
+    "PFD_LOG_JSON": "1",
+    "PFD_LOG_LEVEL": "INFO",
+    "PFD_JOB_FLUSH_INTERVAL_S": "0.2",
+    "PFD_BROKER_HEARTBEAT_TIMEOUT_MS": "5000",
+    "PFD_BROKER_MAINTENANCE_CHANCE": "200000",
+    "PFD_GENERATION_WORKERS": "1",
+    "PFD_CPU_PROCESSES": "2",
+}
+
+
+def apply() -> None:
+    """Put the test variables into this process's environment."""
+    os.environ.update(TEST_ENV)

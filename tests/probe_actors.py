@@ -1,0 +1,97 @@
+"""Actors that exist only for tests: each shows one behaviour of the platform.
+
+Workers load this module next to ``actors.app`` (``dramatiq actors.app tests.probe_actors``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pydantic import Field
+from redis import Redis
+
+from actors.base import Payload, job_actor
+from actors.context import JobContext
+from actors.errors import TransientError
+from config.queues import QUEUES, ActorPolicy
+from config.settings import get_settings
+from pipeline.progress import check_stop
+
+FAST_RETRY = dict(max_retries=3, min_backoff_ms=200, max_backoff_ms=2_000, store_results=True)
+
+
+def _redis() -> Redis:
+    return Redis.from_url(get_settings().redis_url)
+
+
+class Empty(Payload):
+    """No arguments."""
+
+
+class Tagged(Payload):
+    """A key that names the test's own Redis keys."""
+
+    key: str
+    failures: int = Field(0, ge=0)
+
+
+class Steps(Payload):
+    """A loop of ``steps`` steps of ``step_s`` seconds, reporting progress each step."""
+
+    steps: int = Field(ge=1)
+    step_s: float = Field(ge=0)
+
+
+class Spin(Payload):
+    """Seconds of pure-Python busy work that never checks for a stop."""
+
+    seconds: float = Field(gt=0)
+
+
+def _probe_for(queue: str):  # type: ignore[no-untyped-def]
+    @job_actor(schema=Empty, name=f"probe_{queue}", policy=ActorPolicy(queue, time_limit_ms=30_000, **FAST_RETRY))
+    def probe(payload: Empty, job: JobContext) -> dict:
+        return {"tag": os.environ.get("PFD_TEST_PROCESS_TAG", ""), "pid": os.getpid(), "queue": job.queue}
+
+    return probe
+
+
+PROBES = {queue: _probe_for(queue) for queue in QUEUES}
+
+
+@job_actor(schema=Tagged, policy=ActorPolicy("high_priority", time_limit_ms=30_000, **FAST_RETRY))
+def flaky(payload: Tagged, job: JobContext) -> dict:
+    """Fail with a transient error ``failures`` times, then succeed; log each attempt's time."""
+    client = _redis()
+    client.rpush(f"{payload.key}:attempts", time.time())
+    attempt = client.incr(f"{payload.key}:count")
+    if attempt <= payload.failures:
+        raise TransientError(f"transient failure {attempt} of {payload.failures}")
+    return {"attempts": attempt}
+
+
+@job_actor(schema=Tagged, policy=ActorPolicy("high_priority", time_limit_ms=30_000, **FAST_RETRY))
+def strict(payload: Tagged, job: JobContext) -> dict:
+    """Count attempts; the schema makes any bad payload fail before the body runs."""
+    return {"attempts": _redis().incr(f"{payload.key}:count")}
+
+
+@job_actor(schema=Steps, policy=ActorPolicy("cpu_processing", time_limit_ms=4_000, **FAST_RETRY))
+def stepper(payload: Steps, job: JobContext) -> dict:
+    """Long work that checks for a stop at every step, as pipeline functions do."""
+    for step in range(payload.steps):
+        check_stop(job.should_stop)
+        time.sleep(payload.step_s)
+        job.progress((step + 1) / payload.steps, f"step {step + 1} of {payload.steps}", step=step + 1)
+    return {"steps": payload.steps}
+
+
+@job_actor(schema=Spin, policy=ActorPolicy("cpu_processing", time_limit_ms=2_000, **FAST_RETRY))
+def spinner(payload: Spin, job: JobContext) -> dict:
+    """Busy work with no stop checks: only Dramatiq's hard time limit can end it."""
+    end = time.monotonic() + payload.seconds
+    spins = 0
+    while time.monotonic() < end:
+        spins += 1
+    return {"spins": spins}

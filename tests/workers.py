@@ -1,0 +1,88 @@
+"""Start the Procfile's worker lines as real processes, the way a Procfile runner does."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests import env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def procfile_lines() -> dict[str, str]:
+    """Return the Procfile as ``{process name: command}``."""
+    lines = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, command = line.partition(":")
+            lines[name.strip()] = command.strip()
+    return lines
+
+
+class Workers:
+    """A set of running Procfile processes whose output goes to one log file each."""
+
+    def __init__(self, log_dir: Path, *, extra_modules: tuple[str, ...] = ("tests.probe_actors",), extra_env: dict[str, str] | None = None) -> None:
+        self.log_dir = log_dir
+        self.extra_modules = extra_modules
+        self.extra_env = extra_env or {}
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def command(self, name: str) -> str:
+        """The Procfile's command for ``name``, loading the test actors too."""
+        command = procfile_lines()[name]
+        return re.sub(r"\bactors\.app\b", " ".join(("actors.app", *self.extra_modules)), command)
+
+    def start(self, name: str, *, tag: str | None = None, command: str | None = None) -> subprocess.Popen:
+        """Start one Procfile process in its own process group."""
+        process_env = {
+            **os.environ, **env.TEST_ENV, **self.extra_env,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "PFD_TEST_PROCESS_TAG": tag or name,
+        }
+        log = open(self.log_path(tag or name), "ab")
+        process = subprocess.Popen(
+            command or self.command(name), shell=True, cwd=ROOT, env=process_env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.processes[tag or name] = process
+        return process
+
+    def log_path(self, name: str) -> Path:
+        """Where process ``name`` writes its output."""
+        return self.log_dir / f"{name}.log"
+
+    def log(self, name: str) -> str:
+        """Everything process ``name`` has written so far."""
+        path = self.log_path(name)
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def signal(self, name: str, sig: int) -> None:
+        """Send ``sig`` to the whole process group of ``name``."""
+        process = self.processes[name]
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+
+    def stop(self, name: str, timeout: float = 30.0) -> int | None:
+        """Stop a process as a Procfile runner does (SIGTERM, then SIGKILL), return its code."""
+        process = self.processes.pop(name, None)
+        if process is None:
+            return None
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+        return process.returncode
+
+    def stop_all(self) -> None:
+        """Stop every process that is still running."""
+        for name in list(self.processes):
+            self.stop(name)
