@@ -1,0 +1,168 @@
+"""The dataset file's layout (DOMAIN.md "Dataset file") and the pieces both sides share.
+
+Layout::
+
+    /                 attrs: num_classes, class_keys (JSON), sampling_rate, record_length,
+                      split_ratios, seed, generator_config (JSON), generator_config_hash,
+                      generator_version, source ("generator" | "mat_import")
+    /{train,val,test}/signals     float32 [n, 102400], one record per chunk, gzip level 4
+                     /labels      int64 [n]      index in CLASS_KEYS
+                     /severities  float32 [n]    mean severity (NaN when unknown)
+                     /metadata    utf-8 str [n]  one JSON object per record
+
+Compression: gzip 4 rather than lzf. Measured on generated records (quantised signals):
+gzip 4 stores 42 % of the raw size at ~8 ms per record, lzf 65 % at ~3 ms; both read back in
+1-2 ms. gzip is readable by every HDF5 tool (MATLAB, h5py, HDF5 C), lzf only by h5py, and
+generation compresses in its worker processes (``encode_signal``), so the cost is spread
+over every core instead of serialising the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import h5py
+import numpy as np
+
+from pipeline.domain import CLASS_KEYS, FS, NUM_CLASSES, RECORD_LENGTH
+from pipeline.errors import InvalidInput
+from pipeline.signals.config import check_split_ratios
+
+__all__ = [
+    "COMPRESSION_LEVEL",
+    "DATASETS",
+    "REQUIRED_ATTRS",
+    "SOURCES",
+    "SPLITS",
+    "STRING_DTYPE",
+    "EncodedSignal",
+    "SplitArrays",
+    "check_dataset_id",
+    "dataset_attrs",
+    "encode_signal",
+    "split_indices",
+]
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+COMPRESSION_LEVEL = 4
+SOURCES = ("generator", "mat_import")
+REQUIRED_ATTRS = (
+    "num_classes", "class_keys", "sampling_rate", "record_length", "split_ratios", "seed",
+    "generator_config", "generator_config_hash", "generator_version", "source",
+)
+DATASETS = {  # name -> (expected dtype, shape after the record axis)
+    "signals": (np.dtype(np.float32), (RECORD_LENGTH,)),
+    "labels": (np.dtype(np.int64), ()),
+    "severities": (np.dtype(np.float32), ()),
+}
+STRING_DTYPE = h5py.string_dtype("utf-8")
+
+
+@dataclass
+class SplitArrays:
+    """One split read back: signals float32 [n, L], labels int64 [n], severities float32 [n]."""
+
+    signals: np.ndarray
+    labels: np.ndarray
+    severities: np.ndarray
+    metadata: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class EncodedSignal:
+    """A record's signal as the bytes of one compressed HDF5 chunk.
+
+    ``filter_mask`` 1 marks a chunk stored raw because deflate would have grown it.
+    """
+
+    data: bytes
+    filter_mask: int
+
+
+def encode_signal(signal: np.ndarray) -> EncodedSignal:
+    """Compress one record exactly as the HDF5 deflate filter would (zlib, level 4).
+
+    Lets worker processes do the compression so the writer only copies bytes.
+    """
+    raw = np.ascontiguousarray(signal, dtype="<f4").tobytes()
+    packed = zlib.compress(raw, COMPRESSION_LEVEL)
+    if len(packed) >= len(raw):
+        return EncodedSignal(raw, 1)
+    return EncodedSignal(packed, 0)
+
+
+def dataset_attrs(
+    *, source: str, split_ratios: Sequence[float], seed: int,
+    generator_config: Mapping[str, Any], generator_config_hash: str, generator_version: str,
+) -> dict[str, Any]:
+    """Build the root attributes of a dataset file (fixed domain facts included)."""
+    if source not in SOURCES:
+        raise InvalidInput(f"unknown dataset source {source!r}; valid: {', '.join(SOURCES)}")
+    return {
+        "num_classes": NUM_CLASSES,
+        "class_keys": json.dumps(list(CLASS_KEYS)),
+        "sampling_rate": FS,
+        "record_length": RECORD_LENGTH,
+        "split_ratios": np.asarray(check_split_ratios(tuple(split_ratios)), dtype=np.float64),
+        "seed": int(seed),
+        "generator_config": json.dumps(dict(generator_config), sort_keys=True),
+        "generator_config_hash": generator_config_hash,
+        "generator_version": generator_version,
+        "source": source,
+    }
+
+
+def split_indices(
+    labels: Sequence[int] | np.ndarray, ratios: Sequence[float], seed: int
+) -> dict[str, np.ndarray]:
+    """Stratified train/val/test split of record positions, each split sorted ascending.
+
+    Per class, counts follow the largest-remainder rule on ``ratios``; a class with at
+    least 3 records puts one or more in every split whose ratio is > 0 (taken from the
+    largest split). Deterministic for a given ``seed``.
+    """
+    ratios = check_split_ratios(tuple(ratios))
+    labels = np.asarray(labels, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        counts = _split_counts(members.size, ratios)
+        edges = np.cumsum([0, *counts])
+        for split, lo, hi in zip(SPLITS, edges[:-1], edges[1:]):
+            parts[split].append(members[lo:hi])
+    return {
+        split: np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, np.int64)
+        for split, chunks in parts.items()
+    }
+
+
+def _split_counts(n: int, ratios: tuple[float, float, float]) -> list[int]:
+    quotas = [n * r for r in ratios]
+    counts = [int(q) for q in quotas]
+    by_remainder = sorted(range(3), key=lambda k: quotas[k] - counts[k], reverse=True)
+    for k in by_remainder[: n - sum(counts)]:
+        counts[k] += 1
+    if n >= 3:
+        for k in range(3):
+            if ratios[k] > 0 and counts[k] == 0:
+                counts[max(range(3), key=counts.__getitem__)] -= 1
+                counts[k] += 1
+    return counts
+
+
+
+def check_dataset_id(dataset_id: str) -> str:
+    """Refuse ids that are not a plain file name (they name files under the output dir)."""
+    if (not isinstance(dataset_id, str) or not dataset_id or dataset_id.startswith(".")
+            or len(dataset_id) > 128
+            or not all(c.isalnum() or c in "-_." for c in dataset_id)):
+        raise InvalidInput(
+            f"dataset id {dataset_id!r} must be 1-128 characters of letters, digits, '-', '_'"
+            " or '.', not starting with '.'"
+        )
+    return dataset_id

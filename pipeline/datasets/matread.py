@@ -1,0 +1,267 @@
+"""Read one MATLAB file into a signal, a label and metadata (DOMAIN.md "MAT import").
+
+v4 to v7.2 go through ``scipy.io.loadmat``, v7.3 through h5py (``matformat``). Memory stays
+bounded: every variable is first listed with its declared dimensions (headers only) and a
+variable declaring more than ``max_elements`` elements is refused before anything is
+loaded; only the variables the import needs are loaded at all.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.signal
+
+from pipeline.datasets.matformat import MatVar, detect_format, list_variables, load_variables
+from pipeline.domain import CLASS_KEYS, DISPLAY_NAMES, FS
+from pipeline.errors import MatFileError
+
+__all__ = ["MAX_ELEMENTS", "MatSignal", "json_safe", "label_from_name", "read_mat"]
+
+MAX_ELEMENTS = 50_000_000  # ~400 MB as float64: far above any real record, far below RAM
+SIGNAL_NAMES = ("signal", "x", "data", "y")
+LABEL_NAMES = ("label", "fault_type", "class", "fault")
+FS_NAMES = ("fs", "sampling_rate", "sample_rate")
+METADATA_NAMES = ("metadata", "info", "params")
+_METADATA_MAX_ELEMENTS = 64  # larger arrays are data, not metadata
+_STRING_MAX_CHARS = 4096
+
+
+@dataclass
+class MatSignal:
+    """A signal read from a MAT file, resampled to ``FS``; ``label`` is a class key or None."""
+
+    signal: np.ndarray  # float32, 1-D
+    fs: float
+    label: str | None
+    metadata: dict[str, Any]
+    format: str  # "v4" | "v5" | "v7.3"
+    source_fs: float | None = None  # as stored in the file; None when it had no fs
+    variable: str = ""  # the variable the signal came from
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """Convert a loaded MATLAB value to JSON-safe data; large arrays and oddities become None."""
+    if depth > 4:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value[:_STRING_MAX_CHARS] if isinstance(value, str) else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bytes):
+        return value.decode("latin-1")[:_STRING_MAX_CHARS]
+    if isinstance(value, dict):
+        return {str(k): json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        if value.size > _METADATA_MAX_ELEMENTS or np.iscomplexobj(value):
+            return None
+        if value.size == 1 and value.dtype != object:
+            return json_safe(value.reshape(-1)[0], depth)
+        return [json_safe(v, depth + 1) for v in value.reshape(-1).tolist()]
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, depth + 1) for v in value[:_METADATA_MAX_ELEMENTS]]
+    return None
+
+
+def _find(names: tuple[str, ...], variables: dict[str, MatVar], kinds: set[str]) -> str | None:
+    # Exact names first, in priority order, then the same names in any case.
+    for name in names:
+        if name in variables and variables[name].kind in kinds:
+            return name
+    lowered = {v.lower(): v for v in variables}
+    for name in names:
+        match = lowered.get(name)
+        if match is not None and variables[match].kind in kinds:
+            return match
+    return None
+
+
+def label_from_name(path: Path, root: Path | None = None) -> str | None:
+    """Find a class key in the file name, then each parent directory (nearest first).
+
+    Within one name the longest key wins, so ``mixed_cavit_jeu`` beats ``jeu``. With
+    ``root``, only directories below it are looked at.
+    """
+    parts = [path.stem]
+    parents = path.parent
+    if root is not None:
+        try:
+            parents = parents.relative_to(root)
+        except ValueError:
+            parents = Path()
+    parts.extend(reversed(parents.parts))
+    for part in parts:
+        lowered = part.lower()
+        found = [key for key in CLASS_KEYS if key in lowered]
+        if found:
+            return max(found, key=len)
+    return None
+
+
+def _label_value(value: Any, variable: str, path: Path) -> str:
+    value = json_safe(value)
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in CLASS_KEYS:
+            return text
+        by_name = {name.lower(): key for key, name in DISPLAY_NAMES.items()}
+        if text in by_name:
+            return by_name[text]
+        if text.isdigit():
+            value = int(text)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(CLASS_KEYS):
+        return CLASS_KEYS[value]
+    raise MatFileError(
+        f"label {value!r} in variable {variable!r} is not a class key or index "
+        f"(valid keys: {', '.join(CLASS_KEYS)}): {path}"
+    )
+
+
+def _as_signal(value: Any, name: str, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    array = np.asarray(value)
+    if np.iscomplexobj(array) or array.dtype.kind not in "fiu":
+        raise MatFileError(f"variable {name!r} is not a real numeric array: {path}")
+    array = np.squeeze(array)
+    extra: dict[str, Any] = {}
+    if array.ndim > 2:
+        raise MatFileError(f"variable {name!r} has {array.ndim} dimensions; expected 1 or 2")
+    if array.ndim == 2:
+        # Samples run along the longer axis; keep the first channel.
+        if array.shape[0] < array.shape[1]:
+            array = array.T
+        extra = {"channels": int(array.shape[1]), "channel_used": 0}
+        array = array[:, 0]
+    signal = array.astype(np.float64)
+    if signal.size < 2:
+        raise MatFileError(f"variable {name!r} holds no signal (size {signal.size}): {path}")
+    if not np.all(np.isfinite(signal)):
+        raise MatFileError(f"signal {name!r} holds NaN or infinite values: {path}")
+    return signal, extra
+
+
+def _resample(signal: np.ndarray, fs: float) -> np.ndarray:
+    if fs == FS:
+        return signal
+    ratio = Fraction(FS) / Fraction(fs).limit_denominator(1000)
+    ratio = ratio.limit_denominator(10_000)
+    return scipy.signal.resample_poly(signal, ratio.numerator, ratio.denominator)
+
+
+def read_mat(
+    path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
+    max_elements: int = MAX_ELEMENTS,
+) -> MatSignal:
+    """Read a MAT file's signal (resampled to 20,480 Hz), label and metadata.
+
+    Signal: first of ``signal``, ``x``, ``data``, ``y``, else the largest numeric array.
+    Label: ``label``/``fault_type``/``class``/``fault`` (top level, then in the metadata
+    struct), else a class key in the file or directory names below ``root``; None if none.
+    Without ``fs`` the signal is taken to be at 20,480 Hz (``metadata["fs_assumed"]``).
+
+    Raises:
+        MatFileError: empty, not a MAT file, truncated, a variable over ``max_elements``,
+            no numeric array, a bad label or fs, non-finite samples.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MatFileError(f"MAT file not found: {path}")
+    fmt = detect_format(path)
+    variables = list_variables(path, fmt)
+    plan = _plan(variables, path, max_elements)
+    loaded = load_variables(path, fmt, plan, _METADATA_MAX_ELEMENTS)
+    return _interpret(variables, loaded, plan[0], path, Path(root) if root else None, fmt,
+                      max_elements)
+
+
+def _plan(variables: dict[str, MatVar], path: Path, max_elements: int) -> list[str]:
+    """Choose the variables to load (signal first) and refuse oversized ones."""
+    candidates = {n: v for n, v in variables.items() if v.kind == "numeric" and v.size > 1}
+    signal = _find(SIGNAL_NAMES, candidates, {"numeric"})
+    if signal is None and candidates:
+        signal = max(candidates.values(), key=lambda v: v.size).name
+    if signal is None:
+        raise MatFileError(f"no numeric array in MAT file: {path}")
+    var = variables[signal]
+    if var.size > max_elements:
+        dims = "x".join(str(d) for d in var.shape)
+        raise MatFileError(
+            f"variable {signal!r} declares {var.size} elements ({dims}), over the limit of "
+            f"{max_elements}: {path}"
+        )
+    small = [n for n, v in variables.items() if n != signal and (
+        (v.kind in ("numeric", "logical") and v.size == 1)
+        or (v.kind == "char" and v.size <= _STRING_MAX_CHARS))]
+    struct = _find(METADATA_NAMES, variables, {"struct"})
+    return [signal, *small, *([struct] if struct else [])]
+
+
+def _interpret(
+    variables: dict[str, MatVar], loaded: dict[str, Any], signal_name: str, path: Path,
+    root: Path | None, fmt: str, max_elements: int,
+) -> MatSignal:
+    signal, extra = _as_signal(loaded[signal_name], signal_name, path)
+    struct_name = _find(METADATA_NAMES, variables, {"struct"})
+    struct = loaded.get(struct_name) if struct_name else None
+    metadata: dict[str, Any] = dict(json_safe(struct) or {}) if isinstance(struct, dict) else {}
+    scalars = {n: json_safe(v) for n, v in loaded.items() if n not in (signal_name, struct_name)
+               and not n.startswith("__")}
+    metadata.update(scalars)
+    label = _lookup_label(loaded, metadata, variables, path) or label_from_name(path, root)
+    fs = _lookup_fs(loaded, metadata, variables, path)
+    if fs is not None:
+        if signal.size * FS / fs > max_elements:  # a tiny fs would blow the signal up
+            raise MatFileError(
+                f"resampling {signal.size} samples from {fs:g} Hz to {FS} Hz exceeds the "
+                f"limit of {max_elements} elements: {path}")
+        signal = _resample(signal, fs)
+    metadata.update(extra)
+    metadata.update({"format": fmt, "signal_variable": signal_name,
+                     "source_fs": fs, "fs_assumed": fs is None})
+    return MatSignal(signal=signal.astype(np.float32), fs=float(FS), label=label,
+                     metadata=metadata, format=fmt, source_fs=fs, variable=signal_name)
+
+
+def _lookup(names: tuple[str, ...], loaded: dict[str, Any], metadata: dict[str, Any],
+            variables: dict[str, MatVar]) -> tuple[str, Any] | None:
+    top = _find(names, {n: variables[n] for n in loaded if n in variables},
+                {"numeric", "char", "logical"})
+    if top is not None:
+        return top, loaded[top]
+    lowered = {k.lower(): k for k in metadata}
+    for name in names:
+        if name in lowered and metadata[lowered[name]] not in (None, ""):
+            return lowered[name], metadata[lowered[name]]
+    return None
+
+
+def _lookup_label(loaded: dict[str, Any], metadata: dict[str, Any],
+                  variables: dict[str, MatVar], path: Path) -> str | None:
+    found = _lookup(LABEL_NAMES, loaded, metadata, variables)
+    return _label_value(found[1], found[0], path) if found else None
+
+
+def _lookup_fs(loaded: dict[str, Any], metadata: dict[str, Any],
+               variables: dict[str, MatVar], path: Path) -> float | None:
+    found = _lookup(FS_NAMES, loaded, metadata, variables)
+    if found is None:
+        return None
+    value = json_safe(found[1])
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise MatFileError(
+            f"sampling rate {found[0]!r} = {value!r} is not a positive number: {path}")
+    return float(value)
+

@@ -1,0 +1,145 @@
+"""Write a dataset file so that it appears only once complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import h5py
+import numpy as np
+
+from pipeline.datasets.layout import (
+    COMPRESSION_LEVEL,
+    REQUIRED_ATTRS,
+    SPLITS,
+    STRING_DTYPE,
+    EncodedSignal,
+)
+from pipeline.domain import NUM_CLASSES, RECORD_LENGTH
+from pipeline.errors import DatasetFileError, InvalidInput
+
+__all__ = ["DatasetWriter"]
+
+
+class DatasetWriter:
+    """Write a dataset file; it appears at ``path`` only once complete.
+
+    Data goes to ``path + ".partial"``; a clean exit with every position written renames
+    it atomically, any exception (or a missing record) deletes it, so a crashed job never
+    leaves a file that looks complete. Datasets are sized up front from ``split_sizes``.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], attrs: Mapping[str, Any],
+        split_sizes: Mapping[str, int], overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.partial = Path(f"{self.path}.partial")
+        missing = [name for name in REQUIRED_ATTRS if name not in attrs]
+        if missing:
+            raise InvalidInput(f"dataset attributes missing: {', '.join(missing)}")
+        if set(split_sizes) != set(SPLITS) or any(int(n) < 0 for n in split_sizes.values()):
+            raise InvalidInput(f"split_sizes needs a count >= 0 for each of {SPLITS}")
+        if self.path.exists() and not overwrite:
+            raise DatasetFileError(f"dataset file already exists: {self.path}")
+        self.attrs = dict(attrs)
+        self.split_sizes = {split: int(split_sizes[split]) for split in SPLITS}
+        self._written = {split: np.zeros(n, dtype=bool) for split, n in self.split_sizes.items()}
+        # Small per-record fields are buffered and written once on close: thousands of
+        # one-element HDF5 writes would cost the writer more than the signals themselves.
+        self._labels = {split: np.zeros(n, np.int64) for split, n in self.split_sizes.items()}
+        self._severities = {split: np.zeros(n, np.float32)
+                            for split, n in self.split_sizes.items()}
+        self._metadata = {split: [""] * n for split, n in self.split_sizes.items()}
+        self._signals: dict[str, h5py.Dataset] = {}
+        self._file: h5py.File | None = None
+
+    def __enter__(self) -> Self:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = h5py.File(self.partial, "w")
+        try:
+            self._create_layout(self._file)
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def _create_layout(self, handle: h5py.File) -> None:
+        for name, value in self.attrs.items():
+            handle.attrs[name] = value
+        for split, n in self.split_sizes.items():
+            group = handle.create_group(split)
+            self._signals[split] = group.create_dataset(
+                # maxshape only so that an empty split may still be chunked.
+                "signals", shape=(n, RECORD_LENGTH), maxshape=(None, RECORD_LENGTH),
+                dtype=np.float32, chunks=(1, RECORD_LENGTH), compression="gzip",
+                compression_opts=COMPRESSION_LEVEL,
+            )
+            group.create_dataset("labels", shape=(n,), dtype=np.int64)
+            group.create_dataset("severities", shape=(n,), dtype=np.float32)
+            group.create_dataset("metadata", shape=(n,), dtype=STRING_DTYPE)
+
+    def write(
+        self, split: str, position: int, record: Any, encoded: EncodedSignal | None = None
+    ) -> None:
+        """Store ``record`` (signal, label, severity, metadata) at ``position`` of ``split``.
+
+        With ``encoded`` (from ``encode_signal`` of the same signal) the compressed chunk is
+        written as is; ``record.signal`` is then not read and may be ``None``.
+        """
+        if self._file is None:
+            raise InvalidInput("DatasetWriter.write called outside its 'with' block")
+        if split not in self.split_sizes or not 0 <= position < self.split_sizes[split]:
+            raise InvalidInput(f"no position {position} in split {split!r} ({self.split_sizes})")
+        label = int(record.label)
+        if not 0 <= label < NUM_CLASSES:
+            raise InvalidInput(f"label {label} outside [0, {NUM_CLASSES})")
+        if encoded is not None:
+            self._signals[split].id.write_direct_chunk(
+                (position, 0), encoded.data, filter_mask=encoded.filter_mask
+            )
+        else:
+            signal = np.asarray(record.signal, dtype=np.float32)
+            if signal.shape != (RECORD_LENGTH,):
+                raise InvalidInput(f"signal shape {signal.shape} != ({RECORD_LENGTH},)")
+            self._signals[split][position] = signal
+        self._labels[split][position] = label
+        self._severities[split][position] = record.severity
+        self._metadata[split][position] = json.dumps(record.metadata, sort_keys=True)
+        self._written[split][position] = True
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        gaps = {split: int((~done).sum()) for split, done in self._written.items()}
+        complete = exc_type is None and not any(gaps.values())
+        try:
+            if complete and self._file is not None:
+                self._flush(self._file)
+        except BaseException:
+            complete = False
+            raise
+        finally:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+                self._signals.clear()
+            if complete:
+                os.replace(self.partial, self.path)
+            else:
+                self.partial.unlink(missing_ok=True)
+        if exc_type is None and not complete:
+            raise DatasetFileError(f"dataset incomplete, records never written: {gaps}")
+
+    def _flush(self, handle: h5py.File) -> None:
+        for split in SPLITS:
+            if self.split_sizes[split]:
+                handle[split]["labels"][...] = self._labels[split]
+                handle[split]["severities"][...] = self._severities[split]
+                handle[split]["metadata"][...] = np.array(self._metadata[split], dtype=object)
