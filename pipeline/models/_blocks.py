@@ -1,0 +1,38 @@
+"""Building blocks shared by the 1-D architectures."""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["check_dropout", "conv_bn_relu", "stem"]
+
+
+def conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1) -> nn.Sequential:
+    """Return a same-padded Conv1d -> BatchNorm1d -> ReLU block."""
+    return nn.Sequential(
+        nn.Conv1d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm1d(out_ch),
+        nn.ReLU(inplace=True),
+    )
+
+
+def stem(out_ch: int, kernel_size: int = 64, stride: int = 8, pool: int = 4) -> nn.Sequential:
+    """Return the wide first convolution that shrinks the signal early (length / stride / pool).
+
+    A wide first kernel (64 samples, as in WDCNN) sees a whole low-frequency period and keeps
+    the cost of every later layer down on a CPU.
+    """
+    padding = max((kernel_size - stride) // 2, 0)
+    return nn.Sequential(
+        nn.Conv1d(1, out_ch, kernel_size, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm1d(out_ch),
+        nn.ReLU(inplace=True),
+        nn.MaxPool1d(pool, pool) if pool > 1 else nn.Identity(),
+    )
+
+
+def check_dropout(value: float) -> float:
+    """Return ``value`` when it is a valid dropout probability, else raise ``ValueError``."""
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {value}")
+    return value

@@ -1,0 +1,48 @@
+"""A plain 1-D CNN: wide stem, then conv/pool stages, global average pooling."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pipeline.domain import NUM_CLASSES
+from pipeline.models._blocks import check_dropout, conv_bn_relu, stem
+
+__all__ = ["CNN1D"]
+
+
+class CNN1D(nn.Module):
+    """Stem (kernel 64, stride 8, pool 4) then ``depth`` conv + max-pool stages.
+
+    Args:
+        num_classes: number of logits.
+        width: channels after the stem; doubled every stage up to 8x.
+        depth: number of conv/pool stages after the stem.
+        kernel_size: kernel of the stage convolutions.
+        dropout: dropout before the classifier.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = NUM_CLASSES,
+        width: int = 32,
+        depth: int = 4,
+        kernel_size: int = 7,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [stem(width)]
+        channels = width
+        for stage in range(depth):
+            out = width * min(2 ** (stage + 1), 8)
+            layers += [conv_bn_relu(channels, out, kernel_size), nn.MaxPool1d(2, 2, ceil_mode=True)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.head = nn.Sequential(
+            nn.Dropout(check_dropout(dropout)), nn.Linear(channels, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``[B, 1, L]`` signals to ``[B, num_classes]`` logits."""
+        return self.head(self.pool(self.features(x)).flatten(1))

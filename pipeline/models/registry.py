@@ -1,0 +1,165 @@
+"""Every model key, its constructor, and validation of constructor arguments.
+
+Constructors are imported only when needed, so importing this module stays cheap (no torch,
+no sklearn). ``validate_model_args`` checks names, types and simple ranges from the
+constructor's signature, then builds the model once (deep models on torch's ``meta``
+device, which allocates nothing) so that every constructor-level check runs before a job
+starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.errors import InvalidInput
+
+__all__ = [
+    "CLASSICAL_KEYS",
+    "DEEP_KEYS",
+    "MODEL_KEYS",
+    "build_model",
+    "count_parameters",
+    "is_deep",
+    "model_constructor",
+    "validate_model_args",
+]
+
+_CONSTRUCTORS: dict[str, str] = {
+    "cnn1d": "pipeline.models.cnn1d:CNN1D",
+    "resnet18": "pipeline.models.resnet1d:ResNet1D",
+    "cnn_lstm": "pipeline.models.cnn_lstm:CNNLSTM",
+    "attention_cnn": "pipeline.models.attention_cnn:AttentionCNN",
+    "signal_transformer": "pipeline.models.transformer:SignalTransformer",
+    "rf": "pipeline.models.classical:random_forest",
+    "svm": "pipeline.models.classical:svm",
+    "gbm": "pipeline.models.classical:gradient_boosting",
+}
+DEEP_KEYS: tuple[str, ...] = (
+    "cnn1d",
+    "resnet18",
+    "cnn_lstm",
+    "attention_cnn",
+    "signal_transformer",
+)
+CLASSICAL_KEYS: tuple[str, ...] = ("rf", "svm", "gbm")
+MODEL_KEYS: tuple[str, ...] = DEEP_KEYS + CLASSICAL_KEYS
+
+# Arguments that may be zero or negative; every other int/float argument must be positive.
+_NON_NEGATIVE = {"dropout", "random_state"}
+
+
+def is_deep(key: str) -> bool:
+    """Return true for a PyTorch model key, false for a classical one."""
+    _check_key(key)
+    return key in DEEP_KEYS
+
+
+def _check_key(key: str) -> None:
+    if key not in _CONSTRUCTORS:
+        raise InvalidInput(f"unknown model {key!r}; valid models: {', '.join(MODEL_KEYS)}")
+
+
+def model_constructor(key: str) -> Callable[..., Any]:
+    """Return the class or factory that builds model ``key``."""
+    _check_key(key)
+    module, name = _CONSTRUCTORS[key].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _accepts(value: Any, hint: Any) -> tuple[bool, Any]:
+    """Return (ok, converted value) for ``value`` against a simple type hint."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            ok, converted = _accepts(value, option)
+            if ok:
+                return True, converted
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if hint is str:
+        return isinstance(value, str), value
+    return False, value
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(h) for h in typing.get_args(hint))
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def validate_model_args(key: str, args: dict[str, Any] | None) -> dict[str, Any]:
+    """Check ``args`` for model ``key`` and return them completed with the defaults.
+
+    Raises:
+        InvalidInput: unknown key, unknown argument, wrong type, out-of-range value, or a
+            combination the constructor refuses; the message names the argument.
+    """
+    constructor = model_constructor(key)
+    args = dict(args or {})
+    target = constructor.__init__ if inspect.isclass(constructor) else constructor
+    hints = typing.get_type_hints(target)
+    params = {
+        name: p
+        for name, p in inspect.signature(constructor).parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    unknown = sorted(set(args) - set(params))
+    if unknown:
+        raise InvalidInput(
+            f"unknown argument(s) {', '.join(unknown)} for model {key!r}; "
+            f"valid: {', '.join(params)}"
+        )
+    resolved: dict[str, Any] = {}
+    for name, param in params.items():
+        value = args.get(name, param.default)
+        ok, value = _accepts(value, hints.get(name, type(param.default)))
+        if not ok:
+            raise InvalidInput(
+                f"argument {name!r} of model {key!r} must be {_type_name(hints.get(name))}, "
+                f"got {args.get(name)!r}"
+            )
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            low_ok = value >= 0 if name in _NON_NEGATIVE else value > 0
+            if not low_ok or (name == "num_classes" and value < 2):
+                raise InvalidInput(f"argument {name!r} of model {key!r} is out of range: {value!r}")
+        resolved[name] = value
+    _trial_build(key, constructor, resolved)
+    return resolved
+
+
+def _trial_build(key: str, constructor: Callable[..., Any], args: dict[str, Any]) -> None:
+    try:
+        if key in DEEP_KEYS:
+            import torch
+
+            with torch.device("meta"):
+                constructor(**args)
+        else:
+            constructor(**args)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"invalid arguments for model {key!r}: {exc}") from exc
+
+
+def build_model(key: str, args: dict[str, Any] | None = None) -> Any:
+    """Validate ``args`` and return a fresh ``nn.Module`` or sklearn ``Pipeline`` for ``key``."""
+    return model_constructor(key)(**validate_model_args(key, args))
+
+
+def count_parameters(model: Any) -> int:
+    """Return the trainable parameter count of a torch model (0 for a classical model)."""
+    parameters = getattr(model, "parameters", None)
+    if not callable(parameters):
+        return 0
+    return int(sum(p.numel() for p in parameters() if p.requires_grad))

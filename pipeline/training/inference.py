@@ -1,0 +1,45 @@
+"""Batched prediction with a trained torch model (shared by training and evaluation)."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["autocast", "predict_proba"]
+
+
+def autocast(device: torch.device, enabled: bool) -> AbstractContextManager[object]:
+    """Return float16 autocast on ``device`` when ``enabled``, else a no-op context.
+
+    Training and prediction take this same path on CPU and CUDA; only the flag differs.
+    """
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16)
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module,
+    windows: np.ndarray,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    mixed_precision: bool = False,
+) -> np.ndarray:
+    """Return softmax probabilities ``[n, C]`` (float64) of ``model`` in eval mode on ``[n, L]``.
+
+    ``mixed_precision`` applies on CUDA only.
+    """
+    device = torch.device(device)
+    model.eval()
+    x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+    out = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size].unsqueeze(1).to(device)
+        with autocast(device, mixed_precision and device.type == "cuda"):
+            logits = model(batch)
+        out.append(torch.softmax(logits.float(), dim=1).cpu())
+    return torch.cat(out).double().numpy()

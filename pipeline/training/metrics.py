@@ -1,0 +1,203 @@
+"""Results shared by deep and classical training: epoch records, test metrics, JSON safety."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "EpochRecord",
+    "TestMetrics",
+    "TrainingResult",
+    "evaluate_predictions",
+    "json_safe",
+    "record_vote",
+    "save_predictions",
+]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One finished epoch (``epoch`` counts from 1); the caller stores one history row each."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    train_acc: float
+    val_acc: float
+    lr: float
+    duration_s: float
+    data_wait_fraction: float
+    is_best: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as a JSON-safe dict."""
+        return json_safe(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a training run returns; ``to_dict()`` is JSON-safe.
+
+    ``model_path`` is ``best.pt`` for a deep model and the skops file for a classical one
+    (``model_sha256`` is its digest). ``resumed_from_epoch`` is the last epoch found in
+    ``last.pt`` when the run continued an interrupted one, else ``None``. ``duration_s``,
+    ``train_windows_per_s`` and ``data_wait_fraction`` describe this run only.
+    """
+
+    model_key: str
+    model_args: dict[str, Any]
+    config: dict[str, Any]
+    class_keys: list[str]
+    epochs_run: int
+    best_epoch: int
+    best_val_accuracy: float
+    stopped_early: bool
+    resumed_from_epoch: int | None
+    history: list[dict[str, Any]]
+    test: dict[str, Any]
+    parameter_count: int
+    duration_s: float
+    train_windows_per_s: float
+    data_wait_fraction: float
+    device: str
+    mixed_precision: bool
+    model_path: str
+    model_sha256: str | None
+    last_checkpoint_path: str | None
+    predictions_path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the result as a JSON-safe dict."""
+        return json_safe(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class TestMetrics:
+    """Window- and record-level results on the test split (all plain Python values).
+
+    ``per_class_accuracy`` maps each class key to its window recall, or ``None`` where the
+    test split has no window of that class. Confusion matrices are rows = true, columns =
+    predicted, over every class index.
+    """
+
+    window_accuracy: float
+    record_accuracy: float
+    precision_macro: float
+    recall_macro: float
+    f1_macro: float
+    per_class_accuracy: dict[str, float | None]
+    confusion_matrix: list[list[int]]
+    record_confusion_matrix: list[list[int]]
+    n_windows: int
+    n_records: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the metrics as a JSON-safe dict."""
+        return json_safe(dataclasses.asdict(self))
+
+
+def record_vote(
+    probabilities: np.ndarray, labels: np.ndarray, record_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Soft vote: mean softmax of each record's windows.
+
+    Returns ``(record_ids, record_labels, record_probabilities)``, sorted by record id; a
+    record's label is the most common label of its windows.
+    """
+    ids, inverse = np.unique(record_ids, return_inverse=True)
+    sums = np.zeros((len(ids), probabilities.shape[1]))
+    np.add.at(sums, inverse, probabilities)
+    counts = np.bincount(inverse, minlength=len(ids))[:, None]
+    record_labels = np.array(
+        [np.bincount(labels[inverse == i]).argmax() for i in range(len(ids))], dtype=np.int64
+    )
+    return ids, record_labels, sums / counts
+
+
+def evaluate_predictions(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    record_ids: np.ndarray,
+    class_keys: tuple[str, ...] | list[str],
+) -> TestMetrics:
+    """Score window probabilities ``[n, C]`` against ``labels`` [n], grouped by ``record_ids``."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    classes = list(range(len(class_keys)))
+    predictions = probabilities.argmax(axis=1)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predictions, labels=sorted(set(labels.tolist())), average="macro", zero_division=0
+    )
+    matrix = confusion_matrix(labels, predictions, labels=classes)
+    support = matrix.sum(axis=1)
+    per_class = {
+        key: (float(matrix[i, i] / support[i]) if support[i] else None)
+        for i, key in enumerate(class_keys)
+    }
+    _, record_labels, record_probs = record_vote(probabilities, labels, record_ids)
+    record_predictions = record_probs.argmax(axis=1)
+    return TestMetrics(
+        window_accuracy=float(accuracy_score(labels, predictions)),
+        record_accuracy=float(accuracy_score(record_labels, record_predictions)),
+        precision_macro=float(precision),
+        recall_macro=float(recall),
+        f1_macro=float(f1),
+        per_class_accuracy=per_class,
+        confusion_matrix=matrix.tolist(),
+        record_confusion_matrix=confusion_matrix(
+            record_labels, record_predictions, labels=classes
+        ).tolist(),
+        n_windows=len(labels),
+        n_records=len(record_labels),
+    )
+
+
+def save_predictions(
+    path: str | os.PathLike[str],
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    record_ids: np.ndarray,
+) -> Path:
+    """Write probabilities, predictions, labels and record ids to an ``.npz``, atomically."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(
+                handle,
+                probabilities=probabilities.astype(np.float32),
+                predictions=probabilities.argmax(axis=1).astype(np.int64),
+                labels=np.asarray(labels, dtype=np.int64),
+                record_ids=np.asarray(record_ids, dtype=np.int64),
+            )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def json_safe(value: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and paths to JSON values (NaN and inf become None)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity
+    return value
