@@ -6,12 +6,11 @@ the one a producer imports before calling ``actor.send(...)``.
 
 from __future__ import annotations
 
+from actors.loader import load_actors
 from config.broker import setup_broker
 from config.settings import get_settings
 
 broker = setup_broker(get_settings())
+load_actors()
 
-# Actor modules bind to the global broker when imported, so they come after it.
-from actors import jobs  # noqa: E402
-
-__all__ = ["broker", "jobs"]
+__all__ = ["broker"]

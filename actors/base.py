@@ -22,7 +22,7 @@ P = TypeVar("P", bound=BaseModel)
 class Payload(BaseModel):
     """Base of every payload schema: JSON primitives only, unknown fields refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def validate_payload(actor_name: str, schema: type[P], kwargs: dict[str, Any]) -> P:
@@ -78,10 +78,12 @@ def job_actor(
     schema: type[P],
     name: str | None = None,
     policy: ActorPolicy | None = None,
+    **options: Any,
 ) -> Callable[[Callable[..., Any]], PayloadActor]:
     """Declare an actor ``fn(payload, job, *piped)`` with its payload schema and table policy.
 
-    The body receives the validated payload and the ``JobContext``. A ``StopRequested``
+    The body receives the validated payload and the ``JobContext``. Extra ``options`` go to
+    Dramatiq as actor options (``periodic=cron(...)`` for periodiq). A ``StopRequested``
     from ``pipeline`` ends the job ``cancelled`` (if a cancel was asked) or ``timed_out``.
     """
 
@@ -114,6 +116,7 @@ def job_actor(
             max_backoff=actor_policy.max_backoff_ms,
             retry_when=RetryTransient(actor_policy),
             store_results=actor_policy.store_results,
+            **options,
         )
         actor.schema = schema
         return actor

@@ -7,10 +7,6 @@ import time
 from collections.abc import Callable
 
 import dramatiq
-from pydantic import Field
-
-from actors.base import Payload, job_actor
-from actors.context import JobContext
 from actors.store.db import get_database
 from actors.store.jobs import JobStore, JobView
 from config.broker import redis_client
@@ -62,15 +58,3 @@ def wait_for_job(
         if time.monotonic() >= deadline:
             raise TimeoutError(f"job {message_id} still {view.state} after {timeout_s:g} s")
         time.sleep(poll_s)
-
-
-class CancelJob(Payload):
-    """Payload of ``cancel_job``."""
-
-    message_id: str = Field(min_length=1, max_length=64)
-
-
-@job_actor(schema=CancelJob)
-def cancel_job(payload: CancelJob, job: JobContext) -> dict:
-    """Cancel a job from a worker (for callers that can only send messages)."""
-    return job_store().request_cancel(payload.message_id).to_dict()

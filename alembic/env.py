@@ -7,7 +7,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine
 
-from actors.store.models import Base
+from actors.store.schema import Base
 from config.settings import get_settings
 
 config = context.config

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     log_json: bool | None = None
     log_level: str = "INFO"
 
+    # Maintenance (periodiq cron strings, minute hour day month weekday).
+    schedule_reap_stale_jobs: str = "*/5 * * * *"
+    reaper_grace_s: int = Field(300, ge=1)
+
     # Workers.
     generation_workers: int = Field(0, ge=0)
     prometheus_port: int = Field(0, ge=0)

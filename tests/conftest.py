@@ -17,6 +17,7 @@ import redis  # noqa: E402
 # The broker must exist before any actor module (ours or the probes) is imported.
 import actors.app  # noqa: E402,F401
 import tests.probe_actors  # noqa: E402,F401
+from actors.store.db import migrate  # noqa: E402
 
 
 def _pg_conninfo(url: str) -> str:
@@ -29,20 +30,6 @@ def recreate_pg_database(name: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return env.PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-
-def migrate(url: str, revision: str = "head") -> None:
-    """Run the project's Alembic migrations on ``url``."""
-    from alembic import command
-    from alembic.config import Config
-
-    from actors.store.db import ALEMBIC_DIR
-
-    config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
-    config.attributes["url"] = url
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, revision)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from actors.errors import DatabaseUnavailable, SchemaOutOfDate, StoreError
 from config.settings import mask_secrets
 
-__all__ = ["Database", "get_database", "ALEMBIC_DIR", "head_revision", "check_schema_at_head"]
+__all__ = ["Database", "get_database", "ALEMBIC_DIR", "head_revision", "check_schema_at_head", "migrate"]
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
@@ -108,3 +108,15 @@ def check_schema_at_head(database: Database) -> None:
             f"database {mask_secrets(database.url)} is at revision {current or 'none'}, "
             f"the code needs {head}: run `make migrate` (alembic upgrade head) first"
         )
+
+
+def migrate(url: str, revision: str = "head", *, direction: str = "upgrade") -> None:
+    """Run the project's Alembic migrations on ``url`` (``upgrade`` or ``downgrade``)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.attributes["url"] = url
+    config.attributes["configure_logging"] = False
+    getattr(command, direction)(config, revision)

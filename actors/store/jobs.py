@@ -218,6 +218,18 @@ class JobStore:
         with self.database.session() as session:
             session.execute(statement)
 
+    def running_since(self, cutoff: datetime, limit: int = 500) -> list[JobView]:
+        """Return jobs the database has as running (or retrying) since before ``cutoff``."""
+        with self.database.session() as session:
+            rows = session.scalars(
+                select(Job).where(Job.state == "running", Job.started_at < cutoff).limit(limit)
+            ).all()
+            return [_view_from_row(row) for row in rows]
+
+    def worker_alive(self, worker: str | None) -> bool:
+        """Return whether ``worker`` has sent a heartbeat recently."""
+        return bool(worker) and bool(self.redis.exists(f"{self.prefix}:worker:{worker}"))
+
     def count_by_state(self) -> dict[str, int]:
         """Return the number of job rows per state in the database."""
         from sqlalchemy import func

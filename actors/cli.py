@@ -1,0 +1,162 @@
+"""The ``pfd`` command: run the demo, send and follow jobs, inspect queues and dead letters."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="PFD Actors: background work for bearing fault diagnosis.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead-lettered messages.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(db_app, name="db")
+console = Console()
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _broker():  # type: ignore[no-untyped-def]
+    import actors.app
+
+    return actors.app.broker
+
+
+def _emit(data: object, as_json: bool, table: Table | None = None) -> None:
+    if as_json or table is None:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        console.print(table)
+
+
+@app.command()
+def demo(records_per_class: int = typer.Option(4, min=1, help="Records generated per class.")) -> None:
+    """Start the workers, generate a dataset, import its MAT export, print a summary."""
+    from actors.demo import run_demo
+
+    raise typer.Exit(run_demo(records_per_class, console))
+
+
+@app.command()
+def workers(show: bool = typer.Option(False, help="Only print what the Procfile runs.")) -> None:
+    """Run the Procfile (one worker per queue + the scheduler), or show its lines."""
+    procfile = ROOT / "Procfile"
+    if show:
+        typer.echo(procfile.read_text())
+        return
+    honcho = Path(sys.executable).parent / "honcho"
+    os.execv(str(honcho), [str(honcho), "start", "-f", str(procfile)])
+
+
+@app.command()
+def send(
+    actor: str,
+    payload: str = typer.Option("{}", "--json", help="The payload as a JSON object."),
+    wait: bool = typer.Option(False, help="Follow the job with a progress bar until it ends."),
+) -> None:
+    """Send a message to ACTOR with a JSON payload (validated before it is sent)."""
+    from actors.errors import PayloadInvalid
+
+    broker = _broker()
+    try:
+        kwargs = json.loads(payload)
+        message = broker.get_actor(actor).send(**kwargs)
+    except (json.JSONDecodeError, PayloadInvalid) as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        if type(exc).__name__ == "ActorNotFound":
+            console.print(f"[red]unknown actor {actor!r}; known: {', '.join(sorted(broker.actors))}")
+            raise typer.Exit(2) from None
+        raise
+    typer.echo(message.message_id)
+    if wait:
+        from actors.follow import follow_job
+
+        view = follow_job(message.message_id, label=actor, console=console)
+        raise typer.Exit(0 if view.state == "succeeded" else 1)
+
+
+@app.command()
+def status(message_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show a job's state, progress, timings and error."""
+    from actors.errors import JobNotFound
+    from actors.jobs import get_job
+
+    _broker()
+    try:
+        view = get_job(message_id)
+    except JobNotFound as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(1) from None
+    table = Table(show_header=False)
+    for key, value in view.to_dict().items():
+        table.add_row(key, str(value))
+    _emit(view.to_dict(), as_json, table)
+
+
+@app.command()
+def cancel(message_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Cancel a job: queued jobs are skipped, running ones stop at their next check."""
+    from actors.jobs import request_cancel
+
+    _broker()
+    view = request_cancel(message_id)
+    _emit({"message_id": message_id, "state": view.state, "cancel_requested": view.cancel_requested}, as_json,
+          None if as_json else _one_row("cancel requested", view.state))
+
+
+def _one_row(label: str, value: str) -> Table:
+    table = Table(show_header=False)
+    table.add_row(label, value)
+    return table
+
+
+@app.command()
+def queues(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show each queue's depth, delayed (retrying) and dead-lettered messages."""
+    from actors.queues import queue_depths
+    from config.queues import QUEUES
+
+    broker = _broker()
+    depths = queue_depths(broker.client, QUEUES)
+    table = Table("queue", "queued", "delayed", "dead")
+    for depth in depths:
+        table.add_row(depth.queue, str(depth.queued), str(depth.delayed), str(depth.dead))
+    _emit([d.to_dict() for d in depths], as_json, table)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    queue: Optional[str] = typer.Argument(None, help="One queue (default: all)."),
+    limit: int = typer.Option(50, min=1),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List dead-lettered messages, newest first."""
+    from dataclasses import asdict
+
+    from actors.deadletters import list_dead_letters
+    from config.queues import QUEUES
+
+    broker = _broker()
+    letters = [l for q in ([queue] if queue else QUEUES) for l in list_dead_letters(broker.client, q, limit=limit)]
+    table = Table("queue", "message id", "actor", "failed at")
+    for letter in letters:
+        table.add_row(letter.queue, letter.message_id, letter.actor, f"{letter.failed_at:.0f}")
+    _emit([asdict(l) for l in letters], as_json, table)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema to the newest migration (alembic upgrade head)."""
+    from actors.store.db import migrate
+    from config.settings import get_settings
+
+    migrate(get_settings().database_url)
+    console.print(f"database {get_settings().masked('database_url')} is at head")

@@ -1,0 +1,168 @@
+"""Dataset actors (``cpu_processing``): generate a dataset, import MATLAB files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from actors.base import Payload, job_actor
+from actors.context import JobContext
+from actors.store.datasets import claim_dataset, complete_dataset, fail_dataset, record_import
+from actors.store.db import Database, get_database
+from config.settings import get_settings, mask_secrets
+from pipeline.artifacts import file_sha256
+from pipeline.domain import CLASS_KEYS, SEVERITY_BANDS
+from pipeline.errors import UnsafePath
+
+__all__ = ["GenerateDataset", "ImportMatDataset", "generate_dataset", "import_mat_dataset"]
+
+DatasetId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+FaultKey = Literal[CLASS_KEYS]  # type: ignore[valid-type]
+SeverityBand = Literal[tuple(SEVERITY_BANDS)]  # type: ignore[valid-type]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class NoiseLayers(Payload):
+    """One switch per noise layer of DOMAIN.md; all on by default."""
+
+    measurement: bool = True
+    emi: bool = True
+    pink: bool = True
+    drift: bool = True
+    quantization: bool = True
+    sensor_drift: bool = True
+    aliasing: bool = True
+    impulses: bool = True
+
+
+class Augmentation(Payload):
+    """Optional augmentation (time shift, amplitude scale, noise injection); off by default."""
+
+    enabled: bool = False
+    time_shift: bool = True
+    amplitude_scale: bool = True
+    noise_injection: bool = True
+
+
+class GenerateDataset(Payload):
+    """Payload of ``generate_dataset``: what to generate, and in which formats."""
+
+    dataset_id: DatasetId | None = None
+    name: str = Field("", max_length=200)
+    fault_types: list[FaultKey] = Field(default_factory=lambda: list(CLASS_KEYS), min_length=1, max_length=len(CLASS_KEYS))
+    records_per_class: int = Field(10, ge=1, le=5_000)
+    severities: list[SeverityBand] = Field(default_factory=lambda: list(SEVERITY_BANDS), min_length=1)
+    noise: NoiseLayers = NoiseLayers()
+    speed_variation: float = Field(0.1, ge=0.0, le=0.5)
+    load_range: tuple[float, float] = (30.0, 100.0)
+    temperature_range: tuple[float, float] = (40.0, 80.0)
+    severity_ramp_probability: Probability = 0.30
+    transient_probability: Probability = 0.25
+    augmentation: Augmentation = Augmentation()
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+    split_ratios: tuple[Probability, Probability, Probability] = (0.70, 0.15, 0.15)
+    output_format: Literal["hdf5", "mat", "both"] = "hdf5"
+
+    def formats(self) -> tuple[str, ...]:
+        """The file formats to write."""
+        return ("hdf5", "mat") if self.output_format == "both" else (self.output_format,)
+
+
+class ImportMatDataset(Payload):
+    """Payload of ``import_mat_dataset``: MAT files or folders under an import root."""
+
+    paths: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(min_length=1, max_length=100_000)
+    dataset_id: DatasetId | None = None
+    name: str = Field("", max_length=200)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    split_ratios: tuple[Probability, Probability, Probability] = (0.70, 0.15, 0.15)
+
+
+@contextmanager
+def _failure_recorded(database: Database, dataset_id: str, job_id: str) -> Iterator[None]:
+    """Mark the dataset failed with the reason if the work inside raises, then re-raise."""
+    try:
+        yield
+    except BaseException as exc:
+        fail_dataset(database, dataset_id, job_id, mask_secrets(f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+@job_actor(schema=GenerateDataset)
+def generate_dataset(payload: GenerateDataset, job: JobContext) -> dict:
+    """Generate a dataset with the DOMAIN.md physics and record it."""
+    from pipeline.datasets.generate import generate_dataset as generate
+    from pipeline.signals.config import GeneratorConfig
+
+    settings = get_settings()
+    database = get_database(settings.database_url)
+    config = GeneratorConfig.from_dict(
+        payload.model_dump(exclude={"dataset_id", "name", "output_format"})
+    ).validate()
+    dataset_id = payload.dataset_id or f"ds-{job.message_id}"
+    claim = claim_dataset(database, dataset_id, job.message_id, source="generator", name=payload.name, config=config.to_dict())
+    if claim.done:
+        return claim.summary
+    with _failure_recorded(database, dataset_id, job.message_id):
+        produced = generate(
+            config, settings.artifact_root / "datasets", dataset_id, payload.formats(),
+            on_progress=job.progress, should_stop=job.should_stop,
+            workers=settings.generation_workers or None, overwrite=True,
+        )
+        checksum = file_sha256(produced.hdf5_path) if produced.hdf5_path else None
+    return complete_dataset(
+        database, dataset_id, job.message_id, path=produced.hdf5_path, mat_dir=produced.mat_dir,
+        checksum=checksum, n_records=produced.n_records, class_counts=produced.class_counts,
+        split_counts=produced.split_counts, config_hash=produced.config_hash,
+    )
+
+
+def _import_root(paths: list[str], roots: tuple[Path, ...]) -> Path:
+    """Return the configured import root that holds every path, or refuse them."""
+    from pipeline.datasets.matio import resolve_under_root
+
+    for root in roots:
+        try:
+            for path in paths:
+                resolve_under_root(path, root)
+        except UnsafePath:
+            continue
+        return root
+    raise UnsafePath(
+        f"every path must lie under one import root ({', '.join(str(r) for r in roots)}); "
+        f"refused: {', '.join(paths[:5])}"
+    )
+
+
+@job_actor(schema=ImportMatDataset)
+def import_mat_dataset(payload: ImportMatDataset, job: JobContext) -> dict:
+    """Import MATLAB files (v4 to v7.3) into a dataset in the standard HDF5 layout."""
+    from pipeline.datasets.matio import import_mat_files
+
+    settings = get_settings()
+    database = get_database(settings.database_url)
+    root = _import_root(payload.paths, settings.import_roots)
+    dataset_id = payload.dataset_id or f"ds-{job.message_id}"
+    claim = claim_dataset(database, dataset_id, job.message_id, source="mat_import", name=payload.name,
+                          config={"paths": payload.paths, "seed": payload.seed, "split_ratios": list(payload.split_ratios)})
+    if claim.done:
+        return claim.summary
+    with _failure_recorded(database, dataset_id, job.message_id):
+        imported = import_mat_files(
+            payload.paths, root, settings.artifact_root / "datasets", dataset_id,
+            on_progress=job.progress, should_stop=job.should_stop,
+            split_ratios=payload.split_ratios, seed=payload.seed,
+        )
+        checksum = file_sha256(imported.hdf5_path)
+    record_import(database, dataset_id, job.message_id, sources=payload.paths,
+                  n_files=imported.n_files, failures=imported.failures)
+    summary = complete_dataset(
+        database, dataset_id, job.message_id, path=imported.hdf5_path, checksum=checksum,
+        n_records=imported.n_records, class_counts=imported.class_counts,
+        split_counts=imported.split_counts, config_hash=imported.config_hash,
+    )
+    return {**summary, "n_files": imported.n_files, "failures": imported.failures}

@@ -1,0 +1,176 @@
+"""The main job, end to end: workers from the Procfile, a generated dataset, its MAT import."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dramatiq
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rich.console import Console
+from rich.table import Table
+
+from actors.follow import follow_job
+from actors.store.db import migrate
+from actors.store.jobs import JobView
+from config.settings import Settings, get_settings
+
+__all__ = ["run_demo"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
+    except (RedisConnectionError, OSError):
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _private_redis(stack: contextlib.ExitStack, settings: Settings, console: Console) -> str | None:
+    """Start a throw-away redis-server on a free port, or return None if there is none."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    stack.callback(_terminate, process)
+    url = f"redis://127.0.0.1:{port}/0"
+    if not _wait_for(lambda: _redis_answers(url), 10):
+        raise RuntimeError(f"the private redis-server on port {port} did not answer")
+    console.print(f"[yellow]No Redis answered at {settings.masked('redis_url')}; started a private one at {url}.")
+    return url
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Console) -> Path:
+    log_path = settings.var_dir / "logs" / "workers.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ, "PFD_REDIS_URL": settings.redis_url, "PFD_LOG_JSON": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    log = stack.enter_context(open(log_path, "ab"))
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(ROOT / "Procfile")],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    stack.callback(_terminate, process)
+    console.print(f"Started the Procfile (4 queue workers + periodiq); their logs go to {log_path}")
+    return log_path
+
+
+def _start_stub_worker(stack: contextlib.ExitStack, settings: Settings, console: Console) -> None:
+    import fakeredis
+
+    from actors.loader import load_actors
+    from config.broker import setup_broker
+
+    console.print(
+        "[bold yellow]No Redis and no redis-server binary: running every queue's worker in this "
+        "one process on Dramatiq's StubBroker (job state in an in-memory Redis). Queue isolation, "
+        "redelivery and the Procfile are NOT exercised in this mode."
+    )
+    broker = setup_broker(settings, stub=True, redis=fakeredis.FakeRedis())
+    load_actors()
+    broker.emit_after("process_boot")
+    worker = dramatiq.Worker(broker, worker_threads=4)
+    worker.start()
+    stack.callback(worker.stop)
+
+
+def run_demo(records_per_class: int = 4, console: Console | None = None) -> int:
+    """Run the main job and print a summary; return a process exit code."""
+    console = console or Console()
+    settings = get_settings()
+    with contextlib.ExitStack() as stack:
+        redis_url = settings.redis_url if _redis_answers(settings.redis_url) else _private_redis(stack, settings, console)
+        if redis_url is not None:
+            settings = settings.model_copy(update={"redis_url": redis_url})
+        migrate(settings.database_url)
+        if redis_url is None:
+            _start_stub_worker(stack, settings, console)
+        else:
+            from actors.loader import load_actors
+            from config.broker import setup_broker
+
+            setup_broker(settings)
+            load_actors()
+            _start_procfile(stack, settings, console)
+
+        from actors.datasets import generate_dataset, import_mat_dataset
+
+        started = time.monotonic()
+        generated_message = generate_dataset.send(
+            name="demo", records_per_class=records_per_class, output_format="both", seed=7,
+        )
+        generated = follow_job(generated_message.message_id, label="generate_dataset", console=console)
+        views = [generated]
+        if generated.state == "succeeded" and generated.result:
+            imported_message = import_mat_dataset.send(name="demo-mat-import", paths=[generated.result["mat_dir"]])
+            views.append(follow_job(imported_message.message_id, label="import_mat_dataset", console=console))
+        _print_summary(console, views, time.monotonic() - started)
+        return 0 if all(v.state == "succeeded" for v in views) else 1
+
+
+def _print_summary(console: Console, views: list[JobView], elapsed_s: float) -> None:
+    jobs = Table(title=f"Jobs ({elapsed_s:.1f} s in all)")
+    for column in ("actor", "state", "attempts", "duration", "records"):
+        jobs.add_column(column)
+    for view in views:
+        jobs.add_row(
+            view.actor, view.state, str(view.attempts), f"{(view.duration_ms or 0) / 1000:.1f} s",
+            str((view.result or {}).get("n_records", "-")),
+        )
+    console.print(jobs)
+    counts: dict[str, list[str]] = {}
+    for view in views:
+        result = view.result or {}
+        if view.error_message:
+            console.print(f"[red]{view.actor} failed: {view.error_message}")
+        if result:
+            console.print(f"{view.actor}: dataset [bold]{result['dataset_id']}[/] -> {result.get('path') or result.get('mat_dir')}")
+            for key, count in (result.get("class_counts") or {}).items():
+                counts.setdefault(key, []).append(str(count))
+    if counts:
+        table = Table(title="Records per class")
+        table.add_column("class")
+        for view in views:
+            table.add_column(view.actor, justify="right")
+        for key, values in counts.items():
+            table.add_row(key, *values)
+        console.print(table)

@@ -1,0 +1,15 @@
+"""Import every actor module (after the broker exists: actors bind to it on import)."""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["ACTOR_MODULES", "load_actors"]
+
+ACTOR_MODULES = ("actors.control", "actors.datasets", "actors.maintenance")
+
+
+def load_actors() -> None:
+    """Import every actor module so its actors are declared on the current broker."""
+    for module in ACTOR_MODULES:
+        importlib.import_module(module)

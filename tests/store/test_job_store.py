@@ -1,0 +1,117 @@
+"""Job store contract, run against every database backend: SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+import redis as redis_lib
+from sqlalchemy import select
+
+from actors.errors import JobNotFound
+from actors.store.db import Database
+from actors.store.jobs import JobStore
+from actors.store.models import Job
+from tests import env
+from tests.conftest import migrate, recreate_pg_database
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'jobs.sqlite3'}"
+    else:
+        url = recreate_pg_database("pfd_test_store")
+    migrate(url)
+    db = Database(url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def store(database):  # type: ignore[no-untyped-def]
+    client = redis_lib.Redis.from_url(env.REDIS_URL)
+    return JobStore(client, database, cache_ttl_s=60, prefix=f"pfdtest{uuid.uuid4().hex[:8]}")
+
+
+def _row(database: Database, message_id: str) -> Job | None:
+    with database.session() as session:
+        return session.scalars(select(Job).where(Job.message_id == message_id)).first()
+
+
+def test_state_changes_are_live_at_once_and_in_the_database_after_a_flush(store, database):
+    store.enqueued("m1", "act", "high_priority")
+    assert store.get("m1").state == "queued"
+    assert _row(database, "m1") is None
+    store.started("m1", "act", "high_priority", attempt=1, worker="w")
+    store.progress("m1", 0.5, "half", {"epoch": 3})
+    assert store.flush() == 1
+    row = _row(database, "m1")
+    assert (row.state, row.progress, row.status, row.metrics) == ("running", 0.5, "half", {"epoch": 3})
+    store.finished("m1", "succeeded", duration_ms=12.5, result={"n": 1})
+    store.flush()
+    row = _row(database, "m1")
+    assert (row.state, row.progress, row.duration_ms, row.result) == ("succeeded", 1.0, 12.5, {"n": 1})
+    assert store.dirty_count() == 0
+
+
+def test_an_older_snapshot_never_overwrites_a_newer_row(store, database):
+    store.enqueued("m2", "act", "q")
+    store.finished("m2", "succeeded", duration_ms=1.0)
+    store.flush()
+    newer_version = _row(database, "m2").version
+    # A slow flusher that read the job before it finished writes its old snapshot late.
+    stale = {"message_id": "m2", "actor": "act", "queue": "q", "state": "running", "progress": 0.1,
+             "status": "", "attempts": 1, "duration_ms": None, "error_type": None, "error_message": None,
+             "result": None, "metrics": None, "fanout_id": None, "worker": None,
+             "version": newer_version - 1, "updated_at": datetime.now(timezone.utc), "enqueued_at": None,
+             "started_at": None, "finished_at": None}
+    store._upsert([stale])
+    assert _row(database, "m2").state == "succeeded"
+
+
+def test_a_change_made_during_a_flush_is_flushed_later(store, database):
+    store.enqueued("m3", "act", "q")
+    members = store.redis.zrange(store.dirty_key, 0, -1, withscores=True)
+    store.progress("m3", 0.3)  # newer than what a flusher would have read
+    # Forgetting with the old version must keep the job dirty.
+    store._forget(keys=[store.dirty_key], args=[members[0][0], int(members[0][1])])
+    assert store.dirty_count() == 1
+    store.flush()
+    assert _row(database, "m3").progress == 0.3
+
+
+def test_flushing_twice_writes_one_row(store, database):
+    store.enqueued("m4", "act", "q")
+    store.flush()
+    store.enqueued("m4", "act", "q")
+    store.flush()
+    with database.session() as session:
+        assert len(session.scalars(select(Job).where(Job.message_id == "m4")).all()) == 1
+
+
+def test_cancel_request_is_seen_by_the_next_progress_report(store):
+    store.enqueued("m5", "act", "q")
+    store.started("m5", "act", "q", attempt=1, worker="w")
+    assert store.progress("m5", 0.1) is False
+    assert store.request_cancel("m5").cancel_requested
+    assert store.progress("m5", 0.2) is True
+
+
+def test_finished_jobs_are_read_from_the_database_once_redis_forgot_them(store):
+    store.enqueued("m6", "act", "q")
+    store.finished("m6", "failed", duration_ms=3.0, error=ValueError("bad input: x"))
+    store.flush()
+    store.redis.delete(store.key("m6"))
+    view = store.get("m6")
+    assert (view.state, view.error_type, view.error_message) == ("failed", "ValueError", "bad input: x")
+    with pytest.raises(JobNotFound):
+        store.get("no-such-job")
+
+
+def test_final_jobs_expire_from_redis_after_the_cache_ttl(store):
+    store.enqueued("m7", "act", "q")
+    assert store.redis.ttl(store.key("m7")) > 3600
+    store.finished("m7", "succeeded", duration_ms=1.0)
+    assert 0 < store.redis.ttl(store.key("m7")) <= 60
