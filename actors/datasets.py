@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from actors.base import Payload, job_actor
 from actors.context import JobContext
@@ -67,6 +67,18 @@ class GenerateDataset(Payload):
     split_ratios: tuple[Probability, Probability, Probability] = (0.70, 0.15, 0.15)
     output_format: Literal["hdf5", "mat", "both"] = "hdf5"
 
+    @model_validator(mode="after")
+    def _generator_accepts(self) -> "GenerateDataset":
+        # The generator's own checks (ranges, ratios) run on send too: one source of truth.
+        self.generator_config()
+        return self
+
+    def generator_config(self):  # type: ignore[no-untyped-def]
+        """The ``GeneratorConfig`` this payload describes (validated)."""
+        from pipeline.signals.config import GeneratorConfig
+
+        return GeneratorConfig.from_dict(self.model_dump(exclude={"dataset_id", "name", "output_format"})).validate()
+
     def formats(self) -> tuple[str, ...]:
         """The file formats to write."""
         return ("hdf5", "mat") if self.output_format == "both" else (self.output_format,)
@@ -96,13 +108,10 @@ def _failure_recorded(database: Database, dataset_id: str, job_id: str) -> Itera
 def generate_dataset(payload: GenerateDataset, job: JobContext) -> dict:
     """Generate a dataset with the DOMAIN.md physics and record it."""
     from pipeline.datasets.generate import generate_dataset as generate
-    from pipeline.signals.config import GeneratorConfig
 
     settings = get_settings()
     database = get_database(settings.database_url)
-    config = GeneratorConfig.from_dict(
-        payload.model_dump(exclude={"dataset_id", "name", "output_format"})
-    ).validate()
+    config = payload.generator_config()
     dataset_id = payload.dataset_id or f"ds-{job.message_id}"
     claim = claim_dataset(database, dataset_id, job.message_id, source="generator", name=payload.name, config=config.to_dict())
     if claim.done:

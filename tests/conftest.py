@@ -64,3 +64,26 @@ def wait_until(predicate: Callable[[], object], *, timeout: float = 30.0, interv
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+WORKER_LINES = ("high_priority", "gpu_training", "cpu_processing", "notifications")
+
+
+@pytest.fixture(scope="session")
+def workers(app, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The four queue workers, each started exactly as its Procfile line says."""
+    from actors.jobs import get_job
+    from tests.probe_actors import PROBES
+    from tests.workers import Workers
+
+    running = Workers(tmp_path_factory.mktemp("worker-logs"))
+    for name in WORKER_LINES:
+        running.start(name)
+    try:
+        # Ready when each queue has answered a probe.
+        for queue, probe in PROBES.items():
+            message = probe.send()
+            wait_until(lambda: get_job(message.message_id).state == "succeeded", timeout=90, what=f"{queue} worker")
+        yield running
+    finally:
+        running.stop_all()
