@@ -152,6 +152,24 @@ def dlq_list(
     _emit([asdict(l) for l in letters], as_json, table)
 
 
+@app.command("record-jobs")
+def record_jobs() -> None:
+    """Run the job recorder: write job states from Redis to the database (Procfile line)."""
+    import signal
+    import threading
+
+    from actors.jobs import job_store
+    from actors.recorder import run_recorder
+    from config.settings import get_settings
+
+    _broker()
+    settings = get_settings()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_recorder(job_store(), interval_s=settings.job_flush_interval_s, batch=settings.job_flush_batch, stop=stop)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the database schema to the newest migration (alembic upgrade head)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,8 +12,6 @@ from actors.store.jobs import JobStore
 
 __all__ = ["JobContext", "current_job", "bind_job", "unbind_job"]
 
-# Re-reading the cancel flag more often than this between progress reports buys nothing.
-_CANCEL_POLL_S = 1.0
 _local = threading.local()
 
 
@@ -30,24 +29,26 @@ class JobContext:
     cancel_seen: bool = False
     outcome: str | None = None
     started: float = field(default_factory=time.monotonic)
-    _last_cancel_check: float = 0.0
+    # The fields that say this attempt runs, until they reach the store ("announced").
+    start_fields: dict[str, Any] | None = None
+    announced: bool = False
+    cancel_check: Callable[[], bool] | None = None
 
     def progress(self, fraction: float, status: str = "", **metrics: Any) -> None:
         """Record progress (0..1); also learns of a cancel request at once."""
         if self.store is None:
             return
-        self._last_cancel_check = time.monotonic()
-        if self.store.progress(self.message_id, fraction, status, _json_safe(metrics)):
+        start = None if self.announced else self.start_fields
+        self.announced = True
+        if self.store.progress(self.message_id, fraction, status, _json_safe(metrics), start=start):
             self.cancel_seen = True
 
     def should_stop(self) -> bool:
         """True when the job was cancelled or its deadline passed."""
         if self.deadline_passed:
             return True
-        now = time.monotonic()
-        if self.store is not None and not self.cancel_seen and now - self._last_cancel_check > _CANCEL_POLL_S:
-            self._last_cancel_check = now
-            self.cancel_seen = self.store.cancel_requested(self.message_id)
+        if not self.cancel_seen and self.cancel_check is not None:
+            self.cancel_seen = self.cancel_check()
         return self.cancel_seen
 
     @property

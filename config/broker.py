@@ -23,7 +23,7 @@ __all__ = ["setup_broker", "redis_client"]
 @functools.lru_cache(maxsize=4)
 def redis_client(url: str) -> Redis:
     """Return the process-wide Redis client for ``url``."""
-    return Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+    return Redis.from_url(url, socket_keepalive=True)
 
 
 def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None = None) -> dramatiq.Broker:
@@ -72,6 +72,7 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
             flush_interval_s=settings.job_flush_interval_s,
             flush_batch=settings.job_flush_batch,
             heartbeat_s=settings.worker_heartbeat_s,
+            record=stub or settings.workers_record_jobs,
         ),
     )
     broker.middleware.insert(retries_index, LogContext())

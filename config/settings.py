@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings", "mask_secrets"]
@@ -36,6 +38,9 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(3600, ge=1)
     job_cache_ttl_s: int = Field(3600, ge=1)
     job_flush_interval_s: float = Field(0.5, gt=0)
+    # Workers leave database writes to the recorder process (Procfile); set this where
+    # no recorder runs (the single-process demo) to have workers write job rows themselves.
+    workers_record_jobs: bool = False
     job_flush_batch: int = Field(500, ge=1)
     worker_heartbeat_s: float = Field(2.0, gt=0)
 
@@ -55,6 +60,23 @@ class Settings(BaseSettings):
     # Workers.
     generation_workers: int = Field(0, ge=0)
     prometheus_port: int = Field(0, ge=0)
+
+    # Notifications. E-mail is off while smtp_host is empty, the webhook while webhook_url is.
+    smtp_host: str = ""
+    smtp_port: int = Field(0, ge=0, le=65535)  # 0: the TLS mode's usual port (25, 587, 465)
+    smtp_tls: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_user: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = "pfd@localhost"
+    smtp_timeout_s: float = Field(10.0, gt=0)
+    smtp_ca_file: Path | None = None  # extra CA bundle for an internal relay's certificate
+    notify_email_to: str = ""  # the "default" user's address(es), comma-separated
+    notify_user_emails: dict[str, str] = Field(default_factory=dict)  # other users, as JSON
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")  # empty: requests are not signed
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    notify_channel_failure_limit: int = Field(5, ge=1)  # failures in a row that pause a channel
+    notify_channel_pause_s: float = Field(900.0, ge=0)  # then one attempt probes it again
 
     @model_validator(mode="after")
     def _fill_derived_paths(self) -> "Settings":

@@ -41,11 +41,16 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> str:
-    """The test PostgreSQL database, migrated to head."""
+def pg_url() -> Iterator[str]:
+    """The test PostgreSQL database of this session, migrated to head, dropped at the end."""
     url = recreate_pg_database(env.PG_DATABASE)
     migrate(url)
-    return url
+    yield url
+    from actors.store.db import get_database
+
+    get_database(url).dispose()
+    with psycopg.connect(_pg_conninfo(env.PG_ADMIN_URL), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{env.PG_DATABASE}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +71,7 @@ def wait_until(predicate: Callable[[], object], *, timeout: float = 30.0, interv
         time.sleep(interval)
 
 
-WORKER_LINES = ("high_priority", "gpu_training", "cpu_processing", "notifications")
+WORKER_LINES = ("high_priority", "gpu_training", "cpu_processing", "notifications", "recorder")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 REDIS_URL = os.environ.get("PFD_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 PG_ADMIN_URL = os.environ.get("PFD_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-PG_DATABASE = "pfd_test"
+# One database per test session, so two runs on one machine never drop each other's.
+PG_DATABASE = f"pfd_test_{os.getpid()}"
 PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DATABASE
 VAR_DIR = Path(tempfile.mkdtemp(prefix="pfd-tests-"))
 

@@ -3,6 +3,10 @@
 Hooks run in the order Dramatiq gives them: this middleware sits before ``Retries`` in the
 broker's list, so its ``after_process_message`` runs after Retries has decided; a job is
 marked ``failed`` only when ``message.failed`` says no retry follows.
+
+One round trip per message: a job's start is held in memory and recorded with its first
+progress report, by a background tick once it has run ``announce_after_s``, or with its
+outcome (short jobs); cancel requests are read from a set that the tick refreshes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 
 from actors.context import JobContext, bind_job, unbind_job
 from actors.errors import JobTimedOut
-from actors.store.jobs import JobStore
+from actors.store.jobs import LIVE_TTL_S, JobStore
 from config.settings import mask_secrets
 
 __all__ = ["JobTracking"]
@@ -40,14 +44,21 @@ class JobTracking(Middleware):
         flush_interval_s: float = 0.5,
         flush_batch: int = 500,
         heartbeat_s: float = 2.0,
+        announce_after_s: float = 0.05,
+        record: bool = False,
     ) -> None:
         self._store = store
         self.flush_interval_s = flush_interval_s
         self.flush_batch = flush_batch
         self.heartbeat_s = heartbeat_s
+        self.announce_after_s = announce_after_s
+        self.record = record
         self.worker_name = ""
+        self._running: dict[str, JobContext] = {}
+        self._running_lock = threading.Lock()
+        self._cancelled: frozenset[str] = frozenset()
         self._stop = threading.Event()
-        self._flusher: threading.Thread | None = None
+        self._ticker: threading.Thread | None = None
 
     @property
     def store(self) -> JobStore:
@@ -66,29 +77,35 @@ class JobTracking(Middleware):
         )
 
     def before_process_message(self, broker, message):  # type: ignore[no-untyped-def]
-        """Record the start; skip a message whose job was cancelled while it waited."""
+        """Hold the attempt's start; skip a message whose job was cancelled while it waited."""
+        message_id = message.message_id
         queue = message.queue_name.removesuffix(".DQ")
         attempt = 1 + message.options.get("retries", 0)
-        cancelled = self.store.started(
-            message.message_id, message.actor_name, queue, attempt=attempt, worker=self.worker_name
-        )
         limit_ms = message.options.get("time_limit") or broker.get_actor(message.actor_name).options.get("time_limit")
         context = JobContext(
-            message_id=message.message_id,
+            message_id=message_id,
             actor=message.actor_name,
             queue=queue,
             attempt=attempt,
             store=self.store,
             deadline=time.monotonic() + limit_ms / 1000 - _DEADLINE_MARGIN_S if limit_ms else None,
             fanout_id=message.options.get("pfd_fanout_id"),
+            start_fields=JobStore.start_fields(
+                message_id, message.actor_name, queue, attempt=attempt, worker=self.worker_name, started_at=time.time()
+            ),
+            cancel_check=lambda: message_id in self._cancelled,
         )
         bind_job(context)
-        if cancelled:
+        if message_id in self._cancelled:
             raise SkipMessage("cancelled before it started")
+        with self._running_lock:
+            self._running[message_id] = context
 
     def after_process_message(self, broker, message, *, result=None, exception=None):  # type: ignore[no-untyped-def]
         """Record the attempt's outcome and write the job's one log line."""
         context = unbind_job()
+        with self._running_lock:
+            self._running.pop(message.message_id, None)
         duration_ms = (time.monotonic() - context.started) * 1000 if context else 0.0
         if exception is None:
             state = (context.outcome if context else None) or "succeeded"
@@ -101,11 +118,12 @@ class JobTracking(Middleware):
         error_message = mask_secrets(str(exception) or type(exception).__name__) if exception else None
         if isinstance(exception, TimeLimitExceeded):
             error_message = "the job passed its time limit"
+        start = context.start_fields if context is not None and not context.announced else None
+        outcome = JobStore.outcome_fields(
+            state, duration_ms=duration_ms, error=exception, error_message=error_message, result=result, start=start,
+        )
         try:
-            self.store.finished(
-                message.message_id, state, duration_ms=duration_ms, error=exception,
-                error_message=error_message, result=result,
-            )
+            self.store.record(message.message_id, outcome, ttl_s=LIVE_TTL_S)
         except Exception as exc:  # an after-hook must never raise; the broker would only log it
             log.error("job.record_failed", outcome=state, error=mask_secrets(str(exc)))
         fields = {"outcome": state, "duration_ms": round(duration_ms, 3)}
@@ -117,38 +135,55 @@ class JobTracking(Middleware):
         """Record a skipped message (cancelled before it ran) as cancelled."""
         context = unbind_job()
         try:
-            self.store.finished(message.message_id, "cancelled", duration_ms=0.0)
+            self.store.finished(
+                message.message_id, "cancelled", duration_ms=0.0, start=context.start_fields if context else None
+            )
         except Exception as exc:  # an after-hook must never raise
             log.error("job.record_failed", outcome="cancelled", error=mask_secrets(str(exc)))
-        log.info("job.finished", outcome="cancelled", duration_ms=0.0, skipped=context is not None)
+        log.info("job.finished", outcome="cancelled", duration_ms=0.0, skipped=True)
 
     def after_worker_boot(self, broker, worker):  # type: ignore[no-untyped-def]
-        """Start this process's flusher, which also beats the worker's heartbeat."""
+        """Start this process's ticker: announces starts, reads cancels, beats (and records)."""
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._stop.clear()
-        self._flusher = threading.Thread(target=self._flush_loop, name="pfd-job-flusher", daemon=True)
-        self._flusher.start()
+        self._ticker = threading.Thread(target=self._tick_loop, name="pfd-job-ticker", daemon=True)
+        self._ticker.start()
 
     def before_worker_shutdown(self, broker, worker):  # type: ignore[no-untyped-def]
-        """Stop the flusher after a last flush, so no final state is left behind."""
+        """Stop the ticker (after a last flush when this process records jobs)."""
         self._stop.set()
-        if self._flusher is not None:
-            self._flusher.join(timeout=10)
+        if self._ticker is not None:
+            self._ticker.join(timeout=10)
 
-    def _flush_loop(self) -> None:
-        last_beat = 0.0
+    def _announce_long_runners(self) -> None:
+        now = time.monotonic()
+        with self._running_lock:
+            due = [c for c in self._running.values() if not c.announced and now - c.started >= self.announce_after_s]
+        for context in due:
+            context.announced = True
+        if due:
+            self.store.announce_started([c.start_fields for c in due if c.start_fields])
+
+    def _tick_loop(self) -> None:
+        tick = min(self.announce_after_s, self.flush_interval_s)
+        last_flush = last_beat = 0.0
         while True:
-            stopping = self._stop.wait(self.flush_interval_s)
+            stopping = self._stop.wait(tick)
             try:
-                if time.monotonic() - last_beat >= self.heartbeat_s:
+                self._announce_long_runners()
+                self._cancelled = frozenset(self.store.cancel_requests())
+                now = time.monotonic()
+                if now - last_beat >= self.heartbeat_s:
                     self.store.redis.set(
                         f"{self.store.prefix}:worker:{self.worker_name}", time.time(),
                         ex=max(int(self.heartbeat_s * 3), 1),
                     )
-                    last_beat = time.monotonic()
-                while self.store.flush(self.flush_batch) >= self.flush_batch:
-                    pass
+                    last_beat = now
+                if self.record and (stopping or now - last_flush >= self.flush_interval_s):
+                    while self.store.flush(self.flush_batch) >= self.flush_batch:
+                        pass
+                    last_flush = now
             except Exception as exc:  # top of a background loop: log, then try again next tick
-                log.warning("jobs.flush_failed", error=mask_secrets(str(exc)))
+                log.warning("jobs.tick_failed", error=mask_secrets(str(exc)))
             if stopping:
                 return

@@ -33,7 +33,26 @@ if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('ZADD', KEYS[2], version, KEYS[3])
 if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'succeeded' or state == 'failed' or state == 'timed_out' or state == 'cancelled' then
+  redis.call('SREM', KEYS[4], KEYS[3])
+end
 return {version, redis.call('HGET', KEYS[1], 'cancel')}
+"""
+
+# A start announced late must never overwrite the outcome of the attempt it announces.
+_ANNOUNCE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'succeeded' or state == 'failed' or state == 'timed_out' or state == 'cancelled' then
+  return 0
+end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0
+if state == 'retrying' and attempts >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('ZADD', KEYS[2], version, KEYS[3])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
 """
 
 _FORGET_FLUSHED = """
@@ -91,7 +110,9 @@ class JobStore:
         self.cache_ttl_s = cache_ttl_s
         self.prefix = prefix
         self.dirty_key = f"{prefix}:jobs:dirty"
+        self.cancels_key = f"{prefix}:jobs:cancels"
         self._record = redis.register_script(_RECORD)
+        self._announce = redis.register_script(_ANNOUNCE)
         self._forget = redis.register_script(_FORGET_FLUSHED)
 
     def key(self, message_id: str) -> str:
@@ -100,11 +121,21 @@ class JobStore:
 
     def record(self, message_id: str, fields: dict[str, Any], *, ttl_s: int = 0) -> bool:
         """Write ``fields`` to a job and mark it dirty; return whether a cancel was requested."""
-        argv: list[Any] = [ttl_s]
-        for name, value in fields.items():
-            argv.extend((name, _encode(value)))
-        _, cancel = self._record(keys=[self.key(message_id), self.dirty_key, message_id], args=argv)
-        return cancel in (b"1", "1")
+        return self.record_many([(message_id, fields, ttl_s)])[0]
+
+    def record_many(self, changes: list[tuple[str, dict[str, Any], int]]) -> list[bool]:
+        """Apply several ``(message_id, fields, ttl_s)`` changes in one round trip."""
+        pipe = self.redis.pipeline(transaction=False) if len(changes) > 1 else None
+        answers = []
+        for message_id, fields, ttl_s in changes:
+            argv: list[Any] = [ttl_s]
+            for name, value in fields.items():
+                argv.extend((name, _encode(value)))
+            keys = [self.key(message_id), self.dirty_key, message_id, self.cancels_key]
+            answers.append(self._record(keys=keys, args=argv, client=pipe))
+        if pipe is not None:
+            answers = pipe.execute()
+        return [cancel in (b"1", "1") for _, cancel in answers]
 
     def enqueued(self, message_id: str, actor: str, queue: str, *, fanout_id: str | None = None) -> None:
         """Record a newly sent message as ``queued``."""
@@ -116,28 +147,55 @@ class JobStore:
             fields["fanout_id"] = fanout_id
         self.record(message_id, fields, ttl_s=LIVE_TTL_S)
 
-    def started(self, message_id: str, actor: str, queue: str, *, attempt: int, worker: str) -> bool:
-        """Record that a worker started the message; return whether a cancel was requested."""
-        return self.record(
-            message_id,
-            {"message_id": message_id, "actor": actor, "queue": queue, "state": "running",
-             "started_at": time.time(), "attempts": attempt, "worker": worker,
-             "error_type": "", "error_message": ""},
-            ttl_s=LIVE_TTL_S,
-        )
+    @staticmethod
+    def start_fields(message_id: str, actor: str, queue: str, *, attempt: int, worker: str, started_at: float) -> dict[str, Any]:
+        """The fields that say an attempt is running."""
+        return {"message_id": message_id, "actor": actor, "queue": queue, "state": "running",
+                "started_at": started_at, "attempts": attempt, "worker": worker,
+                "error_type": "", "error_message": ""}
 
-    def finished(
-        self,
-        message_id: str,
+    def started(self, message_id: str, actor: str, queue: str, *, attempt: int, worker: str) -> bool:
+        """Record that a worker started the message now; return whether a cancel was requested."""
+        fields = self.start_fields(message_id, actor, queue, attempt=attempt, worker=worker, started_at=time.time())
+        return self.record(message_id, fields, ttl_s=LIVE_TTL_S)
+
+    def announce_started(self, starts: list[dict[str, Any]]) -> None:
+        """Record several running attempts in one round trip, never over a final state."""
+        pipe = self.redis.pipeline(transaction=False)
+        for fields in starts:
+            argv: list[Any] = [LIVE_TTL_S, fields["attempts"]]
+            for name, value in fields.items():
+                argv.extend((name, _encode(value)))
+            message_id = fields["message_id"]
+            self._announce(keys=[self.key(message_id), self.dirty_key, message_id], args=argv, client=pipe)
+        pipe.execute()
+
+    def cancel_requests(self) -> set[str]:
+        """Return the ids of jobs with a pending cancel request."""
+        return {member.decode() for member in self.redis.smembers(self.cancels_key)}
+
+    def finished(self, message_id: str, state: str, **outcome: Any) -> None:
+        """Record the outcome of one attempt (a final state, or ``retrying``); see ``outcome_fields``."""
+        # Final jobs keep the long TTL until recorded in the database (``flush`` shortens it).
+        self.record(message_id, self.outcome_fields(state, **outcome), ttl_s=LIVE_TTL_S)
+
+    @staticmethod
+    def outcome_fields(
         state: str,
         *,
         duration_ms: float,
         error: BaseException | None = None,
         error_message: str | None = None,
         result: Any = None,
-    ) -> None:
-        """Record the outcome of one attempt (a final state, or ``retrying``)."""
-        fields: dict[str, Any] = {"state": state, "duration_ms": round(duration_ms, 3)}
+        start: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The fields that record an attempt's outcome.
+
+        ``start`` carries the attempt's start fields when its start was never announced
+        (short jobs), so one round trip records the whole attempt.
+        """
+        fields: dict[str, Any] = dict(start or {})
+        fields.update(state=state, duration_ms=round(duration_ms, 3))
         if state in FINAL_JOB_STATES:
             fields["finished_at"] = time.time()
         if state == "succeeded":
@@ -147,12 +205,18 @@ class JobStore:
             fields["error_message"] = (error_message or str(error))[:_TEXT_LIMIT]
         if isinstance(result, dict):
             fields["result"] = result
-        ttl = self.cache_ttl_s if state in FINAL_JOB_STATES else LIVE_TTL_S
-        self.record(message_id, fields, ttl_s=ttl)
+        return fields
 
-    def progress(self, message_id: str, fraction: float, status: str = "", metrics: dict[str, Any] | None = None) -> bool:
-        """Record progress (0..1) with a status text; return whether a cancel was requested."""
-        fields: dict[str, Any] = {"progress": min(max(float(fraction), 0.0), 1.0), "status": status[:500]}
+    def progress(
+        self, message_id: str, fraction: float, status: str = "", metrics: dict[str, Any] | None = None,
+        *, start: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record progress (0..1) with a status text; return whether a cancel was requested.
+
+        ``start`` carries the attempt's start fields if they were not recorded yet.
+        """
+        fields: dict[str, Any] = dict(start or {})
+        fields.update(progress=min(max(float(fraction), 0.0), 1.0), status=status[:500])
         if metrics:
             fields["metrics"] = metrics
         return self.record(message_id, fields)
@@ -166,6 +230,7 @@ class JobStore:
         view = self.get(message_id)
         if view.final:
             return view
+        self.redis.sadd(self.cancels_key, message_id)
         self.record(message_id, {"cancel": "1"})
         return self.get(message_id)
 
@@ -183,7 +248,10 @@ class JobStore:
             return _view_from_row(row)
 
     def flush(self, limit: int = 500) -> int:
-        """Write up to ``limit`` dirty jobs to the database; return how many were written."""
+        """Write up to ``limit`` dirty jobs to the database; return how many were written.
+
+        Final jobs get the short cache TTL once written. Safe to run in several processes.
+        """
         members = self.redis.zrange(self.dirty_key, 0, limit - 1, withscores=True)
         if not members:
             return 0
@@ -195,10 +263,14 @@ class JobStore:
         if rows:
             self._upsert(rows)
         flushed: list[Any] = []
+        pipe = self.redis.pipeline(transaction=False)
         for (member, score), raw in zip(members, snapshots):
             version = int(raw.get(b"version", score)) if raw else score
             flushed.extend((member, version))
-        self._forget(keys=[self.dirty_key], args=flushed)
+            if raw.get(b"state", b"").decode() in FINAL_JOB_STATES:
+                pipe.expire(self.key(member.decode()), self.cache_ttl_s)
+        self._forget(keys=[self.dirty_key], args=flushed, client=pipe)
+        pipe.execute()
         return len(rows)
 
     def dirty_count(self) -> int:
@@ -208,7 +280,9 @@ class JobStore:
     def _upsert(self, rows: list[dict[str, Any]]) -> None:
         dialect = self.database.engine.dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(Job).values(rows)
+        # One cached statement executed for many rows (executemany), not a multi-VALUES
+        # statement compiled afresh for every batch.
+        statement = insert(Job)
         updated = {name: statement.excluded[name] for name in rows[0] if name != "message_id"}
         statement = statement.on_conflict_do_update(
             index_elements=[Job.message_id],
@@ -216,7 +290,7 @@ class JobStore:
             where=Job.version < statement.excluded.version,
         )
         with self.database.session() as session:
-            session.execute(statement)
+            session.connection().execute(statement, rows)
 
     def running_since(self, cutoff: datetime, limit: int = 500) -> list[JobView]:
         """Return jobs the database has as running (or retrying) since before ``cutoff``."""

@@ -110,8 +110,10 @@ def test_finished_jobs_are_read_from_the_database_once_redis_forgot_them(store):
         store.get("no-such-job")
 
 
-def test_final_jobs_expire_from_redis_after_the_cache_ttl(store):
+def test_final_jobs_expire_from_redis_only_after_they_are_recorded(store):
     store.enqueued("m7", "act", "q")
     assert store.redis.ttl(store.key("m7")) > 3600
     store.finished("m7", "succeeded", duration_ms=1.0)
+    assert store.redis.ttl(store.key("m7")) > 3600  # not before it is recorded
+    store.flush()
     assert 0 < store.redis.ttl(store.key("m7")) <= 60

@@ -1,0 +1,36 @@
+"""The job recorder: drains job states from Redis into the database, in batches.
+
+One small process (the Procfile's ``recorder`` line; several are safe) keeps database
+writes off the workers, so a burst of short jobs is never slowed by the database, and a
+database outage only delays rows: states wait in Redis and are written when it is back.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import structlog
+
+from actors.store.jobs import JobStore
+from config.settings import mask_secrets
+
+__all__ = ["run_recorder"]
+
+log = structlog.get_logger("pfd.recorder")
+
+
+def run_recorder(store: JobStore, *, interval_s: float, batch: int, stop: threading.Event) -> None:
+    """Write dirty jobs to the database until ``stop`` is set; then write what is left."""
+    log.info("recorder.started", interval_s=interval_s, batch=batch)
+    while True:
+        stopping = stop.is_set()
+        try:
+            written = store.flush(batch)
+            while written >= batch:
+                written = store.flush(batch)
+        except Exception as exc:  # top of a background loop: log, wait, try again
+            log.warning("recorder.flush_failed", error=mask_secrets(str(exc)))
+        if stopping:
+            log.info("recorder.stopped")
+            return
+        stop.wait(interval_s)
