@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, create_model, model_validator
 
 from actors.base import Payload, job_actor
 from actors.context import JobContext
@@ -17,6 +18,7 @@ from config.settings import get_settings, mask_secrets
 from pipeline.artifacts import file_sha256
 from pipeline.domain import CLASS_KEYS, SEVERITY_BANDS
 from pipeline.errors import UnsafePath
+from pipeline.signals.config import AugmentationConfig, NoiseConfig
 
 __all__ = ["GenerateDataset", "ImportMatDataset", "generate_dataset", "import_mat_dataset"]
 
@@ -26,26 +28,14 @@ SeverityBand = Literal[tuple(SEVERITY_BANDS)]  # type: ignore[valid-type]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class NoiseLayers(Payload):
-    """One switch per noise layer of DOMAIN.md; all on by default."""
-
-    measurement: bool = True
-    emi: bool = True
-    pink: bool = True
-    drift: bool = True
-    quantization: bool = True
-    sensor_drift: bool = True
-    aliasing: bool = True
-    impulses: bool = True
+def _switches(name: str, config: type) -> type[Payload]:
+    """A payload model with one bool per field of a generator dataclass, same defaults."""
+    return create_model(name, __base__=Payload, __doc__=config.__doc__,
+                        **{f.name: (bool, f.default) for f in dataclass_fields(config)})
 
 
-class Augmentation(Payload):
-    """Optional augmentation (time shift, amplitude scale, noise injection); off by default."""
-
-    enabled: bool = False
-    time_shift: bool = True
-    amplitude_scale: bool = True
-    noise_injection: bool = True
+NoiseLayers = _switches("NoiseLayers", NoiseConfig)
+Augmentation = _switches("Augmentation", AugmentationConfig)
 
 
 class GenerateDataset(Payload):
@@ -56,19 +46,19 @@ class GenerateDataset(Payload):
     fault_types: list[FaultKey] = Field(default_factory=lambda: list(CLASS_KEYS), min_length=1, max_length=len(CLASS_KEYS))
     records_per_class: int = Field(10, ge=1, le=5_000)
     severities: list[SeverityBand] = Field(default_factory=lambda: list(SEVERITY_BANDS), min_length=1)
-    noise: NoiseLayers = NoiseLayers()
+    noise: NoiseLayers = NoiseLayers()  # type: ignore[valid-type]
     speed_variation: float = Field(0.1, ge=0.0, le=0.5)
     load_range: tuple[float, float] = (30.0, 100.0)
     temperature_range: tuple[float, float] = (40.0, 80.0)
     severity_ramp_probability: Probability = 0.30
     transient_probability: Probability = 0.25
-    augmentation: Augmentation = Augmentation()
+    augmentation: Augmentation = Augmentation()  # type: ignore[valid-type]
     seed: int = Field(42, ge=0, le=2**31 - 1)
     split_ratios: tuple[Probability, Probability, Probability] = (0.70, 0.15, 0.15)
     output_format: Literal["hdf5", "mat", "both"] = "hdf5"
 
     @model_validator(mode="after")
-    def _generator_accepts(self) -> "GenerateDataset":
+    def _generator_accepts(self) -> GenerateDataset:
         # The generator's own checks (ranges, ratios) run on send too: one source of truth.
         self.generator_config()
         return self

@@ -7,12 +7,13 @@ import time
 from collections.abc import Callable
 
 import dramatiq
+
 from actors.store.db import get_database
 from actors.store.jobs import JobStore, JobView
 from config.broker import redis_client
 from config.settings import Settings, get_settings
 
-__all__ = ["job_store", "get_job", "cancel_job", "wait_for_job", "request_cancel"]
+__all__ = ["cancel_job", "get_job", "job_store", "request_cancel", "wait_for_job"]
 
 
 @functools.cache

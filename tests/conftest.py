@@ -11,13 +11,13 @@ from tests import env
 
 env.apply()
 
-import psycopg  # noqa: E402
-import redis  # noqa: E402
+import psycopg
+import redis
 
 # The broker must exist before any actor module (ours or the probes) is imported.
-import actors.app  # noqa: E402,F401
-import tests.probe_actors  # noqa: E402,F401
-from actors.store.db import migrate  # noqa: E402
+import actors.app
+import tests.probe_actors  # noqa: F401
+from actors.store.db import migrate
 
 
 def _pg_conninfo(url: str) -> str:
@@ -88,7 +88,7 @@ def workers(app, tmp_path_factory):  # type: ignore[no-untyped-def]
         # Ready when each queue has answered a probe.
         for queue, probe in PROBES.items():
             message = probe.send()
-            wait_until(lambda: get_job(message.message_id).state == "succeeded", timeout=90, what=f"{queue} worker")
+            wait_until(lambda m=message: get_job(m.message_id).state == "succeeded", timeout=90, what=f"{queue} worker")
         yield running
     finally:
         running.stop_all()

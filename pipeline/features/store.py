@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.artifacts import atomic_file
 from pipeline.errors import DatasetFileError, InvalidInput
 from pipeline.features.extract import FeatureMatrix
 
@@ -83,25 +83,15 @@ def save_feature_set(
         raise InvalidInput(f"provenance is not JSON-serialisable: {exc}") from exc
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(
-                handle,
-                format_version=np.int64(FORMAT_VERSION),
-                values=values,
-                names=np.asarray(matrix.names, dtype=np.str_),
-                provenance=np.asarray(provenance_json),
-                **arrays,
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        # Leave no orphan temporary behind, whatever interrupted the write.
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as handle:
+        np.savez_compressed(
+            handle,
+            format_version=np.int64(FORMAT_VERSION),
+            values=values,
+            names=np.asarray(matrix.names, dtype=np.str_),
+            provenance=np.asarray(provenance_json),
+            **arrays,
+        )
     return target
 
 

@@ -7,9 +7,7 @@ its SHA-256 matches the one recorded at save time.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
+from pipeline.artifacts import atomic_path, file_sha256
 from pipeline.errors import CheckpointError
 
 __all__ = [
@@ -142,29 +141,14 @@ def gradient_boosting(
     return _pipeline(boosting, k_features)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_classical(model: Pipeline, path: str | os.PathLike[str]) -> str:
     """Write ``model`` to ``path`` with skops, atomically; return the file's SHA-256."""
     import skops.io as sio
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         sio.dump(model, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return _sha256(target)
+    return file_sha256(target)
 
 
 def load_classical(path: str | os.PathLike[str], sha256: str | None = None) -> Pipeline:
@@ -179,7 +163,7 @@ def load_classical(path: str | os.PathLike[str], sha256: str | None = None) -> P
     source = Path(path)
     if not source.is_file():
         raise CheckpointError(f"classical model file not found: {source}")
-    if sha256 is not None and _sha256(source) != sha256:
+    if sha256 is not None and file_sha256(source) != sha256:
         raise CheckpointError(f"classical model file {source} does not match its recorded SHA-256")
     try:
         untrusted = sio.get_untrusted_types(file=source)

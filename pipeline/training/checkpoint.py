@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.artifacts import atomic_file
 from pipeline.errors import CheckpointError
 from pipeline.models.registry import DEEP_KEYS, build_model
 
@@ -52,17 +52,8 @@ def snapshot_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` ``obj`` to a temporary file beside ``path``, then rename it over ``path``."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(target) as handle:
+        torch.save(obj, handle)
     return target
 
 

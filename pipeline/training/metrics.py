@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pipeline.artifacts import atomic_file
 
 __all__ = [
     "EpochRecord",
@@ -168,21 +169,14 @@ def save_predictions(
 ) -> Path:
     """Write probabilities, predictions, labels and record ids to an ``.npz``, atomically."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(
-                handle,
-                probabilities=probabilities.astype(np.float32),
-                predictions=probabilities.argmax(axis=1).astype(np.int64),
-                labels=np.asarray(labels, dtype=np.int64),
-                record_ids=np.asarray(record_ids, dtype=np.int64),
-            )
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(target) as handle:
+        np.savez_compressed(
+            handle,
+            probabilities=probabilities.astype(np.float32),
+            predictions=probabilities.argmax(axis=1).astype(np.int64),
+            labels=np.asarray(labels, dtype=np.int64),
+            record_ids=np.asarray(record_ids, dtype=np.int64),
+        )
     return target
 
 

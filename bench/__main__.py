@@ -1,0 +1,57 @@
+"""``make bench``: run the benchmarks, write ``bench/results/*.json``, print a table.
+
+``python -m bench [--quick] [--only NAME ...]``; ``--quick`` runs small sizes to check the
+benchmarks themselves, not to report figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import RESULTS_DIR
+
+
+def _generation(quick: bool) -> dict:
+    from bench import bench_generation
+
+    return bench_generation.run(records_per_class=5 if quick else 320)
+
+
+def _tracking(quick: bool) -> dict:
+    from bench import bench_tracking
+
+    return bench_tracking.run(n=2_000 if quick else 20_000)
+
+
+def _features(quick: bool) -> dict:
+    from bench import bench_features
+
+    return bench_features.run(RESULTS_DIR, records_per_class=1 if quick else 2)
+
+
+BENCHMARKS = {"generation": _generation, "tracking": _tracking, "features": _features}
+
+
+def main() -> None:
+    """Run the chosen benchmarks and print their figures."""
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=sorted(BENCHMARKS))
+    args = parser.parse_args()
+    console = Console()
+    table = Table("benchmark", "figure", "value")
+    for name in args.only:
+        console.print(f"[bold]running {name}...")
+        for key, value in BENCHMARKS[name](args.quick).items():
+            if not isinstance(value, (dict, list)):
+                table.add_row(name, key, str(value))
+    console.print(table)
+    console.print(f"figures written to {Path(RESULTS_DIR)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""A no-op actor on the full PFD stack (job records, progress, log line), for dispatch benches."""
+
+from __future__ import annotations
+
+from actors.base import Payload, job_actor
+from actors.context import JobContext
+from config.broker import setup_broker
+from config.queues import HIGH_PRIORITY, ActorPolicy
+from config.settings import get_settings
+
+broker = setup_broker(get_settings())
+
+
+class Nothing(Payload):
+    """No arguments."""
+
+
+@job_actor(schema=Nothing, name="bench_noop", policy=ActorPolicy(HIGH_PRIORITY, time_limit_ms=10_000))
+def bench_noop(payload: Nothing, job: JobContext) -> None:
+    """Do nothing: every cost measured is the platform's."""
