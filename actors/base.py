@@ -14,7 +14,7 @@ from actors.errors import JobTimedOut, PayloadInvalid
 from config.queues import ActorPolicy, policy_for, retried_error_types
 from pipeline.errors import StopRequested
 
-__all__ = ["Payload", "PayloadActor", "job_actor", "validate_payload", "RetryTransient"]
+__all__ = ["Payload", "PayloadActor", "RetryTransient", "job_actor", "validate_payload"]
 
 P = TypeVar("P", bound=BaseModel)
 

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -134,7 +133,7 @@ def queues(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @dlq_app.command("list")
 def dlq_list(
-    queue: Optional[str] = typer.Argument(None, help="One queue (default: all)."),
+    queue: str | None = typer.Argument(None, help="One queue (default: all)."),
     limit: int = typer.Option(50, min=1),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from actors.store.jobs import JobStore
 
-__all__ = ["JobContext", "current_job", "bind_job", "unbind_job"]
+__all__ = ["JobContext", "bind_job", "current_job", "unbind_job"]
 
 _local = threading.local()
 

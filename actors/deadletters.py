@@ -8,7 +8,7 @@ from typing import Any
 
 from redis import Redis
 
-__all__ = ["DeadLetter", "list_dead_letters", "dead_letter_counts"]
+__all__ = ["DeadLetter", "dead_letter_counts", "list_dead_letters"]
 
 _NAMESPACE = "dramatiq"
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 __all__ = [
     "ActorError",
-    "PayloadInvalid",
-    "TransientError",
     "DatabaseUnavailable",
-    "StoreError",
-    "SchemaOutOfDate",
-    "RecordNotFound",
-    "RecordConflict",
-    "JobTimedOut",
     "JobNotFound",
+    "JobTimedOut",
+    "PayloadInvalid",
+    "RecordConflict",
+    "RecordNotFound",
+    "SchemaOutOfDate",
+    "StoreError",
+    "TransientError",
 ]
 
 

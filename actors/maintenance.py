@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dramatiq
 import structlog
@@ -43,7 +43,7 @@ def reap_stale_jobs(payload: ReapStaleJobs, job: JobContext) -> dict:
     broker = dramatiq.get_broker()
     now = time.time()
     reaped = []
-    for view in store.running_since(datetime.now(timezone.utc) - timedelta(seconds=grace)):
+    for view in store.running_since(datetime.now(UTC) - timedelta(seconds=grace)):
         actor = broker.actors.get(view.actor)
         limit_s = (actor.options.get("time_limit") or 0) / 1000 if actor else 0
         if not store.worker_alive(view.worker):

@@ -17,7 +17,7 @@ from redis import Redis
 from config.logging import configure_logging
 from config.settings import Settings
 
-__all__ = ["setup_broker", "redis_client"]
+__all__ = ["redis_client", "setup_broker"]
 
 
 @functools.lru_cache(maxsize=4)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 __all__ = [
-    "FS",
-    "RECORD_SECONDS",
-    "RECORD_LENGTH",
-    "WINDOW_LENGTH",
-    "WINDOWS_PER_RECORD",
-    "OMEGA0_HZ",
     "CLASS_KEYS",
     "DISPLAY_NAMES",
+    "FS",
     "NUM_CLASSES",
+    "OMEGA0_HZ",
+    "RECORD_LENGTH",
+    "RECORD_SECONDS",
     "SEVERITY_BANDS",
+    "WINDOWS_PER_RECORD",
+    "WINDOW_LENGTH",
     "class_index",
 ]
 

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from pipeline.errors import StopRequested
 
-__all__ = ["ProgressFn", "StopFn", "no_progress", "never_stop", "check_stop", "scaled"]
+__all__ = ["ProgressFn", "StopFn", "check_stop", "never_stop", "no_progress", "scaled"]
 
 
 class ProgressFn(Protocol):

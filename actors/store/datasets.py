@@ -11,7 +11,7 @@ from actors.errors import RecordConflict, RecordNotFound
 from actors.store.db import Database
 from actors.store.models import Dataset, DatasetImport
 
-__all__ = ["Claim", "claim_dataset", "complete_dataset", "fail_dataset", "record_import", "dataset_summary", "get_dataset"]
+__all__ = ["Claim", "claim_dataset", "complete_dataset", "dataset_summary", "fail_dataset", "get_dataset", "record_import"]
 
 
 @dataclass(frozen=True)

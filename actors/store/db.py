@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from actors.errors import DatabaseUnavailable, SchemaOutOfDate, StoreError
 from config.settings import mask_secrets
 
-__all__ = ["Database", "get_database", "ALEMBIC_DIR", "head_revision", "check_schema_at_head", "migrate"]
+__all__ = ["ALEMBIC_DIR", "Database", "check_schema_at_head", "get_database", "head_revision", "migrate"]
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
@@ -112,8 +112,9 @@ def check_schema_at_head(database: Database) -> None:
 
 def migrate(url: str, revision: str = "head", *, direction: str = "upgrade") -> None:
     """Run the project's Alembic migrations on ``url`` (``upgrade`` or ``downgrade``)."""
-    from alembic import command
     from alembic.config import Config
+
+    from alembic import command
 
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))

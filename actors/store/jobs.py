@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from actors.store.db import Database
 from actors.store.models import FINAL_JOB_STATES, Job
 
-__all__ = ["JobView", "JobStore", "LIVE_TTL_S"]
+__all__ = ["LIVE_TTL_S", "JobStore", "JobView"]
 
 # A job's hash lives this long while not final; a final one lives for the cache TTL.
 LIVE_TTL_S = 7 * 24 * 3600
@@ -356,11 +356,11 @@ def _row_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
         "attempts": view.attempts, "duration_ms": view.duration_ms,
         "error_type": view.error_type, "error_message": view.error_message,
         "result": view.result, "metrics": view.metrics or None, "fanout_id": view.fanout_id,
-        "worker": view.worker, "version": view.version, "updated_at": datetime.now(timezone.utc),
+        "worker": view.worker, "version": view.version, "updated_at": datetime.now(UTC),
     }
     for name in _TIME_FIELDS:
         stamp = getattr(view, name)
-        row[name] = datetime.fromtimestamp(stamp, timezone.utc) if stamp is not None else None
+        row[name] = datetime.fromtimestamp(stamp, UTC) if stamp is not None else None
     return row
 
 
@@ -368,7 +368,7 @@ def _view_from_row(row: Job) -> JobView:
     def stamp(value: datetime | None) -> float | None:
         if value is None:
             return None
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
     return JobView(
         message_id=row.message_id, actor=row.actor, queue=row.queue, state=row.state,

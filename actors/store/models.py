@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "FINAL_JOB_STATES",
+    "JOB_STATES",
     "Base",
-    "Job",
     "Dataset",
     "DatasetImport",
-    "JOB_STATES",
-    "FINAL_JOB_STATES",
+    "Job",
     "utcnow",
 ]
 
@@ -24,7 +24,7 @@ FINAL_JOB_STATES = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 
 def utcnow() -> datetime:
     """Return the current time, timezone-aware in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):

@@ -12,7 +12,7 @@ from actors.deadletters import list_dead_letters
 from actors.errors import PayloadInvalid
 from actors.jobs import get_job, request_cancel, wait_for_job
 from tests.conftest import wait_until
-from tests.probe_actors import flaky, spinner, stepper, strict
+from tests.probe_actors import flaky, spinner, stepper
 
 
 def _key() -> str:

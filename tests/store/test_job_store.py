@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import redis as redis_lib
@@ -65,7 +65,7 @@ def test_an_older_snapshot_never_overwrites_a_newer_row(store, database):
     stale = {"message_id": "m2", "actor": "act", "queue": "q", "state": "running", "progress": 0.1,
              "status": "", "attempts": 1, "duration_ms": None, "error_type": None, "error_message": None,
              "result": None, "metrics": None, "fanout_id": None, "worker": None,
-             "version": newer_version - 1, "updated_at": datetime.now(timezone.utc), "enqueued_at": None,
+             "version": newer_version - 1, "updated_at": datetime.now(UTC), "enqueued_at": None,
              "started_at": None, "finished_at": None}
     store._upsert([stale])
     assert _row(database, "m2").state == "succeeded"
