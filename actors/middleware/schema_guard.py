@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import structlog
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, MiddlewareError
 
+from actors.errors import DatabaseUnavailable, SchemaOutOfDate
 from actors.store.db import Database, check_schema_at_head
 
 __all__ = ["SchemaGuard"]
@@ -19,9 +20,10 @@ class SchemaGuard(Middleware):
         self._database = database
 
     def before_worker_boot(self, broker, worker):  # type: ignore[no-untyped-def]
-        """Raise ``SchemaOutOfDate`` (with the command to run) unless the schema is at head."""
+        """Stop the worker's boot, naming the command to run, unless the schema is at head."""
         try:
             check_schema_at_head(self._database())
-        except Exception as exc:
+        except (SchemaOutOfDate, DatabaseUnavailable) as exc:
             structlog.get_logger("pfd.worker").error("worker.refused", reason=str(exc))
-            raise
+            # Dramatiq logs and ignores other errors raised by boot hooks; this one stops the boot.
+            raise MiddlewareError(str(exc)) from exc
