@@ -33,6 +33,8 @@ class JobContext:
     start_fields: dict[str, Any] | None = None
     announced: bool = False
     cancel_check: Callable[[], bool] | None = None
+    error: BaseException | None = None
+    on_member_progress: Callable[[float], None] | None = None
 
     def progress(self, fraction: float, status: str = "", **metrics: Any) -> None:
         """Record progress (0..1); also learns of a cancel request at once."""
@@ -42,6 +44,17 @@ class JobContext:
         self.announced = True
         if self.store.progress(self.message_id, fraction, status, _json_safe(metrics), start=start):
             self.cancel_seen = True
+        if self.on_member_progress is not None:
+            self.on_member_progress(fraction)
+
+    def fail(self, error: BaseException) -> None:
+        """End the job ``failed`` with ``error`` without raising (no retry, no dead letter).
+
+        For fan-out members: a member that fails on its own domain error must return
+        normally, or Dramatiq never fires the group's completion callback.
+        """
+        self.outcome = "failed"
+        self.error = error
 
     def should_stop(self) -> bool:
         """True when the job was cancelled or its deadline passed."""

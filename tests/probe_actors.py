@@ -95,3 +95,44 @@ def spinner(payload: Spin, job: JobContext) -> dict:
     while time.monotonic() < end:
         spins += 1
     return {"spins": spins}
+
+
+class Member(Payload):
+    """One fan-out member: square ``n``; fail on a domain error, or crash outright."""
+
+    n: int
+    fail: bool = False
+    crash: bool = False
+
+
+class Collect(Payload):
+    """The finalize message of a test fan-out."""
+
+    fanout_id: str
+    key: str
+
+
+@job_actor(schema=Member, policy=ActorPolicy("cpu_processing", time_limit_ms=30_000, **FAST_RETRY))
+def square(payload: Member, job: JobContext) -> dict | None:
+    """A fan-out member: reports progress, then succeeds, fails cleanly, or crashes."""
+    job.progress(0.5, "half way")
+    if payload.crash:
+        raise RuntimeError(f"member {payload.n} crashed")
+    if payload.fail:
+        from pipeline.errors import InvalidInput
+
+        job.fail(InvalidInput(f"member {payload.n} refused its input"))
+        return None
+    return {"square": payload.n * payload.n}
+
+
+@job_actor(schema=Collect, policy=ActorPolicy("high_priority", time_limit_ms=30_000, **FAST_RETRY))
+def collect(payload: Collect, job: JobContext) -> dict:
+    """Finalize a test fan-out: count the calls, record the fan-out's counts."""
+    from actors.fanout import fanout_store, get_fanout
+
+    client = _redis()
+    client.incr(f"{payload.key}:finalized")
+    view = get_fanout(payload.fanout_id)
+    fanout_store().finish(payload.fanout_id, "completed", {"done": view.done, "failed": view.failed})
+    return view.to_dict()

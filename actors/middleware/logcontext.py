@@ -5,6 +5,8 @@ from __future__ import annotations
 import structlog
 from dramatiq.middleware import Middleware
 
+from actors.store.fanouts import FANOUT_OPTION
+
 __all__ = ["LogContext"]
 
 
@@ -20,7 +22,7 @@ class LogContext(Middleware):
             queue=message.queue_name.removesuffix(".DQ"),
             attempt=1 + message.options.get("retries", 0),
         )
-        fanout = message.options.get("pfd_fanout_id")
+        fanout = message.options.get(FANOUT_OPTION)
         if fanout:
             structlog.contextvars.bind_contextvars(fanout_id=fanout)
 

@@ -18,11 +18,14 @@ import time
 from collections.abc import Callable
 
 import structlog
+from dramatiq import Message
 from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 
 from actors.context import JobContext, bind_job, unbind_job
 from actors.errors import JobTimedOut
+from actors.store.fanouts import FANOUT_OPTION
 from actors.store.jobs import LIVE_TTL_S, JobStore
+from actors.store.models import FINAL_JOB_STATES
 from config.settings import mask_secrets
 
 __all__ = ["JobTracking"]
@@ -73,7 +76,7 @@ class JobTracking(Middleware):
             message.message_id,
             message.actor_name,
             message.queue_name.removesuffix(".DQ"),
-            fanout_id=message.options.get("pfd_fanout_id"),
+            fanout_id=message.options.get(FANOUT_OPTION),
         )
 
     def before_process_message(self, broker, message):  # type: ignore[no-untyped-def]
@@ -89,17 +92,27 @@ class JobTracking(Middleware):
             attempt=attempt,
             store=self.store,
             deadline=time.monotonic() + limit_ms / 1000 - _DEADLINE_MARGIN_S if limit_ms else None,
-            fanout_id=message.options.get("pfd_fanout_id"),
+            fanout_id=message.options.get(FANOUT_OPTION),
             start_fields=JobStore.start_fields(
                 message_id, message.actor_name, queue, attempt=attempt, worker=self.worker_name, started_at=time.time()
             ),
             cancel_check=lambda: message_id in self._cancelled,
+            on_member_progress=self._member_progress(message),
         )
         bind_job(context)
         if message_id in self._cancelled:
             raise SkipMessage("cancelled before it started")
         with self._running_lock:
             self._running[message_id] = context
+
+    @staticmethod
+    def _member_progress(message):  # type: ignore[no-untyped-def]
+        fanout_id = message.options.get(FANOUT_OPTION)
+        if not fanout_id:
+            return None
+        from actors.fanout import fanout_store
+
+        return lambda fraction: fanout_store().member_progress(fanout_id, message.message_id, fraction)
 
     def after_process_message(self, broker, message, *, result=None, exception=None):  # type: ignore[no-untyped-def]
         """Record the attempt's outcome and write the job's one log line."""
@@ -109,6 +122,7 @@ class JobTracking(Middleware):
         duration_ms = (time.monotonic() - context.started) * 1000 if context else 0.0
         if exception is None:
             state = (context.outcome if context else None) or "succeeded"
+            exception = context.error if context and state == "failed" else None
         elif isinstance(exception, (TimeLimitExceeded, JobTimedOut)):
             state = "timed_out"
         elif message.failed:
@@ -119,6 +133,8 @@ class JobTracking(Middleware):
         if isinstance(exception, TimeLimitExceeded):
             error_message = "the job passed its time limit"
         start = context.start_fields if context is not None and not context.announced else None
+        if state in FINAL_JOB_STATES and message.options.get(FANOUT_OPTION):
+            self._count_member(broker, message, failed=state != "succeeded", dead=bool(message.failed))
         outcome = JobStore.outcome_fields(
             state, duration_ms=duration_ms, error=exception, error_message=error_message, result=result, start=start,
         )
@@ -131,8 +147,24 @@ class JobTracking(Middleware):
             fields.update(error_type=type(exception).__name__, error=error_message)
         (log.info if state in ("succeeded", "cancelled") else log.warning)("job.finished", **fields)
 
+    def _count_member(self, broker, message, *, failed: bool, dead: bool) -> None:  # type: ignore[no-untyped-def]
+        """Count a fan-out member once; send the finalize message if Dramatiq's never will."""
+        from actors.fanout import fanout_store
+
+        try:
+            finalize = fanout_store().member_final(
+                message.options[FANOUT_OPTION], message.message_id, failed=failed, dead=dead
+            )
+            if finalize is not None:
+                broker.enqueue(Message(**finalize))
+                log.warning("fanout.backstop_finalize", fanout_id=message.options[FANOUT_OPTION])
+        except Exception as exc:  # an after-hook must never raise
+            log.error("fanout.count_failed", error=mask_secrets(str(exc)))
+
     def after_skip_message(self, broker, message):  # type: ignore[no-untyped-def]
         """Record a skipped message (cancelled before it ran) as cancelled."""
+        if message.options.get(FANOUT_OPTION):
+            self._count_member(broker, message, failed=True, dead=False)
         context = unbind_job()
         try:
             self.store.finished(
