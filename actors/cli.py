@@ -14,7 +14,9 @@ from rich.table import Table
 app = typer.Typer(help="PFD Actors: background work for bearing fault diagnosis.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead-lettered messages.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+maintenance_app = typer.Typer(help="Periodic maintenance, by hand.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(maintenance_app, name="maintenance")
 app.add_typer(db_app, name="db")
 console = Console()
 
@@ -167,6 +169,49 @@ def record_jobs() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     run_recorder(job_store(), interval_s=settings.job_flush_interval_s, batch=settings.job_flush_batch, stop=stop)
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    queue: str,
+    message_ids: list[str] | None = typer.Argument(None, help="Only these (default: all)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Send dead-lettered messages of QUEUE again; their jobs go back to queued."""
+    from actors.deadletters import requeue_dead_letters
+
+    broker = _broker()
+    requeued = requeue_dead_letters(broker, queue, set(message_ids) if message_ids else None)
+    _emit({"queue": queue, "requeued": requeued}, as_json, None if as_json else _one_row("requeued", str(len(requeued))))
+
+
+@dlq_app.command("purge")
+def dlq_purge(queue: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Delete every dead-lettered message of QUEUE."""
+    from actors.deadletters import purge_dead_letters
+
+    broker = _broker()
+    count = purge_dead_letters(broker.client, queue)
+    _emit({"queue": queue, "purged": count}, as_json, None if as_json else _one_row("purged", str(count)))
+
+
+@maintenance_app.command("run")
+def maintenance_run(
+    name: str = typer.Argument(..., help="A periodic actor, e.g. reap_stale_jobs."),
+    payload: str = typer.Option("{}", "--json", help="The payload as a JSON object (e.g. dry_run)."),
+) -> None:
+    """Run a periodic maintenance actor now, and wait for its result."""
+    from actors.follow import follow_job
+
+    broker = _broker()
+    periodic = sorted(n for n, a in broker.actors.items() if "periodic" in a.options)
+    if name not in periodic:
+        console.print(f"[red]{name!r} is not a periodic actor; periodic actors: {', '.join(periodic)}")
+        raise typer.Exit(2)
+    message = broker.get_actor(name).send(**json.loads(payload))
+    view = follow_job(message.message_id, label=name, console=console)
+    typer.echo(json.dumps(view.result, indent=2, default=str))
+    raise typer.Exit(0 if view.state == "succeeded" else 1)
 
 
 @db_app.command("upgrade")

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import dramatiq
 from redis import Redis
 
 __all__ = ["DeadLetter", "dead_letter_counts", "list_dead_letters"]
@@ -51,3 +52,47 @@ def dead_letter_counts(redis: Redis, queues: tuple[str, ...]) -> dict[str, int]:
     for queue in queues:
         pipe.zcard(f"{_NAMESPACE}:{queue}.XQ")
     return dict(zip(queues, pipe.execute()))
+
+
+# Options that describe a past attempt; a requeued message starts afresh without them.
+_ATTEMPT_OPTIONS = ("retries", "traceback", "requeue_timestamp", "redis_message_id", "eta")
+
+
+def requeue_dead_letters(broker: dramatiq.Broker, queue: str, message_ids: set[str] | None = None) -> list[str]:
+    """Send dead letters of ``queue`` again (all, or those in ``message_ids``); return their ids.
+
+    Each keeps its message id, so its job record continues (queued again, attempts reset).
+    """
+    redis: Redis = broker.client  # type: ignore[attr-defined]
+    requeued = []
+    for letter in list_dead_letters(redis, queue, limit=100_000):
+        if message_ids is not None and letter.message_id not in message_ids:
+            continue
+        raw = redis.hget(f"{_NAMESPACE}:{queue}.XQ.msgs", letter.redis_id)
+        if raw is None:
+            continue
+        data = json.loads(raw)
+        options = {k: v for k, v in data.get("options", {}).items() if k not in _ATTEMPT_OPTIONS}
+        message = dramatiq.Message(
+            queue_name=queue, actor_name=data["actor_name"], args=tuple(data.get("args", ())),
+            kwargs=data.get("kwargs", {}), options=options, message_id=data["message_id"],
+            message_timestamp=data["message_timestamp"],
+        )
+        broker.enqueue(message)
+        _remove(redis, queue, letter.redis_id)
+        requeued.append(letter.message_id)
+    return requeued
+
+
+def purge_dead_letters(redis: Redis, queue: str) -> int:
+    """Delete every dead letter of ``queue``; return how many there were."""
+    count = int(redis.zcard(f"{_NAMESPACE}:{queue}.XQ"))
+    redis.delete(f"{_NAMESPACE}:{queue}.XQ", f"{_NAMESPACE}:{queue}.XQ.msgs")
+    return count
+
+
+def _remove(redis: Redis, queue: str, redis_id: str) -> None:
+    pipe = redis.pipeline()
+    pipe.zrem(f"{_NAMESPACE}:{queue}.XQ", redis_id)
+    pipe.hdel(f"{_NAMESPACE}:{queue}.XQ.msgs", redis_id)
+    pipe.execute()
