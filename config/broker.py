@@ -32,7 +32,7 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     ``stub=True`` gives an in-process ``StubBroker`` (for tests of one actor, or the demo
     when no Redis can be had); job state then lives in ``redis`` (a fake one is fine).
     """
-    from actors.middleware import JobTracking, LogContext, SchemaGuard
+    from actors.middleware import GracefulShutdown, JobTracking, LogContext, SchemaGuard
     from actors.store.db import get_database
     from actors.store.jobs import JobStore
 
@@ -77,6 +77,7 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     )
     broker.middleware.insert(retries_index, LogContext())
     broker.add_middleware(SchemaGuard(database=lambda: get_database(settings.database_url)))
+    broker.add_middleware(GracefulShutdown())
     broker.add_middleware(Results(backend=results_backend, result_ttl=ttl_ms))
     broker.add_middleware(GroupCallbacks(limiter_backend, barrier_ttl=max(ttl_ms, 86_400_000)))
     broker.add_middleware(CurrentMessage())

@@ -136,3 +136,23 @@ def collect(payload: Collect, job: JobContext) -> dict:
     view = get_fanout(payload.fanout_id)
     fanout_store().finish(payload.fanout_id, "completed", {"done": view.done, "failed": view.failed})
     return view.to_dict()
+
+
+class Work(Payload):
+    """A job that takes ``seconds`` and then records its effect once, keyed by message id."""
+
+    key: str
+    seconds: float = Field(ge=0)
+
+
+@job_actor(schema=Work, policy=ActorPolicy("cpu_processing", time_limit_ms=60_000, **FAST_RETRY))
+def durable_work(payload: Work, job: JobContext) -> dict:
+    """Count starts and completions per message, so tests see lost or doubled work."""
+    client = _redis()
+    client.hincrby(f"{payload.key}:starts", job.message_id, 1)
+    end = time.monotonic() + payload.seconds
+    while time.monotonic() < end:
+        check_stop(job.should_stop)
+        time.sleep(0.05)
+    client.hincrby(f"{payload.key}:done", job.message_id, 1)
+    return {"done": True}

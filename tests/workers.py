@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests import env
@@ -22,6 +23,18 @@ def procfile_lines() -> dict[str, str]:
             name, _, command = line.partition(":")
             lines[name.strip()] = command.strip()
     return lines
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no process of group ``pgid`` is left; return whether that happened in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 class Workers:
@@ -73,14 +86,15 @@ class Workers:
         process = self.processes.pop(name, None)
         if process is None:
             return None
-        if process.poll() is None:
+        try:
             os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-        return process.returncode
+        except ProcessLookupError:
+            return process.wait()
+        # The group, not just the shell that started it: workers drain after the shell is gone.
+        if not _group_gone(process.pid, timeout):
+            os.killpg(process.pid, signal.SIGKILL)
+            _group_gone(process.pid, 10)
+        return process.wait()
 
     def stop_all(self) -> None:
         """Stop every process that is still running."""

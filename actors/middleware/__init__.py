@@ -2,6 +2,7 @@
 
 from actors.middleware.logcontext import LogContext
 from actors.middleware.schema_guard import SchemaGuard
+from actors.middleware.shutdown import GracefulShutdown
 from actors.middleware.tracking import JobTracking
 
-__all__ = ["JobTracking", "LogContext", "SchemaGuard"]
+__all__ = ["GracefulShutdown", "JobTracking", "LogContext", "SchemaGuard"]

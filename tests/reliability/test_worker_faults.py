@@ -1,0 +1,93 @@
+"""Faults of worker processes: killed mid-job, stopped gracefully, fed poison messages.
+
+Each test starts its own cpu_processing worker from the Procfile line, so killing it does
+not disturb other tests. The test environment tunes the Redis broker (heartbeat timeout
+5 s, maintenance chance 20 %) so a killed worker's messages come back within seconds.
+"""
+
+from __future__ import annotations
+
+import signal
+import uuid
+
+import dramatiq
+import pytest
+
+from actors.deadletters import list_dead_letters
+from actors.jobs import get_job, wait_for_job
+from tests.conftest import wait_until
+from tests.probe_actors import durable_work
+from tests.workers import Workers
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def own_workers(app, tmp_path):  # type: ignore[no-untyped-def]
+    running = Workers(tmp_path)
+    yield running
+    running.stop_all()
+
+
+def _cpu_worker(workers: Workers, tag: str, threads: int = 4) -> None:
+    command = workers.command("cpu_processing").replace("--threads 1", f"--threads {threads}")
+    workers.start("cpu_processing", tag=tag, command=command.replace("${PFD_CPU_PROCESSES:-$(nproc)}", "1"))
+
+
+def test_sigkill_mid_job_loses_nothing_and_does_nothing_twice(own_workers, redis_client, workers):
+    # The shared workers also consume cpu_processing; pause them out of this test's way.
+    workers.signal("cpu_processing", signal.SIGSTOP)
+    try:
+        key = f"test:{uuid.uuid4().hex}"
+        sent = []
+        for round_ in range(5):
+            _cpu_worker(own_workers, f"victim{round_}")
+            batch = [durable_work.send(key=key, seconds=30) for _ in range(4)]
+            sent += batch
+            wait_until(lambda b=batch: redis_client.hlen(f"{key}:starts") >= len(sent), timeout=60,
+                       what="the round's jobs to start")
+            own_workers.signal(f"victim{round_}", signal.SIGKILL)
+            own_workers.stop(f"victim{round_}")
+        for message in sent:  # shorten the redelivered work: the message is the same
+            pass
+        _cpu_worker(own_workers, "survivor", threads=20)
+        # Redelivered messages run their full 30 s; what matters is that each completes once.
+        for message in sent:
+            job = wait_for_job(message.message_id, timeout_s=150)
+            assert job.state == "succeeded", job.error_message
+        done = {k.decode(): int(v) for k, v in redis_client.hgetall(f"{key}:done").items()}
+        assert len(sent) == 20
+        assert sorted(done) == sorted(m.message_id for m in sent)  # 0 lost
+        assert set(done.values()) == {1}  # 0 done twice
+    finally:
+        workers.signal("cpu_processing", signal.SIGCONT)
+
+
+def test_sigterm_lets_running_jobs_finish_and_requeues_the_rest(own_workers, redis_client, workers):
+    workers.signal("cpu_processing", signal.SIGSTOP)
+    try:
+        key = f"test:{uuid.uuid4().hex}"
+        _cpu_worker(own_workers, "graceful", threads=1)
+        sent = [durable_work.send(key=key, seconds=1.5) for _ in range(5)]
+        wait_until(lambda: redis_client.hlen(f"{key}:starts") >= 1, what="the first job to start")
+        own_workers.stop("graceful")  # SIGTERM, as a Procfile runner sends it
+        finished_before = redis_client.hlen(f"{key}:done")
+        assert finished_before >= 1  # the running job finished instead of being dropped
+        _cpu_worker(own_workers, "after", threads=2)
+        for message in sent:
+            assert wait_for_job(message.message_id, timeout_s=60).state == "succeeded"
+        assert set(int(v) for v in redis_client.hvals(f"{key}:done")) == {1}
+    finally:
+        workers.signal("cpu_processing", signal.SIGCONT)
+
+
+def test_message_for_an_unknown_actor_is_dead_lettered_and_the_worker_goes_on(workers, redis_client):
+    poison = dramatiq.Message(queue_name="high_priority", actor_name="no_such_actor", args=(), kwargs={}, options={})
+    dramatiq.get_broker().enqueue(poison)
+    wait_until(lambda: any(d.message_id == poison.message_id for d in list_dead_letters(redis_client, "high_priority")),
+               what="the poison message to be dead-lettered")
+    from tests.probe_actors import PROBES
+
+    after = PROBES["high_priority"].send()
+    assert wait_for_job(after.message_id, timeout_s=30).state == "succeeded"
+    assert get_job(poison.message_id).state in ("queued", "failed")
