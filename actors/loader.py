@@ -6,7 +6,7 @@ import importlib
 
 __all__ = ["ACTOR_MODULES", "load_actors"]
 
-ACTOR_MODULES = ("actors.control", "actors.datasets", "actors.maintenance")
+ACTOR_MODULES = ("actors.control", "actors.datasets", "actors.maintenance", "actors.notifications", "actors.training")
 
 
 def load_actors() -> None:

@@ -10,15 +10,15 @@ import importlib
 from dataclasses import dataclass, field
 
 __all__ = [
-    "HIGH_PRIORITY",
-    "GPU_TRAINING",
+    "ACTOR_POLICIES",
     "CPU_PROCESSING",
+    "GPU_TRAINING",
+    "HIGH_PRIORITY",
     "NOTIFICATIONS",
     "QUEUES",
     "QUEUE_PREFETCH",
     "RETRIED_ERRORS",
     "ActorPolicy",
-    "ACTOR_POLICIES",
     "policy_for",
     "retried_error_types",
 ]
@@ -71,9 +71,17 @@ ACTOR_POLICIES: dict[str, ActorPolicy] = {
     # cpu_processing: data generation and import.
     "generate_dataset": ActorPolicy(CPU_PROCESSING, time_limit_ms=2 * _HOUR, store_results=True),
     "import_mat_dataset": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
+    # cpu_processing: quality runs. A failing suite is no transient fault: never retried.
+    "run_test_suite": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, max_retries=0, store_results=True),
+    "run_benchmarks": ActorPolicy(CPU_PROCESSING, time_limit_ms=2 * _HOUR, max_retries=0, store_results=True),
+    "run_quality_checks": ActorPolicy(CPU_PROCESSING, time_limit_ms=30 * _MINUTE, max_retries=0, store_results=True),
     # high_priority: quick control work and maintenance.
     "cancel_job": ActorPolicy(HIGH_PRIORITY, time_limit_ms=30 * _SECOND, max_retries=5),
     "reap_stale_jobs": ActorPolicy(HIGH_PRIORITY, time_limit_ms=2 * _MINUTE, max_retries=1),
+    # gpu_training: one accelerator job at a time; a redelivered run resumes from its checkpoint.
+    "train_model": ActorPolicy(GPU_TRAINING, time_limit_ms=12 * _HOUR, max_retries=2, store_results=True),
+    # notifications: slow I/O; a channel's transient failure is retried with backoff.
+    "notify": ActorPolicy(NOTIFICATIONS, time_limit_ms=60 * _SECOND, max_retries=5, min_backoff_ms=1 * _SECOND, max_backoff_ms=5 * _MINUTE),
 }
 
 

@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings", "mask_secrets"]
@@ -31,6 +30,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     artifact_root: Path = Path()
     import_roots: tuple[Path, ...] = ()
+    quality_roots: tuple[Path, ...] = ()  # where quality runs may look; default: the project
     redis_url: str = "redis://127.0.0.1:6379/0"
     dashboard_url: str = "http://127.0.0.1:8050"
 
@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     notify_channel_pause_s: float = Field(900.0, ge=0)  # then one attempt probes it again
 
     @model_validator(mode="after")
-    def _fill_derived_paths(self) -> "Settings":
+    def _fill_derived_paths(self) -> Settings:
         var_dir = self.var_dir.expanduser().absolute()
         object.__setattr__(self, "var_dir", var_dir)
         if not self.database_url:
@@ -90,6 +90,8 @@ class Settings(BaseSettings):
             object.__setattr__(self, "artifact_root", self.artifact_root.expanduser().absolute())
         roots = self.import_roots or (var_dir / "imports", self.artifact_root)
         object.__setattr__(self, "import_roots", tuple(Path(r).expanduser().absolute() for r in roots))
+        quality = self.quality_roots or (Path(__file__).resolve().parents[1],)
+        object.__setattr__(self, "quality_roots", tuple(Path(r).expanduser().absolute() for r in quality))
         return self
 
     def masked(self, name: str) -> str:

@@ -8,14 +8,14 @@ decides which of the two it was.
 from __future__ import annotations
 
 __all__ = [
-    "PipelineError",
-    "InvalidInput",
-    "StopRequested",
-    "DatasetFileError",
-    "MatFileError",
-    "UnsafePath",
     "CheckpointError",
+    "DatasetFileError",
+    "InvalidInput",
+    "MatFileError",
     "ParityError",
+    "PipelineError",
+    "StopRequested",
+    "UnsafePath",
 ]
 
 
@@ -49,3 +49,39 @@ class CheckpointError(InvalidInput):
 
 class ParityError(PipelineError):
     """Raised when an exported model's outputs differ from the original beyond tolerance."""
+
+
+# Notification delivery (pipeline.notify). Appended with its own __all__ entries.
+__all__ += ["DeliveryRefused", "DeliveryTransient", "EventInvalid"]
+
+
+class EventInvalid(InvalidInput):
+    """Raised when a notification names an unknown event type or its payload fails its schema."""
+
+
+class DeliveryTransient(PipelineError):
+    """Raised when a channel could not deliver for a reason that may pass (timeout, 5xx, 4xx SMTP)."""
+
+
+class DeliveryRefused(InvalidInput):
+    """Raised when a channel refuses a delivery for good (recipient refused, 4xx webhook)."""
+
+
+# Explanations (pipeline.xai). Appended with its own __all__ entries.
+__all__ += ["ExplanationFileError", "MethodNotApplicable"]
+
+
+class MethodNotApplicable(InvalidInput):
+    """Raised when an explanation method cannot explain this model (e.g. Grad-CAM without a Conv1d)."""
+
+
+class ExplanationFileError(InvalidInput):
+    """Raised when a stored explanation file is missing, corrupt, or not in the expected format."""
+
+
+# Deployment (pipeline.deploy). Appended with its own __all__ entries.
+__all__ += ["ConversionError"]
+
+
+class ConversionError(InvalidInput):
+    """Raised when a model cannot be exported to ONNX, converted or quantised (the same input fails again)."""

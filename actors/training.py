@@ -1,0 +1,244 @@
+"""Training actor (``gpu_training``): train one experiment's model on its dataset and record it.
+
+``train_model`` takes an existing experiment's id, or the fields to create one. Bad input
+(model key or arguments, training options, dataset) fails before anything is claimed and is
+never retried. The run's checkpoints live in ``artifact_root/experiments/<id>``; a message
+redelivered after its worker died resumes from ``last.pt`` there, and a message for a
+completed experiment returns the recorded result without training again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import dramatiq
+import structlog
+from dramatiq.middleware import TimeLimitExceeded
+from pydantic import Field, StringConstraints, model_validator
+from redis.exceptions import RedisError
+
+from actors.base import Payload, job_actor
+from actors.context import JobContext
+from actors.errors import ActorError, PayloadInvalid, RecordConflict
+from actors.store.datasets import get_dataset
+from actors.store.db import Database, get_database
+from actors.store.experiments import (
+    claim_experiment,
+    complete_experiment,
+    fail_experiment,
+    find_experiment,
+    record_epoch,
+)
+from config.settings import get_settings, mask_secrets
+from pipeline.artifacts import atomic_path, file_sha256
+from pipeline.errors import DatasetFileError, InvalidInput, StopRequested
+from pipeline.models import CLASSICAL_KEYS, validate_model_args
+from pipeline.training import TrainingConfig, TrainingData, TrainingResult, load_training_data
+
+__all__ = ["TrainModel", "experiment_spec", "train_model"]
+
+log = structlog.get_logger("pfd.training")
+
+RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+METRICS_NAME = "metrics.json"
+
+
+class TrainModel(Payload):
+    """Payload of ``train_model``: an experiment id, or ``dataset_id`` + ``model_key`` (+ options) to create one.
+
+    ``model_args`` are the model's constructor arguments; ``training`` the optimiser, loader
+    and schedule options (``TrainingConfig``, deep models only). Both are checked by the
+    worker before anything is claimed.
+    """
+
+    experiment_id: RecordId | None = None
+    dataset_id: RecordId | None = None
+    model_key: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    model_args: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field("", max_length=200)
+    campaign_id: RecordId | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_experiment(self) -> TrainModel:
+        if (self.dataset_id is None) != (self.model_key is None):
+            raise ValueError("dataset_id and model_key go together (they create the experiment)")
+        if self.dataset_id is None:
+            if self.experiment_id is None:
+                raise ValueError("give experiment_id, or dataset_id and model_key to create an experiment")
+            if self.model_args or self.training or self.name or self.campaign_id:
+                raise ValueError("model_args, training, name and campaign_id only go with dataset_id and model_key")
+        return self
+
+    @property
+    def creates(self) -> bool:
+        """True when the payload carries the fields to create the experiment."""
+        return self.dataset_id is not None
+
+
+def experiment_spec(
+    dataset_id: str, model_key: str, model_args: dict[str, Any] | None, training: dict[str, Any] | None,
+    *, name: str = "", campaign_id: str | None = None,
+) -> dict[str, Any]:
+    """Validate a model and its training options; return the spec with every default filled in.
+
+    Raises:
+        InvalidInput: unknown model key or argument, a wrong type or range, or training
+            options for a classical model.
+    """
+    args = validate_model_args(model_key, model_args)
+    if model_key in CLASSICAL_KEYS:
+        if training:
+            raise InvalidInput(f"training options apply to deep models only; {model_key!r} takes none, got {sorted(training)}")
+        config: dict[str, Any] = {}
+    else:
+        config = TrainingConfig.from_dict(training).to_dict()
+    return {"dataset_id": dataset_id, "model_key": model_key, "model_args": args,
+            "training_config": config, "name": name, "campaign_id": campaign_id}
+
+
+def _same_experiment(existing: dict[str, Any], spec: dict[str, Any]) -> bool:
+    if (existing["dataset_id"], existing["model_key"]) != (spec["dataset_id"], spec["model_key"]):
+        return False
+    try:
+        recorded = experiment_spec(existing["dataset_id"], existing["model_key"], existing["model_args"],
+                                   existing["training_config"] or None)
+    except InvalidInput:
+        return False
+    return (recorded["model_args"], recorded["training_config"]) == (spec["model_args"], spec["training_config"])
+
+
+def _payload_spec(payload: TrainModel, experiment_id: str, database: Database) -> dict[str, Any] | None:
+    """Validate what the payload asks for (``None``: train the experiment as recorded)."""
+    if not payload.creates:
+        return None
+    spec = experiment_spec(payload.dataset_id, payload.model_key, payload.model_args, payload.training,  # type: ignore[arg-type]
+                           name=payload.name, campaign_id=payload.campaign_id)
+    existing = find_experiment(database, experiment_id)
+    if existing is not None and not _same_experiment(existing, spec):
+        raise InvalidInput(f"experiment {experiment_id!r} already exists with another dataset, model or training config")
+    _ready_dataset(database, spec["dataset_id"])
+    return spec
+
+
+def _ready_dataset(database: Database, dataset_id: str) -> dict[str, Any]:
+    """Return a completed dataset's record; raises ``RecordNotFound`` or ``InvalidInput``."""
+    dataset = get_dataset(database, dataset_id)
+    if dataset["status"] != "completed" or not dataset["path"]:
+        raise InvalidInput(f"dataset {dataset_id!r} is {dataset['status']}, not completed: it cannot be trained on")
+    return dataset
+
+
+def _load_data(dataset: dict[str, Any]) -> TrainingData:
+    """Read the dataset's splits after checking its file against the recorded checksum."""
+    path = Path(dataset["path"])
+    if not path.is_file():
+        raise DatasetFileError(f"the file of dataset {dataset['dataset_id']!r} is missing: {path}")
+    if dataset["checksum"] and file_sha256(path) != dataset["checksum"]:
+        raise DatasetFileError(f"the file of dataset {dataset['dataset_id']!r} does not match its recorded checksum: {path}")
+    data = load_training_data(path)
+    present = sorted({int(label) for label in data.train.labels.tolist()})
+    if len(present) < 2:
+        keys = ", ".join(data.class_keys[i] for i in present) or "none"
+        raise InvalidInput(f"dataset {dataset['dataset_id']!r} has one class in its train split ({keys}); training needs two or more")
+    return data
+
+
+def _train(spec: dict[str, Any], data: TrainingData, directory: Path, job: JobContext,
+           database: Database, experiment_id: str) -> TrainingResult:
+    if spec["model_key"] in CLASSICAL_KEYS:
+        from pipeline.training.classical import train_classical
+
+        return train_classical(spec["model_key"], spec["model_args"], data, None, directory,
+                               on_progress=job.progress, should_stop=job.should_stop)
+    from pipeline.training.loop import train_deep
+
+    return train_deep(
+        spec["model_key"], spec["model_args"], spec["training_config"], data, directory,
+        on_progress=job.progress, should_stop=job.should_stop,
+        on_epoch=lambda record: record_epoch(database, experiment_id, record.to_dict()),
+    )
+
+
+def _notify(event: str, payload: dict[str, Any]) -> None:
+    """Send a notification event if the ``notify`` actor is on this broker (it may not be yet)."""
+    broker = dramatiq.get_broker()
+    if "notify" not in broker.actors:
+        return
+    try:
+        broker.get_actor("notify").send(event=event, payload=payload)
+    except (PayloadInvalid, RedisError, dramatiq.errors.DramatiqError) as exc:
+        # The training outcome is already recorded; a lost notice must not undo it.
+        log.warning("training.notify_failed", notification=event, error=mask_secrets(str(exc)))
+
+
+def _completed_event(summary: dict[str, Any]) -> dict[str, Any]:
+    names = ("test_accuracy", "test_record_accuracy", "test_f1_macro", "best_val_accuracy")
+    return {"job_id": summary["job_id"], "experiment_id": summary["experiment_id"], "model": summary["model_key"],
+            "metrics": {name: summary[name] for name in names if summary[name] is not None},
+            "duration_s": summary["duration_s"]}
+
+
+def _will_retry(job: JobContext, exc: BaseException) -> bool:
+    retry_when = train_model.options.get("retry_when")
+    return bool(retry_when and retry_when(job.attempt - 1, exc))
+
+
+def _record_failure(database: Database, experiment_id: str, job: JobContext, exc: BaseException, model: str) -> None:
+    """Mark this job's run failed (or cancelled) with the reason and send ``training.failed``."""
+    if isinstance(exc, RecordConflict) or _will_retry(job, exc):
+        return  # another job owns the experiment, or a retry follows
+    cancelled = isinstance(exc, StopRequested) and job.cancel_seen
+    if isinstance(exc, (StopRequested, TimeLimitExceeded)):
+        reason = "cancelled" if cancelled else "JobTimedOut: the job passed its time limit"
+    else:
+        reason = mask_secrets(f"{type(exc).__name__}: {exc}")
+    try:
+        outcome = fail_experiment(database, experiment_id, job.message_id, reason,
+                                  status="cancelled" if cancelled else "failed")
+    except ActorError as store_exc:  # the original error must still propagate
+        log.error("training.record_failure_failed", error=mask_secrets(str(store_exc)))
+        outcome = "recorded"
+    if outcome != "kept":
+        _notify("training.failed", {"job_id": job.message_id, "experiment_id": experiment_id,
+                                    "model": model, "error": reason[:2000]})
+
+
+@job_actor(schema=TrainModel)
+def train_model(payload: TrainModel, job: JobContext) -> dict:
+    """Train the experiment's model (deep or classical), save it and its test metrics, record it."""
+    settings = get_settings()
+    database = get_database(settings.database_url)
+    experiment_id = payload.experiment_id or f"exp-{job.message_id}"
+    model = payload.model_key or ""
+    try:
+        spec = _payload_spec(payload, experiment_id, database)
+        directory = settings.artifact_root / "experiments" / experiment_id
+        claim = claim_experiment(database, experiment_id, job.message_id, spec=spec, checkpoint_dir=str(directory))
+        if claim.done:
+            return claim.summary  # type: ignore[return-value]
+        if spec is None:  # an experiment the caller created is checked once this job holds it
+            recorded, model = claim.spec, claim.spec["model_key"]
+            spec = experiment_spec(recorded["dataset_id"], model, recorded["model_args"],
+                                   recorded["training_config"] or None,
+                                   name=recorded["name"], campaign_id=recorded["campaign_id"])
+        job.progress(0.0, "loading dataset")
+        data = _load_data(_ready_dataset(database, spec["dataset_id"]))
+        result = _train(spec, data, directory, job, database, experiment_id)
+        with atomic_path(directory / METRICS_NAME) as tmp:
+            tmp.write_text(json.dumps({"experiment_id": experiment_id, **result.to_dict()}, indent=2, sort_keys=True))
+        summary = complete_experiment(
+            database, experiment_id, job.message_id,
+            model_args=result.model_args, training_config=result.config, epochs_run=result.epochs_run,
+            best_epoch=result.best_epoch, best_val_accuracy=result.best_val_accuracy, metrics=result.test,
+            model_path=result.model_path, model_sha256=result.model_sha256 or file_sha256(result.model_path),
+            metrics_path=str(directory / METRICS_NAME), predictions_path=result.predictions_path,
+            parameter_count=result.parameter_count, duration_s=result.duration_s,
+        )
+    except BaseException as exc:
+        _record_failure(database, experiment_id, job, exc, model)
+        raise
+    _notify("training.completed", _completed_event(summary))
+    return summary
