@@ -1,0 +1,239 @@
+"""Gradient methods for PyTorch models: SHAP (expected gradients), Integrated Gradients, Grad-CAM.
+
+All three explain the target class's **logit** (the softmax couples every class and
+saturates, which flattens gradients); the perturbation methods in ``pipeline.xai.segments``
+explain probabilities. The model must be in eval mode; it is never switched to training
+mode nor modified, so one cached model can serve several threads at once (Grad-CAM's hook
+only acts on the thread that installed it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.errors import MethodNotApplicable
+from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress
+from pipeline.xai.result import Attribution
+
+__all__ = ["gradcam", "integrated_gradients", "logits", "predict_proba", "shap_gradient"]
+
+
+def _device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _tensor(windows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``[n, L]`` or ``[L]`` array -> float32 ``[n, 1, L]`` tensor on ``device``."""
+    x = torch.as_tensor(np.ascontiguousarray(windows, dtype=np.float32), device=device)
+    return x.reshape(-1, 1, x.shape[-1])
+
+
+@contextmanager
+def _grad_mode() -> Iterator[None]:
+    # cuDNN refuses RNN backward in eval mode; the plain kernels do not (cnn_lstm on CUDA).
+    with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
+        yield
+
+
+@torch.no_grad()
+def logits(model: nn.Module, windows: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Logits ``[n, C]`` (float64) of ``windows [n, L]``, batch by batch."""
+    device = _device(model)
+    out = [
+        model(_tensor(windows[start : start + batch_size], device)).double().cpu()
+        for start in range(0, len(windows), batch_size)
+    ]
+    return torch.cat(out).numpy()
+
+
+def predict_proba(model: nn.Module, windows: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Softmax probabilities ``[n, C]`` (float64) of ``windows [n, L]``."""
+    z = logits(model, windows, batch_size)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+class _TargetLogit(nn.Module):
+    """The target class's logit as a one-output model (what shap's explainer differentiates)."""
+
+    def __init__(self, model: nn.Module, target: int) -> None:
+        super().__init__()
+        self.model, self.target = model, target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[:, self.target : self.target + 1]
+
+
+def shap_gradient(
+    model: nn.Module,
+    window: np.ndarray,
+    target: int,
+    background: np.ndarray,
+    n_samples: int = 200,
+    batch_size: int = 32,
+    seed: int = 0,
+    on_progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+) -> Attribution:
+    """``shap.GradientExplainer`` (expected gradients) of the target logit over ``background``.
+
+    Samples are drawn in chunks (each with its own derived seed) so that progress is
+    reported and ``should_stop`` checked between them; the mean over chunks, weighted by
+    their size, is the mean over all samples. The estimate satisfies additivity in
+    expectation: ``shap_base_value`` (mean background logit) + sum ≈ the window's logit;
+    ``shap_gap`` is the remaining difference, 0 for a linear model.
+    Note: shap seeds numpy's global RNG with each chunk's seed.
+    """
+    import shap
+
+    device = _device(model)
+    wrapped = _TargetLogit(model, target)
+    background_t = _tensor(background, device)
+    x = _tensor(window, device)
+    with torch.no_grad():  # the explainer's probe forward over the background needs no graph
+        explainer = shap.GradientExplainer(wrapped, background_t, batch_size=batch_size)
+    chunk = max(batch_size, 50)
+    total = np.zeros(x.shape[-1])
+    done = 0
+    with _grad_mode():
+        while done < n_samples:
+            check_stop(should_stop)
+            size = min(chunk, n_samples - done)
+            values = explainer.shap_values(x, nsamples=size, rseed=seed + done)
+            total += np.asarray(values, dtype=np.float64).reshape(-1) * size
+            done += size
+            on_progress(done / n_samples, "expected gradients", samples=done)
+    attributions = total / n_samples
+    base = float(logits(model, background, batch_size)[:, target].mean())
+    f_x = float(logits(model, window[None])[0, target])
+    extra = {
+        "output": "logit",
+        "explainer": "GradientExplainer",
+        "shap_base_value": base,
+        "shap_gap": f_x - base - float(attributions.sum()),
+        "background_size": len(background),
+    }
+    return Attribution(attributions, extra)
+
+
+def integrated_gradients(
+    model: nn.Module,
+    window: np.ndarray,
+    target: int,
+    n_steps: int = 64,
+    batch_size: int = 16,
+    on_progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+) -> Attribution:
+    """Integrated Gradients of the target logit from a zero baseline.
+
+    The path integral uses Gauss-Legendre points on [0, 1] (as Captum's default). Returns
+    ``ig_delta`` = sum(attributions) − (F(x) − F(0)) (completeness error) and its ratio to
+    |F(x) − F(0)| as ``ig_relative_delta``.
+    """
+    device = _device(model)
+    x = _tensor(window, device)
+    baseline = torch.zeros_like(x)
+    nodes, weights = np.polynomial.legendre.leggauss(n_steps)
+    alphas, weights = (nodes + 1) / 2, weights / 2
+    grad_sum = torch.zeros_like(x[0, 0], dtype=torch.float64)
+    with _grad_mode():
+        for start in range(0, n_steps, batch_size):
+            check_stop(should_stop)
+            a = torch.as_tensor(alphas[start : start + batch_size], dtype=x.dtype, device=device)
+            w = torch.as_tensor(
+                weights[start : start + batch_size], dtype=torch.float64, device=device
+            )
+            points = (baseline + a.view(-1, 1, 1) * (x - baseline)).requires_grad_(True)
+            score = model(points)[:, target].sum()
+            (grad,) = torch.autograd.grad(score, points)
+            grad_sum += (w.view(-1, 1) * grad[:, 0].double()).sum(0)
+            done = min(start + batch_size, n_steps)
+            on_progress(done / n_steps, "integrating gradients", steps=done)
+    attributions = ((x - baseline)[0, 0].double() * grad_sum).cpu().numpy()
+    with torch.no_grad():
+        f = model(torch.cat([x, baseline]))[:, target].double().cpu().numpy()
+    delta = float(attributions.sum() - (f[0] - f[1]))
+    extra = {
+        "output": "logit",
+        "baseline": "zero",
+        "ig_delta": delta,
+        "ig_relative_delta": abs(delta) / max(abs(float(f[0] - f[1])), 1e-12),
+        "f_x": float(f[0]),
+        "f_baseline": float(f[1]),
+        "n_steps": int(n_steps),
+    }
+    return Attribution(attributions, extra)
+
+
+def _find_conv(model: nn.Module, layer: str) -> tuple[str, nn.Conv1d]:
+    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv1d)]
+    if layer:
+        for name, module in convs:
+            if name == layer:
+                return name, module
+        raise MethodNotApplicable(
+            f"layer {layer!r} is not a Conv1d of this model; Conv1d layers: "
+            f"{', '.join(n for n, _ in convs) or '(none)'}"
+        )
+    if not convs:
+        raise MethodNotApplicable("Grad-CAM needs a Conv1d layer and this model has none")
+    return convs[-1]  # named_modules() follows registration order: the last one is deepest
+
+
+def gradcam(
+    model: nn.Module,
+    window: np.ndarray,
+    target: int,
+    layer: str = "",
+    on_progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+) -> Attribution:
+    """Grad-CAM: ReLU(Σ_k mean_t(∂logit/∂A_k) · A_k) on a Conv1d's output A, upsampled
+    linearly to the signal length. Values are ≥ 0, in the logit's units (not normalised).
+
+    Raises:
+        MethodNotApplicable: the model has no Conv1d (or none named ``layer``).
+    """
+    name, conv = _find_conv(model, layer)
+    check_stop(should_stop)
+    owner = threading.get_ident()
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+        if threading.get_ident() != owner:  # another thread's forward on a shared model
+            return None
+        captured["a"] = output
+        # A clone goes on, so a following in-place op cannot alter the captured activations.
+        return output.clone()
+
+    x = _tensor(window, _device(model))
+    handle = conv.register_forward_hook(hook)
+    try:
+        with _grad_mode():
+            score = model(x)[0, target]
+            (grad,) = torch.autograd.grad(score, captured["a"])
+    finally:
+        handle.remove()
+    activations = captured["a"].detach()[0]  # [K, T]
+    weights = grad[0].mean(dim=1, keepdim=True)  # [K, 1]
+    cam = torch.relu((weights * activations).sum(0))  # [T]
+    upsampled = nn.functional.interpolate(
+        cam.view(1, 1, -1), size=x.shape[-1], mode="linear", align_corners=False
+    )[0, 0]
+    on_progress(1.0, "grad-cam")
+    extra = {
+        "output": "logit",
+        "layer": name,
+        "cam_length": int(cam.numel()),
+        "cam_max": float(cam.max()),
+    }
+    return Attribution(upsampled.double().cpu().numpy(), extra)

@@ -1,0 +1,321 @@
+"""One entry point: explain one window's prediction with any method, deep or classical model.
+
+What each method explains:
+
+- deep ``shap`` / ``integrated_gradients`` / ``gradcam``: the target class's logit, one
+  value per sample (``pipeline.xai.deep``);
+- ``lime`` / ``kernel_shap`` on a deep model, ``kernel_shap`` on a classical one: the target
+  class's probability, per contiguous segment spread over its samples
+  (``pipeline.xai.segments``);
+- classical ``shap`` / ``lime``: one value per feature (``pipeline.xai.classical``).
+
+The target class is ``class_index`` when given, else the predicted class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import InvalidInput
+from pipeline.models.registry import is_deep
+from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress, scaled
+from pipeline.xai.registry import validate_method_params
+from pipeline.xai.result import Attribution, Explanation, feature_summary, segment_summary
+
+__all__ = ["FeatureFn", "explain"]
+
+FeatureFn = Callable[[np.ndarray], Any]
+
+
+def _check_window(window: np.ndarray) -> np.ndarray:
+    x = np.asarray(window)
+    if x.ndim == 2 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 1 or x.size < 2 or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise InvalidInput(f"window must be a real 1-D signal, got shape {x.shape} ({x.dtype})")
+    if not np.isfinite(x).all():
+        raise InvalidInput("window holds NaN or inf")
+    return x.astype(np.float32)
+
+
+def _check_background(
+    background: np.ndarray | None, length: int, size: int, seed: int
+) -> np.ndarray | None:
+    """Validate ``[n, L]`` background windows and draw at most ``size`` of them (seeded)."""
+    if background is None:
+        return None
+    bg = np.asarray(background)
+    if bg.ndim != 2 or bg.shape[0] == 0 or bg.shape[1] != length:
+        raise InvalidInput(f"background must be [n, {length}] windows, got shape {bg.shape}")
+    if not np.isfinite(bg).all():
+        raise InvalidInput("background holds NaN or inf")
+    if len(bg) > size:
+        bg = bg[np.sort(np.random.default_rng(seed).choice(len(bg), size, replace=False))]
+    return bg.astype(np.float32)
+
+
+def _default_features(windows: np.ndarray) -> np.ndarray:
+    from pipeline.features import extract_features
+
+    return extract_features(windows).values
+
+
+def _features(feature_fn: FeatureFn, windows: np.ndarray) -> np.ndarray:
+    out = feature_fn(windows)
+    return np.asarray(getattr(out, "values", out), dtype=np.float64)
+
+
+def _target(class_index: int | None, predicted: int, valid: Callable[[int], bool]) -> int:
+    target = predicted if class_index is None else class_index
+    if (
+        isinstance(target, bool)
+        or not isinstance(target, (int, np.integer))
+        or not valid(int(target))
+    ):
+        raise InvalidInput(f"class_index {class_index!r} is not a class of this model")
+    return int(target)
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1e3
+
+
+def _deep(
+    model: Any,
+    x: np.ndarray,
+    method: str,
+    p: dict[str, Any],
+    background: Any,
+    class_index: int | None,
+    progress: ProgressFn,
+    should_stop: StopFn,
+    timings: dict[str, float],
+) -> tuple[Attribution, np.ndarray, int, int]:
+    from pipeline.xai import deep, segments
+
+    start = time.perf_counter()
+    probs = deep.predict_proba(model, x[None])[0]
+    predicted = int(np.argmax(probs))
+    target = _target(class_index, predicted, lambda c: 0 <= c < probs.size)
+    timings["predict_ms"] = _ms(start)
+    check_stop(should_stop)
+
+    def predict_fn(windows: np.ndarray) -> np.ndarray:
+        return deep.predict_proba(model, windows, p["batch_size"])
+
+    if method == "shap":
+        bg = background if background is not None else np.zeros((1, x.size), np.float32)
+        attribution = deep.shap_gradient(
+            model, x, target, bg, p["n_samples"], p["batch_size"], p["seed"], progress, should_stop
+        )
+        attribution.extra["background"] = "training windows" if background is not None else "zeros"
+    elif method == "integrated_gradients":
+        attribution = deep.integrated_gradients(
+            model, x, target, p["n_steps"], p["batch_size"], progress, should_stop
+        )
+    elif method == "gradcam":
+        attribution = deep.gradcam(model, x, target, p["layer"], progress, should_stop)
+    elif method == "lime":
+        attribution = segments.lime_segments(
+            predict_fn,
+            x,
+            target,
+            p["n_segments"],
+            p["n_samples"],
+            p["off"],
+            p["kernel_width"] or 0.25,
+            p["batch_size"],
+            p["seed"],
+            progress,
+            should_stop,
+        )
+    else:  # kernel_shap
+        attribution = segments.kernel_shap_segments(
+            predict_fn,
+            x,
+            target,
+            p["n_segments"],
+            p["n_samples"],
+            p["off"],
+            p["batch_size"],
+            p["seed"],
+            progress,
+            should_stop,
+        )
+    return attribution, probs, predicted, target
+
+
+def _classical(
+    model: Any,
+    x: np.ndarray,
+    method: str,
+    p: dict[str, Any],
+    background: Any,
+    class_index: int | None,
+    feature_fn: FeatureFn,
+    progress: ProgressFn,
+    should_stop: StopFn,
+    timings: dict[str, float],
+) -> tuple[Attribution, np.ndarray, int, int, tuple[str, ...]]:
+    from pipeline.features import FEATURE_NAMES
+    from pipeline.xai import classical, segments
+
+    start = time.perf_counter()
+    features = _features(feature_fn, x[None])[0]
+    timings["features_ms"] = _ms(start)
+    start = time.perf_counter()
+    columns = model.predict_proba(features[None])[0]
+    classes = [int(c) for c in model.classes_]
+    probs = np.zeros(max(classes) + 1)
+    probs[classes] = columns
+    predicted = classes[int(np.argmax(columns))]
+    target = _target(class_index, predicted, lambda c: c in classes)
+    column = classical.class_column(model, target)
+    timings["predict_ms"] = _ms(start)
+    check_stop(should_stop)
+    names = (
+        FEATURE_NAMES
+        if features.size == len(FEATURE_NAMES)
+        else tuple(f"feature_{i}" for i in range(features.size))
+    )
+    bg_features = None
+    if background is not None and method in ("shap", "lime"):
+        start = time.perf_counter()
+        bg_features = _features(feature_fn, background)
+        timings["background_features_ms"] = _ms(start)
+    if method == "shap":
+        attribution = classical.shap_features(
+            model,
+            features,
+            column,
+            bg_features,
+            p["n_samples"],
+            p["background_size"],
+            p["seed"],
+            progress,
+            should_stop,
+        )
+    elif method == "lime":
+        attribution = classical.lime_features(
+            model,
+            features,
+            column,
+            names,
+            bg_features,
+            p["n_samples"],
+            p["background_size"],
+            p["kernel_width"] or None,
+            p["seed"],
+            progress,
+            should_stop,
+        )
+    else:  # kernel_shap over signal segments, through the features
+
+        def predict_fn(windows: np.ndarray) -> np.ndarray:
+            return model.predict_proba(_features(feature_fn, windows))
+
+        attribution = segments.kernel_shap_segments(
+            predict_fn,
+            x,
+            column,
+            p["n_segments"],
+            p["n_samples"],
+            p["off"],
+            p["batch_size"],
+            p["seed"],
+            progress,
+            should_stop,
+        )
+    return attribution, probs, predicted, target, names
+
+
+def explain(
+    model: Any,
+    model_key: str,
+    window: np.ndarray,
+    method: str,
+    params: Mapping[str, Any] | None = None,
+    background: np.ndarray | None = None,
+    class_index: int | None = None,
+    feature_fn: FeatureFn | None = None,
+    on_progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+) -> Explanation:
+    """Explain ``model``'s prediction on one window.
+
+    Args:
+        model: an eval-mode ``nn.Module`` (deep keys) or a fitted sklearn pipeline taking the
+            feature vector (classical keys).
+        model_key: the model's registry key (decides deep vs classical).
+        window: the signal ``[L]`` (or ``[1, L]``).
+        method: a key of ``METHODS``; ``params`` are checked by ``validate_method_params``.
+        background: training windows ``[n, L]``; at most ``background_size`` are drawn
+            (seeded). Deep ``shap`` without one uses a single zero window.
+        class_index: the class to explain; default the predicted class.
+        feature_fn: windows ``[n, L]`` -> features ``[n, F]`` for classical models; default
+            ``extract_features`` (the 36 features).
+
+    Raises:
+        InvalidInput: bad method, parameters, window, background or class.
+        MethodNotApplicable: the method cannot explain this model.
+        StopRequested: ``should_stop()`` answered true.
+    """
+    started = time.perf_counter()
+    x = _check_window(window)
+    p = validate_method_params(method, params, model_key=model_key, signal_length=x.size)
+    size = p.get("background_size", 100)
+    bg = _check_background(background, x.size, size, p.get("seed", 0))
+    check_stop(should_stop)
+    on_progress(0.0, "predicting")
+    timings: dict[str, float] = {}
+    progress = scaled(on_progress, 0.05, 0.95)
+    names: tuple[str, ...] | None = None
+    if is_deep(model_key):
+        attribution, probs, predicted, target = _deep(
+            model, x, method, p, bg, class_index, progress, should_stop, timings
+        )
+    else:
+        attribution, probs, predicted, target, names = _classical(
+            model,
+            x,
+            method,
+            p,
+            bg,
+            class_index,
+            feature_fn or _default_features,
+            progress,
+            should_stop,
+            timings,
+        )
+    values = np.asarray(attribution.values, dtype=np.float64)
+    kind = "features" if names is not None and method in ("shap", "lime") else "signal"
+    if kind == "features":
+        summary = feature_summary(values, names or (), p["top_k"])
+    else:
+        segments = int(p["summary_segments"] if "summary_segments" in p else p["n_segments"])
+        summary = segment_summary(values, segments, p["top_k"])
+        names = None
+    timings["total_ms"] = _ms(started)
+    timings["explain_ms"] = timings["total_ms"] - sum(
+        v for k, v in timings.items() if k not in ("total_ms",)
+    )
+    on_progress(1.0, "explained")
+    return Explanation(
+        method=method,
+        model_key=model_key,
+        kind=kind,
+        predicted_class=predicted,
+        confidence=float(probs[predicted]),
+        target_class=target,
+        attributions=values,
+        summary=summary,
+        timings_ms=timings,
+        extra=attribution.extra,
+        params=p,
+        probabilities=[float(v) for v in probs],
+        feature_names=names,
+    )

@@ -1,0 +1,186 @@
+"""PNG figures of explanations (matplotlib object API on an Agg canvas, no pyplot).
+
+No pyplot: no global backend is chosen at import, nothing needs a display, and no figure
+outlives its function (pyplot keeps figures alive until closed: a leak in a worker).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from pipeline.artifacts import atomic_path
+from pipeline.domain import CLASS_KEYS, FS
+from pipeline.errors import InvalidInput
+from pipeline.xai.result import Explanation
+
+__all__ = ["mean_abs_attribution_by_class", "plot_class_mean_attribution", "plot_explanation"]
+
+_MAX_COLUMNS = 256  # time bins of the class heat map: one 1 s window -> 80-sample bins
+
+
+def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
+    target = Path(path)
+    FigureCanvasAgg(figure)
+    with atomic_path(target) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+    return target
+
+
+def _label(cls: int | str, class_keys: Sequence[str]) -> str:
+    if isinstance(cls, (int, np.integer)) and 0 <= int(cls) < len(class_keys):
+        return class_keys[int(cls)]
+    return str(cls)
+
+
+def _signal_figure(figure: Figure, window: np.ndarray, e: Explanation, fs: float) -> None:
+    values = np.asarray(e.attributions, dtype=np.float64)
+    t = np.arange(values.size) / fs
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    scale = float(np.max(np.abs(values))) or 1.0
+    signed = bool((values < 0).any())
+    lo, hi = float(np.min(window)), float(np.max(window))
+    pad = 0.05 * ((hi - lo) or 1.0)
+    # The attribution as a colour band behind the signal: where the model looked.
+    top.imshow(
+        values[None, :],
+        aspect="auto",
+        extent=(t[0], t[-1], lo - pad, hi + pad),
+        cmap="coolwarm" if signed else "Reds",
+        vmin=-scale if signed else 0.0,
+        vmax=scale,
+        alpha=0.7,
+        interpolation="nearest",
+    )
+    top.plot(t, window, color="black", linewidth=0.5)
+    top.set_ylabel("amplitude")
+    bottom.plot(t, values, color="tab:red", linewidth=0.6)
+    bottom.axhline(0.0, color="grey", linewidth=0.5)
+    for segment in e.summary.get("top_segments", []):
+        bottom.axvspan(segment["start"] / fs, segment["end"] / fs, color="gold", alpha=0.3)
+    bottom.set_ylabel("attribution")
+    bottom.set_xlabel("time (s)")
+
+
+def _feature_figure(figure: Figure, e: Explanation, top_n: int) -> None:
+    values = np.asarray(e.attributions, dtype=np.float64)
+    names = e.feature_names or tuple(str(i) for i in range(values.size))
+    # Features the model never sees (dropped by selection) have exactly 0: leave them out.
+    order = [i for i in np.argsort(-np.abs(values), kind="stable") if values[i] != 0][:top_n][::-1]
+    ax = figure.subplots()
+    ax.barh(
+        [names[i] for i in order],
+        values[order],
+        color=["tab:red" if values[i] >= 0 else "tab:blue" for i in order],
+    )
+    ax.axvline(0.0, color="grey", linewidth=0.5)
+    ax.set_xlabel("attribution (red: towards the class)")
+    ax.tick_params(axis="y", labelsize=8)
+
+
+def plot_explanation(
+    path: str | os.PathLike[str],
+    window: np.ndarray,
+    explanation: Explanation,
+    class_keys: Sequence[str] = CLASS_KEYS,
+    fs: float = FS,
+    top_features: int = 15,
+) -> Path:
+    """Draw the signal with its attribution overlaid (top segments shaded), or a bar chart of
+    the ``top_features`` feature attributions; write a PNG atomically.
+
+    Raises:
+        InvalidInput: a signal explanation whose length differs from ``window``'s.
+    """
+    e = explanation
+    if e.kind == "signal":
+        window = np.asarray(window, dtype=np.float64).reshape(-1)
+        if window.size != np.asarray(e.attributions).size:
+            raise InvalidInput(
+                f"window has {window.size} samples, explanation {np.asarray(e.attributions).size}"
+            )
+        figure = Figure(figsize=(10, 5), layout="constrained")
+        _signal_figure(figure, window, e, fs)
+    else:
+        figure = Figure(figsize=(7, max(3.0, 0.3 * top_features + 1)), layout="constrained")
+        _feature_figure(figure, e, top_features)
+    figure.suptitle(
+        f"{e.method} · predicted {_label(e.predicted_class, class_keys)} ({e.confidence:.0%}) · "
+        f"explained {_label(e.target_class, class_keys)}"
+    )
+    return _save(figure, path)
+
+
+def mean_abs_attribution_by_class(
+    items: Iterable[tuple[int | str, np.ndarray]],
+) -> dict[int | str, np.ndarray]:
+    """Mean absolute attribution per class from ``(class, attributions)`` pairs.
+
+    Raises:
+        InvalidInput: attributions of one class differ in length.
+    """
+    sums: dict[int | str, np.ndarray] = {}
+    counts: dict[int | str, int] = {}
+    for cls, values in items:
+        magnitude = np.abs(np.asarray(values, dtype=np.float64).reshape(-1))
+        if cls in sums and sums[cls].shape != magnitude.shape:
+            raise InvalidInput(f"attributions of class {cls!r} differ in length")
+        sums[cls] = sums.get(cls, 0.0) + magnitude
+        counts[cls] = counts.get(cls, 0) + 1
+    return {cls: sums[cls] / counts[cls] for cls in sums}
+
+
+def plot_class_mean_attribution(
+    path: str | os.PathLike[str],
+    per_class_mean: Mapping[int | str, np.ndarray],
+    feature_names: Sequence[str] | None = None,
+    class_keys: Sequence[str] = CLASS_KEYS,
+    fs: float = FS,
+) -> Path:
+    """Heat map of the batch aggregate: one row per class, columns time bins or features.
+
+    Each row is scaled to its own maximum (classes are compared by where, not how much).
+    Arrays of 36 values are taken as the 36 features unless ``feature_names`` says otherwise.
+
+    Raises:
+        InvalidInput: nothing to draw, or arrays of different lengths.
+    """
+    if not per_class_mean:
+        raise InvalidInput("plot_class_mean_attribution needs at least one class")
+    rows = [np.abs(np.asarray(v, dtype=np.float64).reshape(-1)) for v in per_class_mean.values()]
+    length = rows[0].size
+    if any(r.size != length for r in rows) or length == 0:
+        raise InvalidInput("per-class attributions must all have the same, non-zero length")
+    if feature_names is None:
+        from pipeline.features import FEATURE_NAMES
+
+        feature_names = FEATURE_NAMES if length == len(FEATURE_NAMES) else None
+    matrix = np.vstack(rows)
+    if feature_names is None and length > _MAX_COLUMNS:
+        edges = np.linspace(0, length, _MAX_COLUMNS + 1).round().astype(np.int64)
+        matrix = np.add.reduceat(matrix, edges[:-1], axis=1) / np.diff(edges)
+    matrix = matrix / np.maximum(matrix.max(axis=1, keepdims=True), 1e-300)
+    labels = [_label(c, class_keys) for c in per_class_mean]
+    figure = Figure(figsize=(11, 1.5 + 0.35 * len(labels)), layout="constrained")
+    ax = figure.subplots()
+    if feature_names is not None:
+        image = ax.imshow(matrix, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_xticks(range(length), list(feature_names), rotation=90, fontsize=7)
+    else:
+        image = ax.imshow(
+            matrix,
+            aspect="auto",
+            cmap="viridis",
+            interpolation="nearest",
+            extent=(0.0, length / fs, len(labels) - 0.5, -0.5),
+        )
+        ax.set_xlabel("time (s)")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_title("mean |attribution| per class (each row scaled to its maximum)")
+    figure.colorbar(image, ax=ax, fraction=0.02)
+    return _save(figure, path)
