@@ -116,6 +116,7 @@ def job_actor(
             max_backoff=actor_policy.max_backoff_ms,
             retry_when=RetryTransient(actor_policy),
             store_results=actor_policy.store_results,
+            reports_own_failures=actor_policy.reports_own_failures,
             **options,
         )
         actor.schema = schema

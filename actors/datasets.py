@@ -12,6 +12,7 @@ from pydantic import Field, StringConstraints, create_model, model_validator
 
 from actors.base import Payload, job_actor
 from actors.context import JobContext
+from actors.notifications import send_event
 from actors.store.datasets import claim_dataset, complete_dataset, fail_dataset, record_import
 from actors.store.db import Database, get_database
 from config.settings import get_settings, mask_secrets
@@ -113,11 +114,15 @@ def generate_dataset(payload: GenerateDataset, job: JobContext) -> dict:
             workers=settings.generation_workers or None, overwrite=True,
         )
         checksum = file_sha256(produced.hdf5_path) if produced.hdf5_path else None
-    return complete_dataset(
+    summary = complete_dataset(
         database, dataset_id, job.message_id, path=produced.hdf5_path, mat_dir=produced.mat_dir,
         checksum=checksum, n_records=produced.n_records, class_counts=produced.class_counts,
         split_counts=produced.split_counts, config_hash=produced.config_hash,
     )
+    # The event id is the dataset's: a message redelivered after completion cannot send twice.
+    send_event("dataset.generated", {"job_id": job.message_id, "dataset_id": dataset_id, "name": payload.name,
+                                     "n_records": produced.n_records}, event_id=f"dataset.generated:{dataset_id}")
+    return summary
 
 
 def _import_root(paths: list[str], roots: tuple[Path, ...]) -> Path:
@@ -164,4 +169,7 @@ def import_mat_dataset(payload: ImportMatDataset, job: JobContext) -> dict:
         n_records=imported.n_records, class_counts=imported.class_counts,
         split_counts=imported.split_counts, config_hash=imported.config_hash,
     )
+    send_event("dataset.imported", {"job_id": job.message_id, "dataset_id": dataset_id, "name": payload.name,
+                                    "n_records": imported.n_records, "n_files": imported.n_files,
+                                    "n_failed": len(imported.failures)}, event_id=f"dataset.imported:{dataset_id}")
     return {**summary, "n_files": imported.n_files, "failures": imported.failures}

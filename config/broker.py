@@ -62,11 +62,10 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     def store() -> JobStore:
         return JobStore(job_redis, get_database(settings.database_url), cache_ttl_s=settings.job_cache_ttl_s)
 
-    # Tracking and log context go before Retries: after-hooks run in reverse order, so theirs
-    # run once Retries has decided whether a retry follows.
-    retries_index = next(i for i, m in enumerate(broker.middleware) if isinstance(m, Retries))
-    broker.middleware.insert(
-        retries_index,
+    # Log context, then tracking, just before Retries: after-hooks run in reverse order, so
+    # theirs run once Retries has decided whether a retry follows.
+    broker.add_middleware(LogContext(), before=Retries)
+    broker.add_middleware(
         JobTracking(
             store=store,
             flush_interval_s=settings.job_flush_interval_s,
@@ -74,8 +73,8 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
             heartbeat_s=settings.worker_heartbeat_s,
             record=stub or settings.workers_record_jobs,
         ),
+        before=Retries,
     )
-    broker.middleware.insert(retries_index, LogContext())
     broker.add_middleware(SchemaGuard(database=lambda: get_database(settings.database_url)))
     broker.add_middleware(GracefulShutdown())
     broker.add_middleware(Results(backend=results_backend, result_ttl=ttl_ms))

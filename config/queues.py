@@ -61,6 +61,9 @@ class ActorPolicy:
     max_backoff_ms: int = 5 * _MINUTE
     store_results: bool = False
     retried: tuple[str, ...] = field(default=RETRIED_ERRORS)
+    # False: a final failure is announced as ``job.failed``; True: the actor sends its own
+    # failure event (``training.failed``, ``hpo.failed``), or is the notifier itself.
+    reports_own_failures: bool = False
 
     def __post_init__(self) -> None:
         if self.queue not in QUEUES:
@@ -79,9 +82,27 @@ ACTOR_POLICIES: dict[str, ActorPolicy] = {
     "cancel_job": ActorPolicy(HIGH_PRIORITY, time_limit_ms=30 * _SECOND, max_retries=5),
     "reap_stale_jobs": ActorPolicy(HIGH_PRIORITY, time_limit_ms=2 * _MINUTE, max_retries=1),
     # gpu_training: one accelerator job at a time; a redelivered run resumes from its checkpoint.
-    "train_model": ActorPolicy(GPU_TRAINING, time_limit_ms=12 * _HOUR, max_retries=2, store_results=True),
+    "train_model": ActorPolicy(GPU_TRAINING, time_limit_ms=12 * _HOUR, max_retries=2, store_results=True, reports_own_failures=True),
+    # explanations: one signal per cpu_processing job; a batch fans out and is finalized quickly.
+    "explain_signal": ActorPolicy(CPU_PROCESSING, time_limit_ms=10 * _MINUTE, max_retries=2, store_results=True),
+    "explain_batch": ActorPolicy(HIGH_PRIORITY, time_limit_ms=60 * _SECOND, max_retries=2, store_results=True),
+    "finalize_explain_batch": ActorPolicy(HIGH_PRIORITY, time_limit_ms=2 * _MINUTE, max_retries=3, store_results=True),
+    # features and evaluation: cpu_processing; a sharded extraction is merged on high_priority.
+    "extract_features": ActorPolicy(CPU_PROCESSING, time_limit_ms=2 * _HOUR, store_results=True),
+    "extract_feature_shard": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
+    "merge_feature_shards": ActorPolicy(HIGH_PRIORITY, time_limit_ms=10 * _MINUTE, store_results=True),
+    "compute_importance": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
+    "select_features": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
+    "compute_correlation": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
+    "roc_analysis": ActorPolicy(CPU_PROCESSING, time_limit_ms=10 * _MINUTE, store_results=True),
+    "error_analysis": ActorPolicy(CPU_PROCESSING, time_limit_ms=10 * _MINUTE, store_results=True),
+    "compare_architectures": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
+    "robustness_report": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
     # notifications: slow I/O; a channel's transient failure is retried with backoff.
-    "notify": ActorPolicy(NOTIFICATIONS, time_limit_ms=60 * _SECOND, max_retries=5, min_backoff_ms=1 * _SECOND, max_backoff_ms=5 * _MINUTE),
+    "notify": ActorPolicy(
+        NOTIFICATIONS, time_limit_ms=60 * _SECOND, max_retries=5, min_backoff_ms=1 * _SECOND,
+        max_backoff_ms=5 * _MINUTE, reports_own_failures=True,
+    ),
 }
 
 

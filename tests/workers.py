@@ -25,12 +25,16 @@ def procfile_lines() -> dict[str, str]:
     return lines
 
 
-def _group_gone(pgid: int, timeout: float) -> bool:
-    """Wait until no process of group ``pgid`` is left; return whether that happened in time."""
+def _group_gone(process: subprocess.Popen, timeout: float) -> bool:
+    """Wait until no process of ``process``'s group is left; return whether that happened in time.
+
+    The group leader is reaped as we go: a zombie still counts as a member of its group.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        process.poll()
         try:
-            os.killpg(pgid, 0)
+            os.killpg(process.pid, 0)
         except ProcessLookupError:
             return True
         time.sleep(0.05)
@@ -91,9 +95,9 @@ class Workers:
         except ProcessLookupError:
             return process.wait()
         # The group, not just the shell that started it: workers drain after the shell is gone.
-        if not _group_gone(process.pid, timeout):
+        if not _group_gone(process, timeout):
             os.killpg(process.pid, signal.SIGKILL)
-            _group_gone(process.pid, 10)
+            _group_gone(process, 10)
         return process.wait()
 
     def stop_all(self) -> None:

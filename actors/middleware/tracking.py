@@ -64,6 +64,11 @@ class JobTracking(Middleware):
         self._ticker: threading.Thread | None = None
 
     @property
+    def actor_options(self) -> set[str]:
+        """Options this middleware reads from actors."""
+        return {"reports_own_failures"}
+
+    @property
     def store(self) -> JobStore:
         """The job store of this process."""
         return self._store()
@@ -135,6 +140,8 @@ class JobTracking(Middleware):
         start = context.start_fields if context is not None and not context.announced else None
         if state in FINAL_JOB_STATES and message.options.get(FANOUT_OPTION):
             self._count_member(broker, message, failed=state != "succeeded", dead=bool(message.failed))
+        if state in ("failed", "timed_out"):
+            self._announce_failure(broker, message, context, exception, error_message)
         outcome = JobStore.outcome_fields(
             state, duration_ms=duration_ms, error=exception, error_message=error_message, result=result, start=start,
         )
@@ -146,6 +153,27 @@ class JobTracking(Middleware):
         if exception is not None:
             fields.update(error_type=type(exception).__name__, error=error_message)
         (log.info if state in ("succeeded", "cancelled") else log.warning)("job.finished", **fields)
+
+    @staticmethod
+    def _announce_failure(broker, message, context, exception, error_message) -> None:  # type: ignore[no-untyped-def]
+        """Send ``job.failed`` for a final failure, unless the actor reports its own."""
+        actor = broker.actors.get(message.actor_name)
+        if actor is None or actor.options.get("reports_own_failures") or "notify" not in broker.actors:
+            return
+        try:
+            broker.get_actor("notify").send(
+                event="job.failed",
+                # One event per job: a redelivered message cannot announce it twice.
+                event_id=f"job.failed:{message.message_id}",
+                payload={
+                    "message_id": message.message_id, "actor": message.actor_name,
+                    "queue": message.queue_name.removesuffix(".DQ"),
+                    "error_type": type(exception).__name__ if exception else "",
+                    "error_message": error_message or "", "attempts": context.attempt if context else 1,
+                },
+            )
+        except Exception as exc:  # an after-hook must never raise
+            log.error("job.failure_event_failed", error=mask_secrets(str(exc)))
 
     def _count_member(self, broker, message, *, failed: bool, dead: bool) -> None:  # type: ignore[no-untyped-def]
         """Count a fan-out member once; send the finalize message if Dramatiq's never will."""
