@@ -6,7 +6,14 @@ import importlib
 
 __all__ = ["ACTOR_MODULES", "load_actors"]
 
-ACTOR_MODULES = ("actors.control", "actors.datasets", "actors.maintenance", "actors.notifications", "actors.training")
+ACTOR_MODULES = (
+    "actors.control",
+    "actors.datasets",
+    "actors.maintenance",
+    "actors.notifications",
+    "actors.quality",
+    "actors.training",
+)
 
 
 def load_actors() -> None:

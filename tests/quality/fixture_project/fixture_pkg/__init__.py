@@ -1,0 +1,1 @@
+"""A tiny package whose coverage the quality tests measure."""

@@ -1,0 +1,60 @@
+"""The quality actors through a real cpu_processing worker: results, artifacts, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from actors.errors import PayloadInvalid
+from actors.jobs import wait_for_job
+from actors.quality import run_quality_checks, run_test_suite
+from pipeline.artifacts import file_sha256
+
+
+def test_test_suite_runs_on_a_worker_and_keeps_its_logs_as_an_artifact(workers):
+    message = run_test_suite.send(
+        path="tests/quality/fixture_project", markers="not hang", coverage=True,
+        coverage_source="tests/quality/fixture_project/fixture_pkg", coverage_threshold=50,
+    )
+    job = wait_for_job(message.message_id, timeout_s=120)
+    assert job.state == "succeeded", job.error_message
+    result = job.result
+    assert result["status"] == "failed" and result["ok"] is False
+    assert result["counts"] == {"collected": 9, "passed": 5, "failed": 2, "errors": 1, "skipped": 1}
+    assert {f["test"] for f in result["failures"]} >= {"tests/test_calc.py::test_subtract_fails"}
+    assert result["coverage"]["meets_threshold"] is True
+    folder = Path(result["artifacts"])
+    assert folder.name == message.message_id and folder.parent.name == "quality"
+    assert file_sha256(folder / "report.json") == result["report_sha256"]
+    assert json.loads((folder / "report.json").read_text())["passed"] == 5
+    assert len(json.dumps(result)) < 32_000
+    assert job.progress == 1.0
+
+
+def test_path_outside_the_quality_roots_fails_at_once_on_the_worker(workers):
+    message = run_quality_checks.send(path="/etc")
+    job = wait_for_job(message.message_id, timeout_s=60)
+    assert (job.state, job.attempts, job.error_type) == ("failed", 1, "UnsafePath")
+    assert "outside the quality roots" in job.error_message
+
+
+def test_dotdot_escape_fails_at_once_on_the_worker(workers):
+    message = run_test_suite.send(path="tests/../../etc")
+    job = wait_for_job(message.message_id, timeout_s=60)
+    assert (job.state, job.error_type) == ("failed", "UnsafePath")
+    assert "through '..'" in job.error_message
+
+
+@pytest.mark.parametrize(
+    ("payload", "match"),
+    [
+        ({"markers": "not hang; rm -rf /"}, r"markers: Value error, markers expression .* contains ';'"),
+        ({"keyword": "$(reboot)"}, r"keyword: Value error, keyword expression .* contains '\$'"),
+        ({"timeout_s": 10**6}, "timeout_s: Input should be less than or equal to 3600"),
+    ],
+)
+def test_bad_test_suite_payload_is_refused_on_send(app, payload, match):
+    with pytest.raises(PayloadInvalid, match=match):
+        run_test_suite.send(path="tests", **payload)
