@@ -15,9 +15,10 @@ from actors.context import JobContext
 from actors.jobs import job_store
 from actors.store.db import get_database
 from actors.store.domain import release_domain_records
+from config.queues import QUEUES
 from config.settings import get_settings
 
-__all__ = ["ReapStaleJobs", "reap_stale_jobs"]
+__all__ = ["CleanArtifacts", "ReapStaleJobs", "ReportDeadLetters", "clean_artifacts", "reap_stale_jobs", "report_dead_letters"]
 
 log = structlog.get_logger("pfd.maintenance")
 
@@ -63,3 +64,85 @@ def reap_stale_jobs(payload: ReapStaleJobs, job: JobContext) -> dict:
         log.warning("job.reaped", reaped_message_id=view.message_id, reason=reason)
     store.flush()
     return {"reaped": reaped, "dry_run": payload.dry_run, "grace_s": grace}
+
+
+class CleanArtifacts(Payload):
+    """Payload of ``clean_artifacts``; ``dry_run`` lists what would go without deleting."""
+
+    dry_run: bool = False
+
+
+def _known_ids() -> dict[str, set[str]]:
+    """Record ids per artifact folder named by them (anything else there is an orphan)."""
+    from sqlalchemy import select
+
+    from actors.store.experiments import Experiment
+    from actors.store.models import Dataset
+
+    with get_database(get_settings().database_url).session() as session:
+        return {
+            "datasets": set(session.scalars(select(Dataset.id))),
+            "experiments": set(session.scalars(select(Experiment.id))),
+        }
+
+
+def _fix_keys_without_ttl(settings, dry_run: bool) -> int:  # type: ignore[no-untyped-def]
+    """Give job and fan-out keys that lost their expiry (e.g. written during an outage) one."""
+    redis = job_store().redis
+    fixed = 0
+    for pattern in ("pfd:job:*", "pfd:fanout:*"):
+        for key in redis.scan_iter(match=pattern, count=1000):
+            if redis.ttl(key) == -1:
+                fixed += 1
+                if not dry_run:
+                    redis.expire(key, settings.job_cache_ttl_s)
+    return fixed
+
+
+@job_actor(schema=CleanArtifacts, periodic=cron(get_settings().schedule_clean_artifacts))
+def clean_artifacts(payload: CleanArtifacts, job: JobContext) -> dict:
+    """Delete temporary files, artifacts of deleted records and expired run folders.
+
+    The real run deletes exactly what the same plan lists in a dry run; Redis job and
+    fan-out keys without an expiry get the cache TTL.
+    """
+    from pipeline.maintenance.cleanup import apply_cleanup, plan_cleanup
+
+    settings = get_settings()
+    plan = plan_cleanup(
+        settings.artifact_root, known_ids=_known_ids(), expiring=("quality",),
+        temp_max_age_s=settings.temp_file_max_age_s, retention_s=settings.run_retention_days * 86400,
+    )
+    deleted = plan if payload.dry_run else apply_cleanup(settings.artifact_root, plan)
+    keys = _fix_keys_without_ttl(settings, payload.dry_run)
+    return {
+        "dry_run": payload.dry_run, "deleted": [c.to_dict() for c in deleted][:1000],
+        "n_deleted": len(deleted), "bytes": sum(c.bytes for c in deleted), "keys_without_ttl": keys,
+    }
+
+
+class ReportDeadLetters(Payload):
+    """Payload of ``report_dead_letters``; ``threshold`` defaults to the setting."""
+
+    threshold: int | None = Field(None, ge=1)
+
+
+@job_actor(schema=ReportDeadLetters, periodic=cron(get_settings().schedule_report_dead_letters))
+def report_dead_letters(payload: ReportDeadLetters, job: JobContext) -> dict:
+    """Count dead letters per queue and actor; announce them when they pass the threshold."""
+    from actors.deadletters import list_dead_letters
+    from actors.notifications import send_event
+
+    threshold = payload.threshold or get_settings().dead_letter_report_threshold
+    counts: dict[str, int] = {}
+    for queue in QUEUES:
+        for letter in list_dead_letters(job_store().redis, queue, limit=100_000):
+            name = f"{queue}/{letter.actor}"
+            counts[name] = counts.get(name, 0) + 1
+    total = sum(counts.values())
+    announced = total >= threshold
+    if announced:
+        # One report per hour at most: the event id is the hour.
+        send_event("deadletters.reported", {"total": total, "threshold": threshold, "counts": counts},
+                   event_id=f"deadletters:{time.strftime('%Y%m%d%H', time.gmtime())}")
+    return {"total": total, "threshold": threshold, "counts": counts, "announced": announced}

@@ -81,6 +81,8 @@ ACTOR_POLICIES: dict[str, ActorPolicy] = {
     # high_priority: quick control work and maintenance.
     "cancel_job": ActorPolicy(HIGH_PRIORITY, time_limit_ms=30 * _SECOND, max_retries=5),
     "reap_stale_jobs": ActorPolicy(HIGH_PRIORITY, time_limit_ms=2 * _MINUTE, max_retries=1),
+    "clean_artifacts": ActorPolicy(HIGH_PRIORITY, time_limit_ms=10 * _MINUTE, max_retries=1),
+    "report_dead_letters": ActorPolicy(HIGH_PRIORITY, time_limit_ms=2 * _MINUTE, max_retries=1),
     # gpu_training: one accelerator job at a time; a redelivered run resumes from its checkpoint.
     "train_model": ActorPolicy(GPU_TRAINING, time_limit_ms=12 * _HOUR, max_retries=2, store_results=True, reports_own_failures=True),
     # explanations: one signal per cpu_processing job; a batch fans out and is finalized quickly.
@@ -98,6 +100,15 @@ ACTOR_POLICIES: dict[str, ActorPolicy] = {
     "error_analysis": ActorPolicy(CPU_PROCESSING, time_limit_ms=10 * _MINUTE, store_results=True),
     "compare_architectures": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
     "robustness_report": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
+    # HPO/NAS campaigns: control and wave callbacks on high_priority, trials and candidates on gpu_training.
+    "run_hpo_campaign": ActorPolicy(HIGH_PRIORITY, time_limit_ms=2 * _MINUTE, max_retries=3, store_results=True),
+    "finalize_hpo_campaign": ActorPolicy(HIGH_PRIORITY, time_limit_ms=10 * _MINUTE, max_retries=3, store_results=True),
+    "stop_hpo_campaign": ActorPolicy(HIGH_PRIORITY, time_limit_ms=1 * _MINUTE, max_retries=3, store_results=True),
+    "run_hpo_trial": ActorPolicy(GPU_TRAINING, time_limit_ms=12 * _HOUR, max_retries=2, store_results=True, reports_own_failures=True),
+    "run_nas_campaign": ActorPolicy(HIGH_PRIORITY, time_limit_ms=2 * _MINUTE, max_retries=3, store_results=True),
+    "finalize_nas_campaign": ActorPolicy(HIGH_PRIORITY, time_limit_ms=10 * _MINUTE, max_retries=3, store_results=True),
+    "stop_nas_campaign": ActorPolicy(HIGH_PRIORITY, time_limit_ms=1 * _MINUTE, max_retries=3, store_results=True),
+    "run_nas_candidate": ActorPolicy(GPU_TRAINING, time_limit_ms=2 * _HOUR, max_retries=2, store_results=True, reports_own_failures=True),
     # notifications: slow I/O; a channel's transient failure is retried with backoff.
     "notify": ActorPolicy(
         NOTIFICATIONS, time_limit_ms=60 * _SECOND, max_retries=5, min_backoff_ms=1 * _SECOND,

@@ -55,7 +55,12 @@ class Settings(BaseSettings):
 
     # Maintenance (periodiq cron strings, minute hour day month weekday).
     schedule_reap_stale_jobs: str = "*/5 * * * *"
+    schedule_clean_artifacts: str = "17 3 * * *"
+    schedule_report_dead_letters: str = "*/15 * * * *"
     reaper_grace_s: int = Field(300, ge=1)
+    temp_file_max_age_s: int = Field(6 * 3600, ge=0)
+    run_retention_days: float = Field(30, gt=0)
+    dead_letter_report_threshold: int = Field(10, ge=1)
 
     # Workers.
     generation_workers: int = Field(0, ge=0)

@@ -1,0 +1,1 @@
+"""Maintenance work as plain Python: what to clean up, and cleaning it."""
