@@ -156,3 +156,18 @@ def durable_work(payload: Work, job: JobContext) -> dict:
         time.sleep(0.05)
     client.hincrby(f"{payload.key}:done", job.message_id, 1)
     return {"done": True}
+
+
+class Reach(Payload):
+    """A URL to fail on, password and all."""
+
+    url: str
+
+
+@job_actor(schema=Reach, policy=ActorPolicy("high_priority", time_limit_ms=30_000, **FAST_RETRY))
+def leaky(payload: Reach, job: JobContext) -> None:
+    """Fail with an error message that quotes a URL with its password."""
+    import structlog
+
+    structlog.get_logger("probe").info("probe.connecting", url=payload.url)
+    raise ValueError(f"cannot connect to {payload.url}")
