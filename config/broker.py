@@ -23,7 +23,10 @@ __all__ = ["redis_client", "setup_broker"]
 @functools.lru_cache(maxsize=4)
 def redis_client(url: str) -> Redis:
     """Return the process-wide Redis client for ``url``."""
-    return Redis.from_url(url, socket_keepalive=True)
+    # redis-py 8 reads with a 5 s timeout unless told otherwise, which breaks blocking reads
+    # longer than that (a result awaited with get_result(block=True, timeout=30_000)).
+    # Reads wait as long as the command asks; TCP keepalive still notices a dead server.
+    return Redis.from_url(url, socket_timeout=None, socket_connect_timeout=5, socket_keepalive=True)
 
 
 def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None = None) -> dramatiq.Broker:

@@ -150,3 +150,11 @@ def test_job_log_is_json_lines_with_identity_and_a_final_line_with_duration(work
 
 def _dead_lettered(redis_client, queue: str, message_id: str) -> bool:
     return any(letter.message_id == message_id for letter in list_dead_letters(redis_client, queue, limit=1000))
+
+
+def test_a_result_can_be_awaited_for_longer_than_five_seconds(workers):
+    # redis-py 8 reads with a 5 s timeout by default; blocking result reads must outlast it.
+    from tests.probe_actors import durable_work
+
+    message = durable_work.send(key=_key(), seconds=6)
+    assert message.get_result(block=True, timeout=30_000) == {"done": True}
