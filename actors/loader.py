@@ -9,10 +9,13 @@ __all__ = ["ACTOR_MODULES", "load_actors"]
 ACTOR_MODULES = (
     "actors.control",
     "actors.datasets",
+    "actors.evaluation",
+    "actors.features",
     "actors.maintenance",
     "actors.notifications",
     "actors.quality",
     "actors.training",
+    "actors.xai",
 )
 
 

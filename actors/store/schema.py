@@ -1,9 +1,11 @@
 """Every model module, imported together so Alembic and tests see the whole schema."""
 
-from actors.store import (
-    experiments,  # noqa: F401
-    models,  # noqa: F401
-    notifications,  # noqa: F401
+from actors.store import (  # noqa: F401
+    analyses,
+    experiments,
+    explanations,
+    models,
+    notifications,
 )
 from actors.store.models import Base
 

@@ -1,0 +1,281 @@
+"""Explanation actors: one signal on ``cpu_processing``, a batch as a fan-out of them.
+
+``explain_signal`` explains one window of a dataset record with a completed experiment's model
+and keeps the attributions (``.npz``) and a plot (``.png``) in ``artifact_root/explanations/<id>``;
+the id is a digest of the request, so asking again returns the stored explanation.
+``explain_batch`` checks the request, records the batch and fans its signals out; the group's
+callback ``finalize_explain_batch`` writes counts, per-signal links and the per-class aggregate
+plot, and sends ``xai.completed``. A member refused on its own input fails alone (``job.fail``).
+Only compact summaries go through the results backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import structlog
+from pydantic import Field, StringConstraints
+
+from actors.base import Payload, job_actor
+from actors.context import JobContext
+from actors.errors import JobNotFound, RecordConflict, RecordNotFound
+from actors.fanout import fan_out, fanout_store, get_fanout
+from actors.jobs import get_job
+from actors.notifications import send_event
+from actors.store import explanations as store
+from actors.store.datasets import get_dataset
+from actors.store.db import Database, get_database
+from actors.store.experiments import get_experiment
+from config.settings import Settings, get_settings, mask_secrets
+from pipeline.domain import WINDOW_LENGTH, WINDOWS_PER_RECORD
+from pipeline.errors import InvalidInput
+from pipeline.xai.registry import validate_method_params
+
+__all__ = ["ExplainBatch", "ExplainSignal", "FinalizeExplainBatch", "SignalRef", "explain_batch", "explain_signal",
+           "explanation_batch", "finalize_explain_batch"]
+
+log = structlog.get_logger("pfd.xai")
+
+RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+# Short enough that "xai-" + the id fits a fan-out id and a notification event id.
+BatchId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,55}$")]
+Method = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+MAX_BATCH = 10_000
+# Bad input: the job fails at once, never retried; a fan-out member fails alone.
+REFUSED = (InvalidInput, RecordNotFound, RecordConflict)
+
+
+class SignalRef(Payload):
+    """A signal: one 1 s window of one record of a dataset split (no signal table needed)."""
+
+    dataset_id: RecordId
+    split: Literal["train", "val", "test"]
+    record: int = Field(ge=0)
+    window: int = Field(0, ge=0, lt=WINDOWS_PER_RECORD)
+
+
+class ExplainSignal(Payload):
+    """Payload of ``explain_signal``: a completed experiment, a signal, a method and its parameters."""
+
+    experiment_id: RecordId
+    signal: SignalRef
+    method: Method
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExplainBatch(Payload):
+    """Payload of ``explain_batch``: the signals to explain with one experiment and method."""
+
+    experiment_id: RecordId
+    signals: list[SignalRef] = Field(min_length=1, max_length=MAX_BATCH)
+    method: Method
+    params: dict[str, Any] = Field(default_factory=dict)
+    batch_id: BatchId | None = None
+
+
+class FinalizeExplainBatch(Payload):
+    """Payload of ``finalize_explain_batch`` (the fan-out's completion callback)."""
+
+    batch_id: BatchId
+    fanout_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+def _request(
+    database: Database, experiment_id: str, method: str, params: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check the method, its parameters and the experiment; return (experiment, resolved params)."""
+    validate_method_params(method, params)  # an unknown method is named before any lookup
+    experiment = get_experiment(database, experiment_id)
+    if experiment["status"] != "completed" or not experiment["model_path"]:
+        raise InvalidInput(
+            f"experiment {experiment_id!r} is {experiment['status']}, not completed: it has no model to explain")
+    resolved = validate_method_params(method, params, model_key=experiment["model_key"], signal_length=WINDOW_LENGTH)
+    return experiment, resolved
+
+
+def _dataset(database: Database, dataset_id: str, split: str, record: int = 0) -> tuple[str, int]:
+    """A completed dataset's path and split size; refuses a record index past the split's end."""
+    dataset = get_dataset(database, dataset_id)
+    if dataset["status"] != "completed" or not dataset["path"]:
+        raise InvalidInput(f"dataset {dataset_id!r} is {dataset['status']}, not completed")
+    count = int((dataset["split_counts"] or {}).get(split, 0))
+    if record >= count:
+        raise InvalidInput(f"record index {record} is out of range: split {split!r} of "
+                           f"dataset {dataset_id!r} has {count} records")
+    return dataset["path"], count
+
+
+def _records(path: str, split: str, records: list[int]) -> np.ndarray:
+    """The 1 s windows ``[n, 20480]`` of some records of a split, read record by record."""
+    from pipeline.datasets.hdf5 import read_split
+
+    rows = [read_split(path, split, slice(r, r + 1)).signals for r in records]
+    return np.concatenate(rows).reshape(-1, WINDOW_LENGTH)
+
+
+@functools.lru_cache(maxsize=2)
+def _background(path: str, n_train: int, size: int, seed: int) -> np.ndarray:
+    """Windows of seeded random training records, enough for ``size``; read once per process.
+
+    Whole records, not the whole split (which can be gigabytes); ``explain`` then draws
+    ``size`` of these windows with the same seed. Dataset files are never rewritten in place.
+    """
+    count = min(n_train, math.ceil(size / WINDOWS_PER_RECORD))
+    picked = np.sort(np.random.default_rng(seed).choice(n_train, count, replace=False))
+    windows = _records(path, "train", [int(r) for r in picked])
+    windows.flags.writeable = False  # shared by every later call in this process
+    return windows
+
+
+def _explain(payload: ExplainSignal, job: JobContext, database: Database, experiment: dict[str, Any],
+             resolved: dict[str, Any], path: str, directory: Path) -> tuple[dict[str, Any], str, str]:
+    """Load the model (cached), window and background; explain; save the arrays and the plot."""
+    from pipeline.domain import CLASS_KEYS
+    from pipeline.models.registry import is_deep
+    from pipeline.xai import explain, get_model, plot_explanation, save_explanation
+
+    job.progress(0.0, "loading model")
+    loaded = get_model(experiment["model_path"], experiment["model_sha256"])
+    model_key = loaded.model_key or experiment["model_key"]
+    window = _records(path, payload.signal.split, [payload.signal.record])[payload.signal.window]
+    background = None
+    # Only SHAP (deep or classical) and classical LIME use training windows.
+    if payload.method == "shap" or (payload.method == "lime" and not is_deep(model_key)):
+        train_path, n_train = _dataset(database, experiment["dataset_id"], "train")
+        background = _background(train_path, n_train, resolved["background_size"], resolved["seed"])
+    explanation = explain(loaded.model, model_key, window, payload.method, resolved, background=background,
+                          on_progress=job.progress, should_stop=job.should_stop)
+    npz = save_explanation(directory / "explanation.npz", explanation)
+    png = plot_explanation(directory / "explanation.png", window, explanation,
+                           class_keys=loaded.meta.get("class_keys") or CLASS_KEYS)
+    return explanation.to_dict(), str(npz), str(png)
+
+
+def _refuse(job: JobContext, exc: BaseException) -> dict[str, Any] | None:
+    """Bad input: a fan-out member records it and returns (or the group's callback never
+    fires); a lone job raises it (never retried)."""
+    if job.fanout_id is None:
+        raise exc
+    job.fail(exc)
+    return None
+
+
+@job_actor(schema=ExplainSignal)
+def explain_signal(payload: ExplainSignal, job: JobContext) -> dict[str, Any] | None:
+    """Explain one window (or return the stored explanation); return its compact summary."""
+    settings = get_settings()
+    database = get_database(settings.database_url)
+    signal = payload.signal.model_dump()
+    try:
+        experiment, resolved = _request(database, payload.experiment_id, payload.method, payload.params)
+        path, _ = _dataset(database, signal["dataset_id"], signal["split"], signal["record"])
+        key = store.explanation_key(payload.experiment_id, signal, payload.method, resolved)
+        claim = store.claim_explanation(database, key, job.message_id, experiment_id=payload.experiment_id,
+                                        signal=signal, method=payload.method, params=resolved)
+    except REFUSED as exc:
+        return _refuse(job, exc)
+    if claim.done:
+        return claim.summary
+    try:
+        record, npz, png = _explain(payload, job, database, experiment, resolved, path,
+                                    settings.artifact_root / "explanations" / key)
+        return store.complete_explanation(database, key, job.message_id, npz_path=npz, png_path=png, summary=record)
+    except BaseException as exc:
+        store.fail_explanation(database, key, job.message_id, mask_secrets(f"{type(exc).__name__}: {exc}"))
+        if isinstance(exc, REFUSED):
+            return _refuse(job, exc)
+        raise
+
+
+@job_actor(schema=ExplainBatch)
+def explain_batch(payload: ExplainBatch, job: JobContext) -> dict[str, Any]:
+    """Check the request, record the batch and fan its signals out; return at once with its ids."""
+    settings = get_settings()
+    database = get_database(settings.database_url)
+    experiment, resolved = _request(database, payload.experiment_id, payload.method, payload.params)
+    signals = [s.model_dump() for s in payload.signals]
+    if len({tuple(s.values()) for s in signals}) != len(signals):
+        raise InvalidInput("a batch lists the same signal more than once")
+    batch_id = payload.batch_id or f"xb-{job.message_id}"
+    fanout_id = f"xai-{batch_id}"
+    existing = store.find_batch(database, batch_id)
+    if existing is not None and existing["job_id"] != job.message_id:
+        raise RecordConflict(f"explanation batch {batch_id!r} belongs to job {existing['job_id']}")
+    if get_fanout(fanout_id) is None:  # a redelivered message must not fan out twice
+        experiment_id, method = experiment["experiment_id"], payload.method
+        members = [explain_signal.message(experiment_id=experiment_id, signal=s, method=method, params=resolved)
+                   for s in signals]
+        store.create_batch(database, batch_id, job.message_id, fanout_id=fanout_id, experiment_id=experiment_id,
+                           method=method, params=resolved, members=[
+                               {"signal": s, "job_id": m.message_id,
+                                "explanation_id": store.explanation_key(experiment_id, s, method, resolved)}
+                               for s, m in zip(signals, members)])
+        fan_out(members, kind="xai_batch", owner_id=batch_id, fanout_id=fanout_id,
+                finalize=finalize_explain_batch.message(batch_id=batch_id, fanout_id=fanout_id))
+    return {"batch_id": batch_id, "fanout_id": fanout_id, "n_signals": len(signals), "status": "running"}
+
+
+def _link(member: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
+    """One signal's outcome: its explanation's files and prediction, or why it failed."""
+    link = {**member, "status": row["status"] if row else "failed", "error": row["error"] if row else None}
+    if row and row["status"] == "completed":
+        link.update(npz_path=row["npz_path"], png_path=row["png_path"],
+                    predicted_class=row["summary"]["predicted_class"], confidence=row["summary"]["confidence"])
+    elif link["error"] is None:  # refused before it had a row: the member's job says why
+        try:
+            link["error"] = get_job(member["job_id"]).error_message
+        except JobNotFound:
+            link["error"] = "the member's job record is gone"
+    return link
+
+
+def _aggregate_plot(settings: Settings, batch_id: str, rows: list[dict[str, Any]]) -> str | None:
+    """Plot mean |attribution| per explained class over the completed explanations."""
+    from pipeline import xai
+
+    if not rows:
+        return None
+    names = xai.load_explanation(rows[0]["npz_path"]).feature_names
+    # One file at a time: a big batch's attributions never sit in memory together.
+    loaded = (xai.load_explanation(row["npz_path"]) for row in rows)
+    means = xai.mean_abs_attribution_by_class((e.target_class, e.attributions) for e in loaded)
+    path = settings.artifact_root / "explanations" / "batches" / batch_id / "class_mean_attribution.png"
+    return str(xai.plot_class_mean_attribution(path, dict(sorted(means.items())), feature_names=names))
+
+
+@job_actor(schema=FinalizeExplainBatch)
+def finalize_explain_batch(payload: FinalizeExplainBatch, job: JobContext) -> dict[str, Any]:
+    """Write the batch's counts, links and aggregate plot once; finish the fan-out; notify."""
+    settings = get_settings()
+    database = get_database(settings.database_url)
+    batch = store.get_batch(database, payload.batch_id)
+    if batch["status"] == "running":
+        rows = store.find_explanations(database, [m["explanation_id"] for m in batch["members"]])
+        links = [_link(m, rows.get(m["explanation_id"])) for m in batch["members"]]
+        view = get_fanout(payload.fanout_id)
+        done = view.done if view else sum(link["status"] == "completed" for link in links)
+        failed = view.failed if view else len(links) - done
+        plot = _aggregate_plot(settings, payload.batch_id, [r for r in rows.values() if r["status"] == "completed"])
+        batch = store.finish_batch(database, payload.batch_id, status="completed" if done else "failed", done=done,
+                             failed=failed, links=links, plot_path=plot)
+        log.info("xai.batch_finalized", batch_id=payload.batch_id, done=done, failed=failed)
+    # Idempotent from here on: a redelivered finalize repeats these, and the event id dedupes.
+    fanout_store().finish(payload.fanout_id, "completed",
+                          {"batch_id": payload.batch_id, "done": batch["done"], "failed": batch["failed"]})
+    send_event("xai.completed", {"explanation_id": payload.batch_id, "method": batch["method"],
+                                 "n_signals": batch["n_signals"], "n_failed": batch["failed"],
+                                 "job_id": batch["job_id"]}, event_id=f"xai-{payload.batch_id}")
+    return {key: batch[key] for key in ("batch_id", "fanout_id", "status", "n_signals", "done", "failed", "plot_path")}
+
+
+def explanation_batch(batch_id: str) -> dict[str, Any]:
+    """A batch as callers see it: its record, with live counts and progress (the mean of its
+    members') from the fan-out while it runs. Raises ``RecordNotFound``."""
+    batch = store.get_batch(get_database(get_settings().database_url), batch_id)
+    view = get_fanout(batch["fanout_id"]) if batch["status"] == "running" else None
+    live = {"progress": view.progress, "done": view.done, "failed": view.failed} if view else {}
+    return {**batch, "progress": 0.0 if batch["status"] == "running" else 1.0, **live}

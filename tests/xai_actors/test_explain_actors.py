@@ -1,0 +1,164 @@
+"""Explanation actors through the real Procfile workers: one signal, the stored copy, a batch
+fan-out across both cpu_processing processes, and refused requests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from actors.jobs import get_job, wait_for_job
+from actors.store.explanations import get_batch, get_explanation
+from actors.store.notifications import list_inbox
+from actors.xai import explain_batch, explain_signal, explanation_batch
+from config.settings import get_settings
+from pipeline.domain import WINDOW_LENGTH
+from tests.conftest import wait_until
+from tests.xai_actors.conftest import artifact_files
+
+IG = {"n_steps": 8}
+
+
+def _signal(experiment: dict[str, Any], record: int, window: int = 0) -> dict[str, Any]:
+    return {"dataset_id": experiment["dataset_id"], "split": "test", "record": record, "window": window}
+
+
+def _direct(experiment: dict[str, Any], signal: dict[str, Any], method: str, params: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """The same explanation computed here, by the pipeline alone (the "single run")."""
+    from pipeline.datasets.hdf5 import read_split
+    from pipeline.training.checkpoint import load_checkpoint
+    from pipeline.xai import explain
+
+    model, meta = load_checkpoint(experiment["model_path"])
+    rows = read_split(experiment["dataset"]["path"], signal["split"], slice(signal["record"], signal["record"] + 1))
+    window = rows.signals[0].reshape(-1, WINDOW_LENGTH)[signal["window"]]
+    return explain(model, meta["model_key"], window, method, params)
+
+
+def _same_attributions(npz_path: str, expected: np.ndarray) -> bool:
+    from pipeline.xai import load_explanation
+
+    stored = load_explanation(npz_path).attributions
+    # Stored as float32: equal up to float32 rounding of the largest value.
+    return stored.shape == expected.shape and np.allclose(stored, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def _run(actor, **kwargs):  # type: ignore[no-untyped-def]
+    message = actor.send(**kwargs)
+    return message, wait_for_job(message.message_id, timeout_s=90)
+
+
+@pytest.fixture(scope="module")
+def single(workers, experiment):  # type: ignore[no-untyped-def]
+    """One Grad-CAM explanation through a cpu_processing worker: (signal, finished job)."""
+    signal = _signal(experiment, record=0, window=1)
+    _, job = _run(explain_signal, experiment_id=experiment["experiment_id"], signal=signal, method="gradcam")
+    assert job.state == "succeeded", (job.error_type, job.error_message, workers.log("cpu_processing")[-3000:])
+    return signal, job
+
+
+def test_explain_signal_on_a_worker_returns_a_summary_and_writes_its_files(single, experiment, database):
+    signal, job = single
+    result = job.result
+    assert result["status"] == "completed" and result["job_id"] == job.message_id
+    assert result["signal"] == signal and result["method"] == "gradcam"
+    summary = result["summary"]
+    assert summary["kind"] == "signal" and summary["length"] == WINDOW_LENGTH
+    assert 0 <= summary["predicted_class"] < 11 and 0 < summary["confidence"] <= 1
+    assert summary["summary"]["top_segments"] and "total_ms" in summary["timings_ms"]
+    # Compact: no attribution array went through the results backend.
+    assert "attributions" not in summary and len(json.dumps(result)) < 10_000
+    folder = get_settings().artifact_root / "explanations" / result["explanation_id"]
+    assert Path(result["npz_path"]).parent == folder and Path(result["png_path"]).parent == folder
+    assert Path(result["png_path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert get_explanation(database, result["explanation_id"]) == result
+    assert _same_attributions(result["npz_path"], _direct(experiment, signal, "gradcam", {}).attributions)
+
+
+def test_explaining_the_same_request_again_returns_the_stored_explanation(single, experiment):
+    signal, first = single
+    folder = Path(first.result["npz_path"]).parent
+    files = artifact_files(folder)
+    # The default top_k spelled out is the same request.
+    _, again = _run(explain_signal, experiment_id=experiment["experiment_id"], signal=signal, method="gradcam",
+                    params={"top_k": 5})
+    assert again.state == "succeeded" and again.message_id != first.message_id
+    assert again.result == first.result  # same id, and the first job's record
+    assert artifact_files(folder) == files
+
+
+def test_batch_fans_out_over_both_processes_finalizes_once_and_survives_a_bad_member(
+    workers, experiment, database,
+):
+    signals = [_signal(experiment, record, window) for record in range(3) for window in (2, 3)]
+    bad = _signal(experiment, record=99)
+    _, job = _run(explain_batch, experiment_id=experiment["experiment_id"], signals=[*signals, bad],
+                  method="integrated_gradients", params=IG)
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    batch_id, fanout_id = job.result["batch_id"], job.result["fanout_id"]
+    batch = wait_until(lambda: (b := get_batch(database, batch_id))["status"] != "running" and b, timeout=120,
+                       what="the batch to be finalized")
+    assert (batch["status"], batch["n_signals"], batch["done"], batch["failed"]) == ("completed", 7, 6, 1)
+    assert Path(batch["plot_path"]).read_bytes()[:4] == b"\x89PNG"
+    view = explanation_batch(batch_id)
+    assert view["progress"] == 1.0 and view["fanout_id"] == fanout_id
+
+    # The bad member failed alone, at once, with a clear reason; no retry.
+    bad_link = batch["links"][-1]
+    assert bad_link["signal"] == bad and bad_link["status"] == "failed"
+    assert "record index 99 is out of range" in bad_link["error"]
+    bad_job = get_job(bad_link["job_id"])
+    assert (bad_job.state, bad_job.error_type, bad_job.attempts) == ("failed", "InvalidInput", 1)
+
+    # The others: done on both cpu_processing processes, equal to single runs.
+    good = batch["links"][:-1]
+    jobs = [get_job(link["job_id"]) for link in good]
+    assert all(j.state == "succeeded" and j.fanout_id == fanout_id for j in jobs)
+    workers_used = {j.worker for j in jobs}
+    assert len(workers_used) == 2, workers_used
+    for link in good:
+        assert link["status"] == "completed" and Path(link["png_path"]).is_file()
+        expected = _direct(experiment, link["signal"], "integrated_gradients", IG)
+        assert link["predicted_class"] == expected.predicted_class
+        assert _same_attributions(link["npz_path"], expected.attributions)
+
+    # The callback ran exactly once, and told the user.
+    def finalized() -> int:
+        lines = [json.loads(line) for line in workers.log("high_priority").splitlines() if line.startswith("{")]
+        return sum(line.get("event") == "xai.batch_finalized" and line.get("batch_id") == batch_id for line in lines)
+
+    assert wait_until(finalized, what="the finalize log line") == 1
+    inbox = wait_until(lambda: [i for i in list_inbox(database, "default")
+                                if i["event_type"] == "xai.completed" and i["payload"]["explanation_id"] == batch_id],
+                       what="the xai.completed notification")
+    assert len(inbox) == 1 and inbox[0]["payload"]["n_signals"] == 7 and inbox[0]["payload"]["n_failed"] == 1
+
+
+def test_bad_requests_are_refused_at_once_and_never_retried(workers, experiment, pending_experiment, database):
+    def one(**changes: Any) -> dict[str, Any]:
+        return {"experiment_id": experiment["experiment_id"], "signal": _signal(experiment, record=0),
+                "method": "gradcam", **changes}
+
+    def many(**changes: Any) -> dict[str, Any]:
+        return {"experiment_id": experiment["experiment_id"], "signals": [_signal(experiment, record=0)],
+                "method": "gradcam", **changes}
+
+    cases = [
+        (explain_signal, one(method="saliency"), "unknown explanation method 'saliency'"),
+        (explain_signal, one(method="integrated_gradients", params={"n_steps": 0}),
+         "'n_steps' of method 'integrated_gradients' must be in [1"),
+        (explain_signal, one(params={"steps": 3}), "unknown parameter(s) steps"),
+        (explain_signal, one(experiment_id=pending_experiment), "is pending, not completed"),
+        (explain_signal, one(signal=_signal(experiment, record=3)), "record index 3 is out of range: split 'test'"),
+        (explain_batch, many(experiment_id=pending_experiment), "is pending, not completed"),
+        (explain_batch, many(method="lime", params={"n_samples": 1}), "'n_samples' of method 'lime' must be in [10"),
+        (explain_batch, many(signals=[_signal(experiment, record=0)] * 2), "the same signal more than once"),
+    ]
+    messages = [actor.send(**kwargs) for actor, kwargs, _ in cases]
+    for message, (_, _, reason) in zip(messages, cases):
+        job = wait_for_job(message.message_id, timeout_s=60)
+        assert (job.state, job.error_type, job.attempts) == ("failed", "InvalidInput", 1), job.error_message
+        assert reason in job.error_message
