@@ -54,3 +54,5 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Alembic announces its plugins at every schema check (every worker boot): keep quiet.
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
