@@ -9,9 +9,12 @@ __all__ = ["ACTOR_MODULES", "load_actors"]
 ACTOR_MODULES = (
     "actors.control",
     "actors.datasets",
+    "actors.deploy",
     "actors.evaluation",
     "actors.features",
+    "actors.hpo",
     "actors.maintenance",
+    "actors.nas",
     "actors.notifications",
     "actors.quality",
     "actors.training",

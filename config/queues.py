@@ -109,6 +109,12 @@ ACTOR_POLICIES: dict[str, ActorPolicy] = {
     "finalize_nas_campaign": ActorPolicy(HIGH_PRIORITY, time_limit_ms=10 * _MINUTE, max_retries=3, store_results=True),
     "stop_nas_campaign": ActorPolicy(HIGH_PRIORITY, time_limit_ms=1 * _MINUTE, max_retries=3, store_results=True),
     "run_nas_candidate": ActorPolicy(GPU_TRAINING, time_limit_ms=2 * _HOUR, max_retries=2, store_results=True, reports_own_failures=True),
+    # deployment: export -> optimize -> quantize -> benchmark as one pipeline; launching it is quick.
+    "deploy_experiment": ActorPolicy(CPU_PROCESSING, time_limit_ms=60 * _SECOND, max_retries=2, store_results=True),
+    "export_onnx": ActorPolicy(CPU_PROCESSING, time_limit_ms=30 * _MINUTE, max_retries=1, store_results=True),
+    "optimize_model": ActorPolicy(CPU_PROCESSING, time_limit_ms=30 * _MINUTE, max_retries=1, store_results=True),
+    "quantize_model": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, max_retries=1, store_results=True),
+    "benchmark_models": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, max_retries=1, store_results=True),
     # notifications: slow I/O; a channel's transient failure is retried with backoff.
     "notify": ActorPolicy(
         NOTIFICATIONS, time_limit_ms=60 * _SECOND, max_retries=5, min_backoff_ms=1 * _SECOND,

@@ -2,6 +2,8 @@
 
 from actors.store import (  # noqa: F401
     analyses,
+    campaigns,
+    deployments,
     experiments,
     explanations,
     models,

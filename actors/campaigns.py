@@ -1,0 +1,282 @@
+"""The wave machinery shared by HPO and NAS campaigns: waves, their callbacks, stop, resume, trials.
+
+A campaign sends ``parallelism`` trials at a time as one fan-out group whose completion
+callback settles the wave and sends the next one, until ``n_trials`` are done. The Optuna
+study (``pipeline.hpo.study``) decides what each trial runs and is told each outcome once;
+the campaign record (``actors.store.campaigns``) keeps what each trial's job did. What
+differs between HPO and NAS (how to open the study, ask a trial, conclude) is a ``Flavor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import dramatiq
+import structlog
+from pydantic import Field, StringConstraints
+from redis.exceptions import RedisError
+
+from actors.base import Payload
+from actors.context import JobContext
+from actors.errors import JobNotFound, PayloadInvalid, TransientError
+from actors.fanout import fan_out, fanout_store
+from actors.jobs import get_job, request_cancel
+from actors.store.campaigns import (
+    FINAL_TRIAL_STATES,
+    add_wave,
+    end_wave,
+    get_campaign,
+    record_trials,
+    update_campaign,
+)
+from actors.store.db import Database, get_database
+from actors.training import _load_data, _ready_dataset
+from config.settings import get_settings, mask_secrets
+from pipeline.errors import InvalidInput
+
+__all__ = [
+    "CampaignId",
+    "CampaignRef",
+    "Flavor",
+    "RecordId",
+    "TrialPayload",
+    "TrialRun",
+    "begin_trial",
+    "campaign_status",
+    "conclude",
+    "finalize_campaign",
+    "finish_trial",
+    "launch_wave",
+    "load_dataset",
+    "notify",
+    "project_database",
+    "resume_campaign",
+    "stop_campaign",
+    "summary",
+]
+
+log = structlog.get_logger("pfd.campaigns")
+RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+# Shorter than a record id: trial experiments are named "<campaign id>-t<number>" (64 at most).
+CampaignId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")]
+
+
+class CampaignRef(Payload):
+    """A campaign by id (stop), or one of its finished waves (``fanout_id``: finalize)."""
+
+    campaign_id: CampaignId
+    fanout_id: str | None = Field(None, max_length=200)
+
+
+class TrialPayload(Payload):
+    """One trial of a campaign: its number and storage id in the study, and its sampled values."""
+
+    campaign_id: CampaignId
+    trial_number: int = Field(ge=0)
+    trial_id: int = Field(ge=0)
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """What differs between HPO and NAS campaigns; waves, stop and resume are shared."""
+
+    kind: str
+    member: str  # the trial actor's name
+    finalize: str  # the wave callback's name
+    study: Callable[[dict[str, Any]], Any]  # open the campaign's study with this wave's sampler
+    ask: Callable[[Database, dict[str, Any], Any, int], list[Any]]  # ask up to n new trials
+    conclude: Callable[[Database, dict[str, Any]], dict[str, Any]]  # end-of-campaign work; the best
+    failed: Callable[[dict[str, Any]], None]  # announce a campaign in which no trial completed
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """A trial a worker holds: its campaign as read at start, its study, its job."""
+
+    database: Database
+    view: dict[str, Any]
+    study: Any
+    number: int
+    job: JobContext
+
+
+def summary(view: dict[str, Any]) -> dict[str, Any]:
+    """Return the small part of a campaign's view that a job records as its result."""
+    names = ("campaign_id", "kind", "status", "n_trials", "trials_done", "progress", "best_value", "counts", "fanout_ids")
+    return {name: view[name] for name in names}
+
+
+def campaign_status(campaign_id: str) -> dict[str, Any]:
+    """Return a campaign's view by id (progress = trials done / planned, best so far); raises ``RecordNotFound``."""
+    return get_campaign(project_database(), campaign_id)
+
+
+def project_database() -> Database:
+    """Return the project database of this process."""
+    return get_database(get_settings().database_url)
+
+
+def load_dataset(database: Database, dataset_id: str):  # type: ignore[no-untyped-def]
+    """Return a completed dataset's splits, checked exactly as ``train_model`` checks them."""
+    return _load_data(_ready_dataset(database, dataset_id))
+
+
+def notify(event: str, payload: dict[str, Any]) -> None:
+    """Send a notification; a lost notice must not undo the campaign's recorded outcome."""
+    from actors.notifications import send_event
+
+    try:
+        send_event(event, payload)
+    except (PayloadInvalid, RedisError, dramatiq.errors.DramatiqError) as exc:
+        log.warning("campaign.notify_failed", notification=event, error=mask_secrets(str(exc)))
+
+
+def launch_wave(database: Database, view: dict[str, Any], flavor: Flavor) -> dict[str, Any]:
+    """Ask the next wave's trials and send them as one group; end the campaign when none remain."""
+    from pipeline.hpo.study import tell_trial
+
+    remaining, study = view["n_trials"] - view["trials_done"], flavor.study(view)
+    asked = flavor.ask(database, view, study, min(view["parallelism"], remaining)) if remaining > 0 else []
+    if not asked:
+        return conclude(database, get_campaign(database, view["campaign_id"]), flavor)
+    campaign_id, broker = view["campaign_id"], dramatiq.get_broker()
+    fanout_id = f"{campaign_id}-w{len(view['waves'])}"
+    messages = [broker.get_actor(flavor.member).message(
+        campaign_id=campaign_id, trial_number=t.number, trial_id=t.trial_id, params=t.params) for t in asked]
+    recorded = add_wave(database, campaign_id, fanout_id, {
+        t.number: {"state": "queued", "message_id": m.message_id, "params": t.params, "wave": fanout_id}
+        for t, m in zip(asked, messages)})
+    if recorded is None:  # stopped meanwhile: these trials never run
+        for t in asked:
+            tell_trial(study, t.number, value=None, outcome="skipped")
+        return get_campaign(database, campaign_id)
+    finalize = broker.get_actor(flavor.finalize).message(campaign_id=campaign_id, fanout_id=fanout_id)
+    fan_out(messages, kind=flavor.kind, owner_id=campaign_id, finalize=finalize, fanout_id=fanout_id)
+    log.info("campaign.wave_sent", campaign_id=campaign_id, fanout_id=fanout_id, trials=[t.number for t in asked])
+    return recorded
+
+
+def conclude(database: Database, view: dict[str, Any], flavor: Flavor) -> dict[str, Any]:
+    """End a running campaign: ``completed`` with its best (``flavor.conclude``), or ``failed``."""
+    if view["status"] != "running":
+        return view
+    if view["best"] is None:
+        view = update_campaign(database, view["campaign_id"], lambda v: {
+            "status": "failed", "error": f"no trial completed: {v['counts']}"} if v["status"] == "running" else None)
+        flavor.failed(view)
+        return view
+    best = flavor.conclude(database, view)
+    return update_campaign(database, view["campaign_id"],
+                           lambda v: {"status": "completed", "best": best} if v["status"] == "running" else None)
+
+
+def _settle(database: Database, view: dict[str, Any], study: Any, numbers: list[int], reason: str | None) -> dict:
+    """Record the outcome of trials not yet final, as the study holds it (see ``pipeline.hpo.study.settle``)."""
+    from pipeline.hpo.study import settle
+
+    open_numbers = [n for n in numbers if view["trials"][str(n)]["state"] not in FINAL_TRIAL_STATES]
+    return record_trials(database, view["campaign_id"], settle(
+        study, open_numbers, lambda n: reason or _job_outcome(view["trials"][str(n)].get("message_id"))))
+
+
+def _job_outcome(message_id: str | None) -> str:
+    """Why a trial that never told the study ended: its job was skipped (cancelled) or it failed."""
+    try:
+        return "skipped" if get_job(message_id or "").state == "cancelled" else "failed"
+    except JobNotFound:
+        return "skipped"
+
+
+def finalize_campaign(database: Database, campaign_id: str, fanout_id: str, flavor: Flavor) -> dict[str, Any]:
+    """Settle a finished wave, then send the next one or end the campaign; once per wave."""
+    view = get_campaign(database, campaign_id)
+    wave = view["waves"][-1] if view["waves"] else {}
+    if wave.get("fanout_id") != fanout_id or wave.get("finalized"):
+        return view  # a repeated callback, or a wave that a resume replaced
+    view = _settle(database, view, flavor.study(view), wave["trials"], None)
+    state = "completed" if view["status"] == "running" else view["status"]
+    fanout_store().finish(fanout_id, state, {"counts": view["counts"], "best_value": view["best_value"]})
+    if view["status"] == "running":
+        launch_wave(database, view, flavor)
+    return end_wave(database, campaign_id, fanout_id)
+
+
+def stop_campaign(database: Database, campaign_id: str, flavor: Flavor) -> dict[str, Any]:
+    """End a running campaign ``cancelled``: its running trials stop at their next epoch, queued ones are skipped."""
+    view = update_campaign(database, campaign_id, lambda v: {"status": "cancelled", "error": "stopped by request"}
+                           if v["status"] == "running" else None)
+    if view["status"] != "cancelled":
+        return view
+    skipped = []
+    for number, entry in view["trials"].items():
+        if entry["state"] not in FINAL_TRIAL_STATES:
+            try:
+                job = request_cancel(entry["message_id"])
+            except JobNotFound:
+                job = None
+            if job is None or job.state in ("queued", "retrying"):
+                skipped.append(int(number))
+    view = _settle(database, view, flavor.study(view), skipped, "skipped") if skipped else view
+    for wave in view["waves"]:
+        if not wave["finalized"]:  # earlier waves keep their outcome
+            fanout_store().finish(wave["fanout_id"], "cancelled", {"counts": view["counts"]})
+    return view
+
+
+def _live(entry: dict[str, Any]) -> bool:
+    try:
+        return not get_job(entry.get("message_id") or "").final
+    except JobNotFound:
+        return False
+
+
+def resume_campaign(database: Database, campaign_id: str, job_id: str, flavor: Flavor) -> dict[str, Any]:
+    """Continue a stopped or crashed campaign's study: done trials stay, interrupted ones run again."""
+    from pipeline.hpo.study import abandon_running, requeue
+
+    view = get_campaign(database, campaign_id)
+    live = any(_live(e) for e in view["trials"].values() if e["state"] not in FINAL_TRIAL_STATES)
+    if view["status"] == "completed" or (view["status"] == "running" and live):
+        return view  # nothing to resume: finished, or still under way
+    if live:  # stopped, but a trial has not reached its next epoch yet: it must tell first
+        raise TransientError(f"campaign {campaign_id!r} still has trials stopping; the resume is retried")
+    study = flavor.study(view)
+    abandon_running(study, "cancelled")
+    view = _settle(database, view, study, [int(n) for n in view["trials"]], "cancelled")
+    again = {int(n): e for n, e in view["trials"].items() if e["state"] in ("cancelled", "skipped") and not e.get("requeued")}
+    requeue(study, [e["params"] for e in again.values()])
+    view = update_campaign(database, campaign_id, lambda v: {
+        "status": "running", "error": None, "job_id": job_id, "trials": {n: {"requeued": True} for n in again},
+        "waves": [{**w, "finalized": True} for w in v["waves"]]})
+    return launch_wave(database, view, flavor)
+
+
+def begin_trial(payload: TrialPayload, job: JobContext, flavor: Flavor) -> TrialRun | None:
+    """Open a trial for its worker; ``None`` when it must not run (told already, or stopped)."""
+    db = project_database()
+    view = get_campaign(db, payload.campaign_id)
+    entry = view["trials"].get(str(payload.trial_number))
+    if entry is None:
+        job.fail(InvalidInput(f"campaign {payload.campaign_id!r} has no trial {payload.trial_number}"))
+        return None
+    if entry["state"] in FINAL_TRIAL_STATES:
+        return None  # redelivered after its outcome was told
+    run = TrialRun(db, view, flavor.study(view), payload.trial_number, job)
+    job.progress(0.0, f"trial {payload.trial_number}")  # also learns of a cancel at once
+    if view["status"] != "running" or job.should_stop():
+        finish_trial(run, "skipped")
+        return None
+    return run
+
+
+def finish_trial(run: TrialRun, state: str, value: float | None = None, tell: bool = True, **extra: Any) -> dict:
+    """Tell the study a trial's outcome (the first tell wins) and record it on the campaign."""
+    from pipeline.hpo.study import tell_trial, trial_outcome
+
+    if tell and not tell_trial(run.study, run.number, value=value, outcome=state):
+        state, value = trial_outcome(run.study, run.number)  # told first elsewhere (a stop): keep that
+    entry = {"state": state, "value": value, "message_id": run.job.message_id, **extra}
+    return record_trials(run.database, run.view["campaign_id"], {run.number: entry})["trials"][str(run.number)]

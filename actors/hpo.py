@@ -1,0 +1,192 @@
+"""HPO campaigns as fan-out: an Optuna study in shared storage, trial groups on ``gpu_training``.
+
+``run_hpo_campaign`` checks a campaign before anything is sent, records it and sends its
+first wave of trials; each wave's callback, ``finalize_hpo_campaign``, records it and sends
+the next until ``n_trials`` are done, then scores the best trial on the test split once
+and sends ``hpo.completed``. A trial (``run_hpo_trial``) is a training job with its own
+experiment linked to the campaign. ``stop_hpo_campaign`` ends a campaign ``cancelled``;
+``resume=True`` continues its study. The wave machinery is ``actors.campaigns``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from actors.base import Payload, job_actor
+from actors.campaigns import (
+    CampaignId,
+    CampaignRef,
+    Flavor,
+    RecordId,
+    TrialPayload,
+    begin_trial,
+    finalize_campaign,
+    finish_trial,
+    launch_wave,
+    load_dataset,
+    notify,
+    project_database,
+    resume_campaign,
+    stop_campaign,
+    summary,
+)
+from actors.context import JobContext
+from actors.errors import RecordConflict, RecordNotFound, StoreError
+from actors.store.campaigns import create_campaign, set_test_metrics
+from actors.store.db import Database
+from actors.store.experiments import (
+    claim_experiment,
+    complete_experiment,
+    experiment_history,
+    fail_experiment,
+    get_experiment,
+    record_epoch,
+)
+from actors.training import _ready_dataset, experiment_spec
+from config.settings import get_settings, mask_secrets
+from pipeline.artifacts import file_sha256
+from pipeline.errors import InvalidInput, StopRequested
+from pipeline.hpo import check_campaign, parse_campaign
+
+__all__ = ["HPO", "RunHpoCampaign", "finalize_hpo_campaign", "run_hpo_campaign", "run_hpo_trial", "stop_hpo_campaign"]
+
+
+class RunHpoCampaign(Payload):
+    """A new campaign (``dataset_id`` + ``spec``, refused on send when its shape is bad), or a resume."""
+
+    campaign_id: CampaignId | None = None
+    resume: bool = False
+    dataset_id: RecordId | None = None
+    name: str = Field("", max_length=200)
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _a_spec_or_a_resume(self) -> RunHpoCampaign:
+        if self.resume and (self.campaign_id is None or self.dataset_id or self.spec):
+            raise ValueError("resume takes campaign_id only: the spec is the campaign's own")
+        if not self.resume:
+            if self.dataset_id is None:
+                raise ValueError("a new campaign needs dataset_id and spec")
+            parse_campaign(self.spec)  # InvalidInput is a ValueError: the send is refused
+        return self
+
+
+def _hpo_study(view: dict[str, Any]) -> Any:
+    from pipeline.hpo.study import open_storage, open_study
+
+    spec = parse_campaign(view["spec"])
+    return open_study(open_storage(get_settings().database_url), view["study_name"], direction=spec.direction,
+                      method=spec.method, space=spec.space, seed=spec.seed, epochs=spec.epochs)
+
+
+def _hpo_ask(database: Database, view: dict[str, Any], study: Any, count: int) -> list[Any]:
+    from pipeline.hpo.study import ask_trials, distributions
+
+    return ask_trials(study, distributions(parse_campaign(view["spec"]).space), count)
+
+
+def _hpo_conclude(database: Database, view: dict[str, Any]) -> dict[str, Any]:
+    """Score the best trial on the test split (once per best) and announce the result."""
+    from pipeline.hpo.trial import evaluate_on_test
+
+    best = dict(view["best"])
+    if best.get("tested_experiment") != best["experiment_id"]:
+        model_path = get_experiment(database, best["experiment_id"])["model_path"]
+        best["test"] = evaluate_on_test(model_path, load_dataset(database, view["dataset_id"]))
+        best["tested_experiment"] = best["experiment_id"]
+        set_test_metrics(database, best["experiment_id"], best["test"])
+    notify("hpo.completed", {"study_id": view["campaign_id"], "n_trials": view["trials_done"], "metric": view["metric"],
+                             "best_value": best["value"], "best_params": best["params"]})
+    return best
+
+
+HPO = Flavor("hpo", "run_hpo_trial", "finalize_hpo_campaign", _hpo_study, _hpo_ask, _hpo_conclude,
+             lambda view: notify("hpo.failed", {"study_id": view["campaign_id"], "error": view["error"] or ""}))
+
+
+@job_actor(schema=RunHpoCampaign)
+def run_hpo_campaign(payload: RunHpoCampaign, job: JobContext) -> dict:
+    """Check the campaign, record it, create its study and send its first wave (or resume it)."""
+    database, campaign_id = project_database(), payload.campaign_id or f"hpo-{job.message_id}"
+    if payload.resume:
+        return summary(resume_campaign(database, campaign_id, job.message_id, HPO))
+    spec = check_campaign(parse_campaign(payload.spec))
+    _ready_dataset(database, payload.dataset_id)  # type: ignore[arg-type]
+    created, view = create_campaign(
+        database, campaign_id, job.message_id, kind="hpo", name=payload.name, dataset_id=payload.dataset_id,
+        study_name=campaign_id, method=spec.method, space=spec.space.to_dict(), spec=spec.to_dict(),
+        n_trials=spec.n_trials, parallelism=spec.parallelism, metric=spec.metric, direction=spec.direction)
+    if not created and (view["waves"] or view["status"] != "running"):
+        return summary(view)  # a redelivered message: the campaign is already under way
+    return summary(launch_wave(database, view, HPO))
+
+
+@job_actor(schema=CampaignRef)
+def finalize_hpo_campaign(payload: CampaignRef, job: JobContext) -> dict:
+    """A wave's callback: record it and the best so far; send the next wave or end the campaign."""
+    return summary(finalize_campaign(project_database(), payload.campaign_id, payload.fanout_id or "", HPO))
+
+
+@job_actor(schema=CampaignRef)
+def stop_hpo_campaign(payload: CampaignRef, job: JobContext) -> dict:
+    """End a campaign ``cancelled`` with what it found: running trials stop, queued ones are skipped."""
+    return summary(stop_campaign(project_database(), payload.campaign_id, HPO))
+
+
+@job_actor(schema=TrialPayload)
+def run_hpo_trial(payload: TrialPayload, job: JobContext) -> dict | None:
+    """Train one trial as an experiment of the campaign; tell the study its validation score."""
+    run = begin_trial(payload, job, HPO)
+    if run is None:
+        return None
+    from pipeline.hpo.study import reopen_trial
+    from pipeline.hpo.trial import run_trial
+
+    database, spec, number = run.database, parse_campaign(run.view["spec"]), payload.trial_number
+    experiment_id = f"{payload.campaign_id}-t{number}"
+    try:
+        model_args, training = spec.trial_arguments(payload.params)
+        exp_spec = experiment_spec(run.view["dataset_id"], spec.model_key, model_args, training,
+                                   name=f"{run.view['name'] or payload.campaign_id} trial {number}",
+                                   campaign_id=payload.campaign_id)
+        directory = get_settings().artifact_root / "experiments" / experiment_id
+        claim = claim_experiment(database, experiment_id, job.message_id, spec=exp_spec, checkpoint_dir=str(directory))
+        if claim.done:  # trained by an earlier attempt that was lost before it told the study
+            losses = [row["val_loss"] for row in experiment_history(database, experiment_id)]
+            value = (claim.summary or {})["best_val_accuracy"] if spec.metric == "val_accuracy" else min(losses)
+            return finish_trial(run, "complete", value=value, experiment_id=experiment_id)
+        finish_trial(run, "running", tell=False, experiment_id=experiment_id)
+        outcome = run_trial(
+            reopen_trial(run.study, payload.trial_id), spec.metric, spec.model_key, model_args, training,
+            load_dataset(database, run.view["dataset_id"]), directory, on_progress=job.progress,
+            should_stop=job.should_stop, on_epoch=lambda record: record_epoch(database, experiment_id, record.to_dict()))
+    except StopRequested:
+        state, why = ("cancelled", "cancelled") if job.cancel_seen else ("failed", "JobTimedOut: past its time limit")
+        fail_experiment(database, experiment_id, job.message_id, why, status=state)
+        finish_trial(run, state, error=why, experiment_id=experiment_id)
+        raise
+    except RecordConflict as exc:  # another job is training this trial's experiment: it will tell
+        job.fail(exc)
+        return None
+    except (InvalidInput, RecordNotFound, StoreError) as exc:
+        # The trial's own failure: record it and return normally, so the wave's callback fires.
+        reason = mask_secrets(f"{type(exc).__name__}: {exc}")[:1000]
+        fail_experiment(database, experiment_id, job.message_id, reason)
+        finish_trial(run, "failed", error=reason, experiment_id=experiment_id)
+        job.fail(exc)
+        return None
+    if outcome.state == "pruned":
+        fail_experiment(database, experiment_id, job.message_id, f"pruned at epoch {outcome.pruned_at_epoch}",
+                        status="cancelled")
+        return finish_trial(run, "pruned", value=outcome.value, experiment_id=experiment_id)
+    result = outcome.result
+    assert result is not None  # a completed trial always carries its training result
+    complete_experiment(
+        database, experiment_id, job.message_id, model_args=result.model_args, training_config=result.config,
+        epochs_run=result.epochs_run, best_epoch=result.best_epoch, best_val_accuracy=result.best_val_accuracy,
+        metrics=None, model_path=result.model_path, model_sha256=file_sha256(Path(result.model_path)),
+        parameter_count=result.parameter_count, duration_s=result.duration_s)
+    return finish_trial(run, "complete", value=outcome.value, experiment_id=experiment_id)

@@ -1,0 +1,206 @@
+"""NAS campaigns as fan-out: architecture candidates trained briefly as groups on ``gpu_training``.
+
+``run_nas_campaign`` checks the space and sends waves of candidates, sampled at random or by
+Optuna's TPE over the architecture parameters and de-duplicated by architecture hash (a
+duplicate is told to the study and skipped, never trained). Each candidate
+(``run_nas_candidate``) is built as a real network, measured (parameters, FLOPs, latency,
+size) and trained on the campaign's dataset, scored on validation. ``finalize_nas_campaign``
+ends the campaign with the best candidate, the accuracy/size Pareto front and, if asked, the
+best registered as a pending experiment ready for full training; it sends ``nas.completed``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from actors.base import Payload, job_actor
+from actors.campaigns import (
+    CampaignId,
+    CampaignRef,
+    Flavor,
+    RecordId,
+    TrialPayload,
+    begin_trial,
+    finalize_campaign,
+    finish_trial,
+    launch_wave,
+    load_dataset,
+    notify,
+    project_database,
+    resume_campaign,
+    stop_campaign,
+    summary,
+)
+from actors.context import JobContext
+from actors.errors import RecordConflict, RecordNotFound, StoreError
+from actors.store.campaigns import (
+    claim_candidate,
+    create_campaign,
+    list_candidates,
+    record_trials,
+    update_candidate,
+)
+from actors.store.db import Database
+from actors.store.experiments import create_experiment
+from actors.training import _ready_dataset
+from config.settings import get_settings, mask_secrets
+from pipeline.errors import InvalidInput, StopRequested
+from pipeline.nas import arch_from_params, arch_hash, pareto_front, parse_nas_campaign
+from pipeline.training.config import TrainingConfig
+
+__all__ = ["NAS", "NAS_MODEL_KEY", "RunNasCampaign", "finalize_nas_campaign", "run_nas_campaign", "run_nas_candidate",
+           "stop_nas_campaign"]
+
+# The model key a registered NAS winner is trained under (``pipeline.nas.model.NasNet``).
+NAS_MODEL_KEY = "nas_net"
+# Samples drawn per candidate wanted before a wave gives up on finding new architectures.
+_ASK_ATTEMPTS = 20
+
+
+class RunNasCampaign(Payload):
+    """A new NAS campaign (``dataset_id`` + ``spec``, refused on send when bad), or a resume."""
+
+    campaign_id: CampaignId | None = None
+    resume: bool = False
+    dataset_id: RecordId | None = None
+    name: str = Field("", max_length=200)
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _a_spec_or_a_resume(self) -> RunNasCampaign:
+        if self.resume and (self.campaign_id is None or self.dataset_id or self.spec):
+            raise ValueError("resume takes campaign_id only: the spec is the campaign's own")
+        if not self.resume:
+            if self.dataset_id is None:
+                raise ValueError("a new NAS campaign needs dataset_id and spec")
+            parse_nas_campaign(self.spec)  # InvalidInput is a ValueError: the send is refused
+        return self
+
+
+def _nas_study(view: dict[str, Any]) -> Any:
+    from pipeline.hpo.study import open_storage, open_study
+
+    spec = parse_nas_campaign(view["spec"])
+    method = "bayesian" if spec.method == "tpe" else "random"
+    return open_study(open_storage(get_settings().database_url), view["study_name"], direction="maximize",
+                      method=method, space=spec.space.search_space(), seed=spec.seed, epochs=1)
+
+
+def _nas_ask(database: Database, view: dict[str, Any], study: Any, count: int) -> list[Any]:
+    """Ask until ``count`` new architectures are claimed; duplicates are told to the study and skipped."""
+    from pipeline.hpo.study import ask_trials, distributions, tell_trial
+
+    dists = distributions(parse_nas_campaign(view["spec"]).space.search_space())
+    asked: list[Any] = []
+    duplicates: dict[int, dict[str, Any]] = {}
+    for _ in range(count * _ASK_ATTEMPTS):
+        if len(asked) == count:
+            break
+        [trial] = ask_trials(study, dists, 1)
+        arch = arch_from_params(trial.params)
+        claimed, candidate = claim_candidate(database, view["campaign_id"], arch_hash(arch), arch, trial.number)
+        if claimed:
+            asked.append(trial)
+            continue
+        tell_trial(study, trial.number, value=None, outcome="duplicate")
+        duplicates[trial.number] = {"state": "duplicate", "params": trial.params, "arch_hash": candidate["arch_hash"],
+                                    "duplicate_of": candidate["trial_number"]}
+    record_trials(database, view["campaign_id"], duplicates)
+    return asked
+
+
+def _nas_conclude(database: Database, view: dict[str, Any]) -> dict[str, Any]:
+    """Record the best candidate and the Pareto front; register the best for full training."""
+    spec = parse_nas_campaign(view["spec"])
+    done = [{"arch_hash": c["arch_hash"], "arch": c["arch"], "trial_number": c["trial_number"], **c["metrics"]}
+            for c in list_candidates(database, view["campaign_id"]) if c["status"] == "complete"]
+    best = max(done, key=lambda c: (c["val_accuracy"], -c["parameter_count"]))
+    front = [{k: c[k] for k in ("arch_hash", "trial_number", "val_accuracy", "parameter_count", "size_bytes")}
+             for c in pareto_front(done)]
+    result = {**view["best"], "arch": best["arch"], "arch_hash": best["arch_hash"], "value": best["val_accuracy"],
+              "metrics": {k: v for k, v in best.items() if k not in ("arch", "arch_hash")}, "pareto": front}
+    if spec.register_best:
+        experiment_id = f"{view['campaign_id']}-best"
+        # Full training: the campaign's options with the default (long) schedule.
+        training = TrainingConfig.from_dict({**spec.training, "epochs": TrainingConfig().epochs}).to_dict()
+        try:
+            create_experiment(database, experiment_id, dataset_id=view["dataset_id"], model_key=NAS_MODEL_KEY,
+                              model_args={"num_classes": best["num_classes"], "arch": json.dumps(best["arch"])},
+                              training_config=training, name=f"NAS best of {view['campaign_id']}",
+                              campaign_id=view["campaign_id"])
+        except RecordConflict:
+            pass  # registered by an earlier attempt of this callback
+        result["experiment_id"] = experiment_id
+    notify("nas.completed", {"search_id": view["campaign_id"], "n_candidates": len(done),
+                             "best_candidate": best["arch_hash"], "metric": "val_accuracy",
+                             "best_value": best["val_accuracy"]})
+    return result
+
+
+NAS = Flavor("nas", "run_nas_candidate", "finalize_nas_campaign", _nas_study, _nas_ask, _nas_conclude,
+             lambda view: None)  # no "nas.failed" event exists: the campaign record says why
+
+
+@job_actor(schema=RunNasCampaign)
+def run_nas_campaign(payload: RunNasCampaign, job: JobContext) -> dict:
+    """Check the NAS campaign, record it, create its study and send its first wave (or resume it)."""
+    database, campaign_id = project_database(), payload.campaign_id or f"nas-{job.message_id}"
+    if payload.resume:
+        return summary(resume_campaign(database, campaign_id, job.message_id, NAS))
+    spec = parse_nas_campaign(payload.spec)
+    _ready_dataset(database, payload.dataset_id)  # type: ignore[arg-type]
+    created, view = create_campaign(
+        database, campaign_id, job.message_id, kind="nas", name=payload.name, dataset_id=payload.dataset_id,
+        study_name=campaign_id, method=spec.method, space=spec.space.to_dict(), spec=spec.to_dict(),
+        n_trials=spec.n_candidates, parallelism=spec.parallelism, metric=spec.metric, direction=spec.direction)
+    if not created and (view["waves"] or view["status"] != "running"):
+        return summary(view)  # a redelivered message: the campaign is already under way
+    return summary(launch_wave(database, view, NAS))
+
+
+@job_actor(schema=CampaignRef)
+def finalize_nas_campaign(payload: CampaignRef, job: JobContext) -> dict:
+    """A wave's callback: record it; send the next wave or end the campaign with its Pareto front."""
+    return summary(finalize_campaign(project_database(), payload.campaign_id, payload.fanout_id or "", NAS))
+
+
+@job_actor(schema=CampaignRef)
+def stop_nas_campaign(payload: CampaignRef, job: JobContext) -> dict:
+    """End a NAS campaign ``cancelled`` with what it found."""
+    return summary(stop_campaign(project_database(), payload.campaign_id, NAS))
+
+
+@job_actor(schema=TrialPayload)
+def run_nas_candidate(payload: TrialPayload, job: JobContext) -> dict | None:
+    """Build, measure and briefly train one candidate; tell the study its validation accuracy."""
+    run = begin_trial(payload, job, NAS)
+    if run is None:
+        return None
+    from pipeline.nas.train import train_candidate
+
+    arch = arch_from_params(payload.params)
+    key, database = arch_hash(arch), run.database
+    try:
+        update_candidate(database, payload.campaign_id, key, status="running", job_id=job.message_id)
+        finish_trial(run, "running", tell=False, arch_hash=key)
+        data = load_dataset(database, run.view["dataset_id"])
+        result = train_candidate(arch, parse_nas_campaign(run.view["spec"]).training, data,
+                                 on_progress=job.progress, should_stop=job.should_stop)
+    except StopRequested:
+        state, why = ("cancelled", "cancelled") if job.cancel_seen else ("failed", "JobTimedOut: past its time limit")
+        update_candidate(database, payload.campaign_id, key, status=state, error=why)
+        finish_trial(run, state, error=why, arch_hash=key)
+        raise
+    except (InvalidInput, RecordNotFound, StoreError) as exc:
+        # The candidate's own failure: record it and return normally, so the wave's callback fires.
+        reason = mask_secrets(f"{type(exc).__name__}: {exc}")[:1000]
+        update_candidate(database, payload.campaign_id, key, status="failed", error=reason)
+        finish_trial(run, "failed", error=reason, arch_hash=key)
+        job.fail(exc)
+        return None
+    metrics = {**result.metrics(), "num_classes": len(data.class_keys)}
+    update_candidate(database, payload.campaign_id, key, status="complete", metrics=metrics)
+    return finish_trial(run, "complete", value=result.val_accuracy, arch_hash=key, metrics=metrics)

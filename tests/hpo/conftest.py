@@ -1,0 +1,80 @@
+"""HPO/NAS tests: tiny noise-free datasets, tiny models, the session's real workers.
+
+Campaign tests run on the root conftest's ``workers`` (every Procfile line, every actor
+loaded) and read back what the workers recorded in the test PostgreSQL database, the
+Optuna study in its shared storage, and the job records in Redis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.store.datasets import claim_dataset, complete_dataset
+from actors.store.db import Database, get_database
+from config.settings import get_settings
+from pipeline.artifacts import file_sha256
+from tests.conftest import wait_until
+
+NOISE_OFF = {layer: False for layer in (
+    "measurement", "emi", "pink", "drift", "quantization", "sensor_drift", "aliasing", "impulses")}
+# Three classes that clean signals tell apart at a glance; three records each (split 1/1/1).
+SEPARABLE = ["sain", "desequilibre", "oilwhirl"]
+TINY_MODEL = {"width": 8, "depth": 2}
+TINY_TRAINING = {"epochs": 2, "batch_size": 8, "scheduler": "none", "seed": 0}
+
+
+def hpo_spec(**overrides: Any) -> dict[str, Any]:
+    """A small campaign over the learning rate and the stage kernel of a tiny CNN."""
+    spec = {
+        "model_key": "cnn1d", "model_args": TINY_MODEL, "training": TINY_TRAINING, "method": "bayesian",
+        "n_trials": 4, "parallelism": 2, "metric": "val_accuracy", "seed": 0,
+        "space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+                  "kernel_size": {"type": "categorical", "choices": [3, 5, 7]}},
+    }
+    return {**spec, **overrides}
+
+
+def make_dataset(database: Database, dataset_id: str, *, records_per_class: int = 3, seed: int = 1) -> dict:
+    """Generate a noise-free three-class dataset in the artifact root and record it completed."""
+    from pipeline.datasets.generate import generate_dataset
+    from pipeline.signals.config import GeneratorConfig
+
+    config = GeneratorConfig.from_dict(
+        {"fault_types": SEPARABLE, "records_per_class": records_per_class, "noise": NOISE_OFF, "seed": seed})
+    produced = generate_dataset(config, get_settings().artifact_root / "datasets", dataset_id, workers=1)
+    path = Path(produced.hdf5_path)
+    claim_dataset(database, dataset_id, "test-setup", source="generator", name=dataset_id)
+    return complete_dataset(database, dataset_id, "test-setup", path=str(path), checksum=file_sha256(path),
+                            n_records=produced.n_records, class_counts=produced.class_counts,
+                            split_counts=produced.split_counts, config_hash=produced.config_hash)
+
+
+@pytest.fixture(scope="session")
+def database(pg_url: str) -> Database:
+    """The test PostgreSQL database (migrated to head)."""
+    return get_database(pg_url)
+
+
+@pytest.fixture(scope="session")
+def hpo_dataset(database: Database) -> dict:
+    """Three records of each of three separable classes."""
+    return make_dataset(database, "ds-hpo-tiny")
+
+
+def wait_for_campaign(database: Database, campaign_id: str, states: tuple[str, ...], timeout: float = 120.0) -> dict:
+    """Wait until the campaign exists and is in one of ``states``, with no trial left open."""
+    from actors.errors import RecordNotFound
+    from actors.store.campaigns import FINAL_TRIAL_STATES, get_campaign
+
+    def settled() -> dict | None:
+        try:
+            view = get_campaign(database, campaign_id)
+        except RecordNotFound:
+            return None
+        open_trials = [e for e in view["trials"].values() if e["state"] not in FINAL_TRIAL_STATES]
+        return view if view["status"] in states and not open_trials else None
+
+    return wait_until(settled, timeout=timeout, interval=0.2, what=f"campaign {campaign_id} to reach {states}")

@@ -1,0 +1,137 @@
+"""NAS candidates are real networks: counts match the module, duplicates are found, costs are measured."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pipeline.errors import InvalidInput
+from pipeline.nas import (
+    arch_hash,
+    canonical_arch,
+    pareto_front,
+    parse_nas_campaign,
+    parse_nas_space,
+    sample_arch,
+)
+
+ARCH_A = {"stem": 8, "layers": [["conv5", 16], ["maxpool", None], ["sepconv3", 16]]}
+ARCH_B = {"stem": 8, "layers": [["conv7", 32], ["avgpool", None]]}
+
+
+def _parameters_by_hand(arch: dict) -> int:
+    """Count the weights of an architecture from its definition alone (no torch module)."""
+    from pipeline.domain import NUM_CLASSES
+
+    stem = arch["stem"]
+    total, channels = 64 * stem + 2 * stem, stem  # stem conv (no bias) + batch norm
+    for op, width in arch["layers"]:
+        if op.startswith("conv"):
+            total += channels * width * int(op[-1]) + 2 * width
+            channels = width
+        elif op.startswith("sepconv"):
+            total += channels * int(op[-1]) + channels * width + 2 * width
+            channels = width
+    return total + channels * NUM_CLASSES + NUM_CLASSES
+
+
+@pytest.mark.parametrize("arch", [ARCH_A, ARCH_B])
+def test_a_candidate_is_a_real_module_whose_parameter_count_matches_its_architecture(arch):
+    import torch
+
+    from pipeline.models import count_parameters
+    from pipeline.nas.model import build_candidate
+
+    model = build_candidate(arch)
+    assert count_parameters(model) == _parameters_by_hand(arch)
+    assert model(torch.randn(2, 1, 4096)).shape == (2, 11)
+
+
+def test_different_architectures_give_different_counts_and_costs():
+    from pipeline.nas.model import build_candidate
+    from pipeline.nas.profile import profile_model
+
+    a, b = profile_model(build_candidate(ARCH_A), length=4096), profile_model(build_candidate(ARCH_B), length=4096)
+    assert a.parameter_count != b.parameter_count and a.macs != b.macs
+    assert a.flops == 2 * a.macs and a.latency_ms > 0 and a.size_bytes >= 4 * a.parameter_count
+
+
+def test_macs_counted_by_hooks_match_the_layer_arithmetic():
+    from pipeline.nas.model import build_candidate
+    from pipeline.nas.profile import count_macs
+
+    arch = {"stem": 4, "layers": [["conv3", 8]]}
+    # length 4096: stem conv stride 8 -> 512 outputs, pool 4 -> 128; conv3 keeps 128; head 8 -> 11.
+    expected = 512 * 4 * 1 * 64 + 128 * 8 * 4 * 3 + 8 * 11
+    assert count_macs(build_candidate(arch), length=4096) == expected
+
+
+def test_equal_networks_share_a_hash_and_skip_layers_are_dropped():
+    with_skip = {"stem": 8, "layers": [["conv5", 16], ["skip", 32], ["maxpool", 64], ["sepconv3", 16]]}
+    assert canonical_arch(with_skip) == ARCH_A
+    assert arch_hash(with_skip) == arch_hash(ARCH_A) != arch_hash(ARCH_B)
+
+
+def test_bad_nas_spaces_and_architectures_are_refused():
+    with pytest.raises(InvalidInput, match=r"min_layers \(3\) is greater than max_layers \(2\)"):
+        parse_nas_space({"min_layers": 3, "max_layers": 2})
+    with pytest.raises(InvalidInput, match=r"unknown operation\(s\) conv9"):
+        parse_nas_space({"ops": ["conv3", "conv9"]})
+    with pytest.raises(InvalidInput, match=r"needs at least one convolution"):
+        parse_nas_space({"ops": ["maxpool", "skip"]})
+    with pytest.raises(InvalidInput, match=r"'widths' must be a non-empty list"):
+        parse_nas_space({"widths": []})
+    with pytest.raises(InvalidInput, match=r"n_candidates must be an integer"):
+        parse_nas_campaign({"n_candidates": 0})
+    with pytest.raises(InvalidInput, match=r"method must be one of random, tpe"):
+        parse_nas_campaign({"method": "evolution"})
+    with pytest.raises(InvalidInput, match=r"conv3 needs a width"):
+        canonical_arch({"stem": 8, "layers": [["conv3", None]]})
+
+
+def test_random_sampling_is_seeded_and_stays_in_the_space():
+    space = parse_nas_space({"min_layers": 1, "max_layers": 3, "ops": ["conv3", "sepconv5", "maxpool"], "widths": [4, 8]})
+    draws = [sample_arch(space, random.Random(7)) for _ in range(2)]
+    assert draws[0] == draws[1]
+    for arch in (sample_arch(space, random.Random(seed)) for seed in range(20)):
+        assert len(arch["layers"]) <= 3
+        assert all(op in ("conv3", "sepconv5", "maxpool") for op, _ in arch["layers"])
+
+
+def test_pareto_front_keeps_only_candidates_nothing_beats_on_both_accuracy_and_size():
+    candidates = [
+        {"arch_hash": "a", "val_accuracy": 0.9, "parameter_count": 1000},
+        {"arch_hash": "b", "val_accuracy": 0.8, "parameter_count": 500},
+        {"arch_hash": "c", "val_accuracy": 0.7, "parameter_count": 800},  # beaten by b
+        {"arch_hash": "d", "val_accuracy": 0.9, "parameter_count": 1200},  # beaten by a
+    ]
+    assert [c["arch_hash"] for c in pareto_front(candidates)] == ["b", "a"]
+
+
+def test_a_short_real_training_reports_validation_scores_and_the_module_cost(hpo_dataset):
+    from pipeline.models import count_parameters
+    from pipeline.nas.model import build_candidate
+    from pipeline.nas.train import train_candidate
+    from pipeline.training import load_training_data
+
+    data = load_training_data(hpo_dataset["path"])
+    result = train_candidate(ARCH_A, {"epochs": 1, "batch_size": 8, "seed": 0}, data)
+    assert result.epochs_run == 1 and 0.0 <= result.val_accuracy <= 1.0 and result.val_loss > 0
+    assert result.parameter_count == count_parameters(build_candidate(ARCH_A))
+
+
+def test_the_same_architecture_is_claimed_once_per_campaign(database, hpo_dataset):
+    from actors.store.campaigns import claim_candidate, create_campaign, record_trials
+
+    create_campaign(database, "nas-claims", "job-1", kind="nas", name="", dataset_id=hpo_dataset["dataset_id"],
+                    study_name="nas-claims", method="random", space={}, spec={}, n_trials=3, parallelism=1,
+                    metric="val_accuracy", direction="maximize")
+    key = arch_hash(ARCH_A)
+    assert claim_candidate(database, "nas-claims", key, ARCH_A, 0)[0] is True
+    claimed, existing = claim_candidate(database, "nas-claims", key, ARCH_A, 1)
+    assert claimed is False and existing["trial_number"] == 0
+    # Once the trial that held it was cancelled, a later trial (a resume) takes it over.
+    record_trials(database, "nas-claims", {0: {"state": "cancelled"}})
+    claimed, taken = claim_candidate(database, "nas-claims", key, ARCH_A, 2)
+    assert claimed is True and taken["trial_number"] == 2
