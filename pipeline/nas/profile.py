@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from pipeline.domain import WINDOW_LENGTH
+from pipeline.models.profile import count_macs
 from pipeline.models.registry import count_parameters
 
-__all__ = ["ModelProfile", "count_macs", "profile_model"]
+__all__ = ["ModelProfile", "profile_model"]
 
 
 @dataclass(frozen=True)
@@ -29,40 +30,6 @@ class ModelProfile:
     def to_dict(self) -> dict[str, Any]:
         """Return the profile as JSON."""
         return asdict(self)
-
-
-def count_macs(model: nn.Module, length: int = WINDOW_LENGTH) -> int:
-    """Count the multiply-accumulates of one forward pass on ``[1, 1, length]`` (conv and linear layers).
-
-    Forward hooks see each layer's real output size, so strides, pooling and padding are
-    accounted for without re-deriving the shapes.
-    """
-    total = 0
-
-    def conv_hook(module: nn.Conv1d, _inputs: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        total += output.numel() * (module.in_channels // module.groups) * module.kernel_size[0]
-
-    def linear_hook(module: nn.Linear, _inputs: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        total += output.numel() * module.in_features
-
-    handles = []
-    for module in model.modules():
-        if isinstance(module, nn.Conv1d):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(linear_hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 1, length))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    return int(total)
 
 
 def _latency_ms(model: nn.Module, length: int, repeats: int) -> float:

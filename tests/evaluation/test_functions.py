@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InvalidInput
-from pipeline.evaluation.compare import count_macs, pareto_front
+from pipeline.evaluation.compare import pareto_front
+from pipeline.models.profile import count_macs
 from pipeline.evaluation.errors import error_analysis, severity_band
 from pipeline.evaluation.robustness import add_awgn, robustness_report
 

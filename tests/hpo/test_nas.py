@@ -59,7 +59,7 @@ def test_different_architectures_give_different_counts_and_costs():
 
 def test_macs_counted_by_hooks_match_the_layer_arithmetic():
     from pipeline.nas.model import build_candidate
-    from pipeline.nas.profile import count_macs
+    from pipeline.models.profile import count_macs
 
     arch = {"stem": 4, "layers": [["conv3", 8]]}
     # length 4096: stem conv stride 8 -> 512 outputs, pool 4 -> 128; conv3 keeps 128; head 8 -> 11.
