@@ -64,7 +64,7 @@ def test_macs_counted_by_hooks_match_the_layer_arithmetic():
     arch = {"stem": 4, "layers": [["conv3", 8]]}
     # length 4096: stem conv stride 8 -> 512 outputs, pool 4 -> 128; conv3 keeps 128; head 8 -> 11.
     expected = 512 * 4 * 1 * 64 + 128 * 8 * 4 * 3 + 8 * 11
-    assert count_macs(build_candidate(arch), length=4096) == expected
+    assert count_macs(build_candidate(arch), 4096) == expected
 
 
 def test_equal_networks_share_a_hash_and_skip_layers_are_dropped():
