@@ -101,8 +101,18 @@ def _fit(make: Callable[[int], dict[str, Any]], items: int) -> dict[str, Any]:
         items //= 2
 
 
-def _with_artifacts(summary: dict[str, Any], folder: Path) -> dict[str, Any]:
+def _with_artifacts(summary: dict[str, Any], folder: Path, job: JobContext, kind: str, target: str) -> dict[str, Any]:
+    """Add the artifact folder and report checksum, and announce the run as ``quality.completed``."""
+    from actors.notifications import send_event
+
     report = folder / "report.json"
+    counts = summary.get("counts") or {}
+    issues = counts.get("failed", 0) + counts.get("errors", 0) + sum(
+        tool.get("count", 0) for tool in (summary.get("tools") or {}).values() if isinstance(tool, dict))
+    passed = bool(summary.get("ok")) if "ok" in summary else summary.get("status") in ("clean", "finished", "passed")
+    send_event("quality.completed", {"job_id": job.message_id, "run_id": job.message_id, "kind": kind,
+                                     "target": target[:200], "passed": passed, "n_issues": issues},
+               event_id=f"quality.completed:{job.message_id}")
     return {**summary, "artifacts": str(folder), "report_sha256": file_sha256(report) if report.is_file() else None}
 
 
@@ -122,7 +132,7 @@ def run_test_suite(payload: RunTestSuite, job: JobContext) -> dict[str, Any]:
     )
     summary = _fit(lambda n: report.summary(max_failures=min(n, payload.max_failures),
                                             max_slowest=min(n, payload.slowest), max_files=n), 100)
-    return _with_artifacts(summary, folder)
+    return _with_artifacts(summary, folder, job, "test_suite", str(path))
 
 
 @job_actor(schema=RunBenchmarks)
@@ -134,7 +144,8 @@ def run_benchmarks(payload: RunBenchmarks, job: JobContext) -> dict[str, Any]:
     folder = _artifact_dir(settings, job)
     report = run(PROJECT_ROOT, payload.names, quick=payload.quick, timeout_s=payload.timeout_s,
                  on_progress=job.progress, should_stop=job.should_stop, artifact_dir=folder)
-    return _with_artifacts(_fit(lambda n: report.summary(max_output_chars=10 * n), 100), folder)
+    summary = _fit(lambda n: report.summary(max_output_chars=10 * n), 100)
+    return _with_artifacts(summary, folder, job, "benchmarks", " ".join(payload.names))
 
 
 @job_actor(schema=RunQualityChecks)
@@ -150,4 +161,4 @@ def run_quality_checks(payload: RunQualityChecks, job: JobContext) -> dict[str, 
     report = run(path, root=root, tools=payload.tools, timeout_s=payload.timeout_s,
                  on_progress=job.progress, should_stop=job.should_stop, artifact_dir=folder)
     summary = _fit(lambda n: report.summary(max_findings=min(n, payload.max_findings), max_groups=n), 200)
-    return _with_artifacts(summary, folder)
+    return _with_artifacts(summary, folder, job, "checks", str(path))

@@ -153,11 +153,12 @@ class EvaluationCompleted(EventPayload):
 
 
 class QualityCompleted(EventPayload):
-    """A data-quality run finished."""
+    """A quality run (test suite, benchmarks, code checks) finished."""
 
     link: ClassVar[str] = "/quality/{run_id}"
     run_id: Id
-    dataset_id: Id
+    kind: Text
+    target: Text = ""
     passed: bool
     n_issues: Count = 0
 

@@ -11,6 +11,7 @@ from actors.errors import PayloadInvalid
 from actors.jobs import wait_for_job
 from actors.quality import run_quality_checks, run_test_suite
 from pipeline.artifacts import file_sha256
+from tests.conftest import wait_until
 
 
 def test_test_suite_runs_on_a_worker_and_keeps_its_logs_as_an_artifact(workers):
@@ -31,6 +32,19 @@ def test_test_suite_runs_on_a_worker_and_keeps_its_logs_as_an_artifact(workers):
     assert json.loads((folder / "report.json").read_text())["passed"] == 5
     assert len(json.dumps(result)) < 32_000
     assert job.progress == 1.0
+    announced = wait_until(lambda: _inbox(f"quality.completed:{message.message_id}"), what="quality.completed")
+    assert announced[0].payload["passed"] is False and announced[0].payload["n_issues"] == 3
+
+
+def _inbox(event_id: str):  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from actors.store.db import get_database
+    from actors.store.notifications import InboxItem
+    from config.settings import get_settings
+
+    with get_database(get_settings().database_url).session() as session:
+        return list(session.scalars(select(InboxItem).where(InboxItem.event_id == event_id)))
 
 
 def test_path_outside_the_quality_roots_fails_at_once_on_the_worker(workers):
