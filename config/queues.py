@@ -16,7 +16,6 @@ __all__ = [
     "HIGH_PRIORITY",
     "NOTIFICATIONS",
     "QUEUES",
-    "QUEUE_PREFETCH",
     "RETRIED_ERRORS",
     "ActorPolicy",
     "policy_for",
@@ -28,10 +27,6 @@ GPU_TRAINING = "gpu_training"
 CPU_PROCESSING = "cpu_processing"
 NOTIFICATIONS = "notifications"
 QUEUES = (HIGH_PRIORITY, GPU_TRAINING, CPU_PROCESSING, NOTIFICATIONS)
-
-# Messages a worker thread holds ahead of time. Short jobs want a wide window; a training
-# job holds the device for minutes, so a second prefetched one would only wait.
-QUEUE_PREFETCH = {HIGH_PRIORITY: 64, GPU_TRAINING: 1, CPU_PROCESSING: 2, NOTIFICATIONS: 32}
 
 # Transient faults, retried with exponential backoff and jitter. Anything else (bad
 # input, a hit time limit, a cancellation, a bug) is never retried.
