@@ -110,7 +110,7 @@ def _with_artifacts(summary: dict[str, Any], folder: Path, job: JobContext, kind
     issues = counts.get("failed", 0) + counts.get("errors", 0) + sum(
         tool.get("count", 0) for tool in (summary.get("tools") or {}).values() if isinstance(tool, dict))
     passed = bool(summary.get("ok")) if "ok" in summary else summary.get("status") in ("clean", "finished", "passed")
-    send_event("quality.completed", {"job_id": job.message_id, "run_id": job.message_id, "kind": kind,
+    send_event("quality.completed", {"job_id": job.message_id, "run_id": job.message_id, "run_type": kind,
                                      "target": target[:200], "passed": passed, "n_issues": issues},
                event_id=f"quality.completed:{job.message_id}")
     return {**summary, "artifacts": str(folder), "report_sha256": file_sha256(report) if report.is_file() else None}

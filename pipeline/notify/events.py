@@ -157,7 +157,7 @@ class QualityCompleted(EventPayload):
 
     link: ClassVar[str] = "/quality/{run_id}"
     run_id: Id
-    kind: Text
+    run_type: Text
     target: Text = ""
     passed: bool
     n_issues: Count = 0

@@ -23,7 +23,7 @@ SUBJECTS: dict[str, str] = {
     "xai.completed": "Explanations {explanation_id} ready ({n_signals} signals, {method})",
     "deployment.ready": "Deployment {deployment_id} of {model_id} ready ({format})",
     "evaluation.completed": "Evaluation {evaluation_id} of {model_id} completed",
-    "quality.completed": "{kind} run {run_id} on {target} {verdict} ({n_issues} issues)",
+    "quality.completed": "{run_type} run {run_id} on {target} {verdict} ({n_issues} issues)",
     "job.failed": "Job {actor} failed after {attempts} attempts",
     "job.progress": "{actor} is {percent} done",
     "deadletters.reported": "{total} dead letters waiting (threshold {threshold})",

@@ -23,7 +23,7 @@ SAMPLES = {
     "xai.completed": {"explanation_id": "x-1", "method": "shap", "n_signals": 16},
     "deployment.ready": {"deployment_id": "dep-1", "model_id": "m-1", "format": "onnx"},
     "evaluation.completed": {"evaluation_id": "ev-1", "model_id": "m-1", "metrics": {"f1": 0.9}},
-    "quality.completed": {"run_id": "q-1", "kind": "test_suite", "target": "tests", "passed": True},
+    "quality.completed": {"run_id": "q-1", "run_type": "test_suite", "target": "tests", "passed": True},
     "job.failed": {"message_id": "m-123", "actor": "generate_dataset", "attempts": 4},
     "job.progress": {"message_id": "m-123", "actor": "train", "progress": 0.5},
     "deadletters.reported": {"total": 12, "threshold": 10, "counts": {"cpu_processing/generate_dataset": 12}},
