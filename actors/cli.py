@@ -147,9 +147,9 @@ def dlq_list(
 
     broker = _broker()
     letters = [l for q in ([queue] if queue else QUEUES) for l in list_dead_letters(broker.client, q, limit=limit)]
-    table = Table("queue", "message id", "actor", "failed at")
+    table = Table("queue", "message id", "actor", "failed at", "reason")
     for letter in letters:
-        table.add_row(letter.queue, letter.message_id, letter.actor, f"{letter.failed_at:.0f}")
+        table.add_row(letter.queue, letter.message_id, letter.actor, f"{letter.failed_at:.0f}", letter.reason)
     _emit([asdict(l) for l in letters], as_json, table)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import dramatiq
 from redis import Redis
 
+from actors.redis_broker import UNDECODABLE_REASON
+
 __all__ = ["DeadLetter", "dead_letter_counts", "list_dead_letters"]
 
 _NAMESPACE = "dramatiq"
@@ -16,7 +18,7 @@ _NAMESPACE = "dramatiq"
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One dead-lettered message."""
+    """One dead-lettered message; ``readable`` is False for a body that is not JSON."""
 
     queue: str
     message_id: str
@@ -24,6 +26,8 @@ class DeadLetter:
     failed_at: float
     kwargs: dict[str, Any]
     redis_id: str
+    reason: str
+    readable: bool = True
 
 
 def list_dead_letters(redis: Redis, queue: str, *, limit: int = 100) -> list[DeadLetter]:
@@ -34,16 +38,22 @@ def list_dead_letters(redis: Redis, queue: str, *, limit: int = 100) -> list[Dea
     payloads = redis.hmget(f"{_NAMESPACE}:{queue}.XQ.msgs", [redis_id for redis_id, _ in entries])
     letters = []
     for (redis_id, score), payload in zip(entries, payloads):
-        if payload is None:
-            continue
-        data = json.loads(payload)
-        letters.append(
-            DeadLetter(
-                queue=queue, message_id=data["message_id"], actor=data["actor_name"],
-                failed_at=score / 1000, kwargs=data.get("kwargs", {}), redis_id=redis_id.decode(),
-            )
-        )
+        if payload is not None:
+            letters.append(_letter(queue, redis_id.decode(), score / 1000, payload))
     return letters
+
+
+def _letter(queue: str, redis_id: str, failed_at: float, payload: bytes) -> DeadLetter:
+    try:
+        data = json.loads(payload)
+        message_id, actor = data["message_id"], data["actor_name"]
+    except (ValueError, TypeError, KeyError):  # a body the consumer refused unread
+        return DeadLetter(queue=queue, message_id=redis_id, actor="?", failed_at=failed_at, kwargs={},
+                          redis_id=redis_id, reason=UNDECODABLE_REASON, readable=False)
+    traceback = data.get("options", {}).get("traceback") or ""
+    reason = traceback.strip().splitlines()[-1] if traceback.strip() else ""
+    return DeadLetter(queue=queue, message_id=message_id, actor=actor, failed_at=failed_at,
+                      kwargs=data.get("kwargs", {}), redis_id=redis_id, reason=reason)
 
 
 def dead_letter_counts(redis: Redis, queues: tuple[str, ...]) -> dict[str, int]:
@@ -66,7 +76,8 @@ def requeue_dead_letters(broker: dramatiq.Broker, queue: str, message_ids: set[s
     redis: Redis = broker.client  # type: ignore[attr-defined]
     requeued = []
     for letter in list_dead_letters(redis, queue, limit=100_000):
-        if message_ids is not None and letter.message_id not in message_ids:
+        # An unreadable body is never sent again: it is only ever listed or purged.
+        if not letter.readable or (message_ids is not None and letter.message_id not in message_ids):
             continue
         raw = redis.hget(f"{_NAMESPACE}:{queue}.XQ.msgs", letter.redis_id)
         if raw is None:

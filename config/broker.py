@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, GroupCallbacks, Retries
 from dramatiq.rate_limits.backends import RedisBackend as RedisRateLimiterBackend
@@ -36,6 +35,7 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     when no Redis can be had); job state then lives in ``redis`` (a fake one is fine).
     """
     from actors.middleware import GracefulShutdown, JobTracking, LogContext, SchemaGuard
+    from actors.redis_broker import JsonOnlyRedisBroker
     from actors.store.db import get_database
     from actors.store.jobs import JobStore
 
@@ -52,7 +52,7 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
             raise ValueError("a stub broker still needs a Redis-compatible client for job state")
     else:
         redis = redis or redis_client(settings.redis_url)
-        broker = RedisBroker(
+        broker = JsonOnlyRedisBroker(
             client=redis,
             heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
             maintenance_chance=settings.broker_maintenance_chance,

@@ -7,6 +7,8 @@ not disturb other tests. The test environment tunes the Redis broker (heartbeat 
 
 from __future__ import annotations
 
+import os
+import pickle
 import signal
 import uuid
 
@@ -15,8 +17,9 @@ import pytest
 
 from actors.deadletters import list_dead_letters
 from actors.jobs import get_job, wait_for_job
+from actors.redis_broker import UNDECODABLE_REASON
 from tests.conftest import wait_until
-from tests.probe_actors import durable_work
+from tests.probe_actors import PROBES, durable_work
 from tests.workers import Workers
 
 pytestmark = pytest.mark.slow
@@ -85,8 +88,42 @@ def test_message_for_an_unknown_actor_is_dead_lettered_and_the_worker_goes_on(wo
     dramatiq.get_broker().enqueue(poison)
     wait_until(lambda: any(d.message_id == poison.message_id for d in list_dead_letters(redis_client, "high_priority")),
                what="the poison message to be dead-lettered")
-    from tests.probe_actors import PROBES
-
     after = PROBES["high_priority"].send()
     assert wait_for_job(after.message_id, timeout_s=30).state == "succeeded"
     assert get_job(poison.message_id).state in ("queued", "failed")
+
+
+class _Exploit:
+    """Unpickling this runs a shell command: what a pickled payload could do to a worker."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickled_message_is_dead_lettered_unread_and_the_messages_around_it_run(workers, redis_client, tmp_path):
+    assert isinstance(dramatiq.get_encoder(), dramatiq.JSONEncoder)  # messages are JSON only
+    marker = tmp_path / "unpickled"
+    body = pickle.dumps(_Exploit(str(marker)))
+    redis_id = str(uuid.uuid4())
+    # Pause the worker so the pickled body and the probes arrive in one prefetch batch.
+    workers.signal("high_priority", signal.SIGSTOP)
+    try:
+        redis_client.hset("dramatiq:high_priority.msgs", redis_id, body)
+        redis_client.rpush("dramatiq:high_priority", redis_id)
+        probes = [PROBES["high_priority"].send() for _ in range(5)]
+    finally:
+        workers.signal("high_priority", signal.SIGCONT)
+    for probe in probes:  # none is stranded behind the bad body
+        assert wait_for_job(probe.message_id, timeout_s=30).state == "succeeded"
+    letter = wait_until(
+        lambda: next((d for d in list_dead_letters(redis_client, "high_priority", limit=1000) if d.redis_id == redis_id), None),
+        what="the pickled message to be dead-lettered",
+    )
+    assert not letter.readable and letter.reason == UNDECODABLE_REASON
+    assert not marker.exists()
+    log = workers.log("high_priority")
+    assert redis_id in log and "message.refused" in log
+    assert "Consumer encountered an unexpected error" not in log
