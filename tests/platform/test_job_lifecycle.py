@@ -28,9 +28,10 @@ def test_transient_failure_is_retried_with_growing_delays_then_succeeds(workers,
     stamps = [float(t) for t in redis_client.lrange(f"{key}:attempts", 0, -1)]
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     assert len(gaps) == 2
-    # Backoff is min_backoff * 2^n * U(1, 2): 0.2-0.4 s, then 0.4-0.8 s (plus polling).
+    # Backoff is min_backoff * 2^n * U(1, 2): 0.2-0.4 s, then 0.4-0.8 s, plus up to a few
+    # hundred ms of delay-queue polling on a busy machine. The floors are exact and show the
+    # delay doubling; comparing the two gaps directly only measures the polling noise.
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4
-    assert gaps[1] > gaps[0] * 0.9
 
 
 def test_bad_payload_is_refused_on_send_with_a_clear_message(app):
