@@ -6,7 +6,8 @@ duplicate is told to the study and skipped, never trained). Each candidate
 (``run_nas_candidate``) is built as a real network, measured (parameters, FLOPs, latency,
 size) and trained on the campaign's dataset, scored on validation. ``finalize_nas_campaign``
 ends the campaign with the best candidate, the accuracy/size Pareto front and, if asked, the
-best registered as a pending experiment ready for full training; it sends ``nas.completed``.
+best registered as a pending experiment ready for full training; it sends ``nas.completed``,
+or ``nas.failed`` when no candidate completed.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def _nas_conclude(database: Database, view: dict[str, Any]) -> dict[str, Any]:
 
 
 NAS = Flavor("nas", "run_nas_candidate", "finalize_nas_campaign", _nas_study, _nas_ask, _nas_conclude,
-             lambda view: None)  # no "nas.failed" event exists: the campaign record says why
+             lambda view: notify("nas.failed", {"search_id": view["campaign_id"], "error": view["error"] or ""}))
 
 
 @job_actor(schema=RunNasCampaign)

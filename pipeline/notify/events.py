@@ -122,6 +122,15 @@ class NasCompleted(EventPayload):
     best_value: float | None = None
 
 
+class NasFailed(EventPayload):
+    """A neural architecture search failed (no candidate completed)."""
+
+    kind: ClassVar[str] = "failure"
+    link: ClassVar[str] = "/nas/{search_id}"
+    search_id: Id
+    error: ErrorText
+
+
 class XaiCompleted(EventPayload):
     """A batch of explanations finished."""
 
@@ -205,6 +214,7 @@ EVENTS: dict[str, type[EventPayload]] = {
     "hpo.completed": HpoCompleted,
     "hpo.failed": HpoFailed,
     "nas.completed": NasCompleted,
+    "nas.failed": NasFailed,
     "xai.completed": XaiCompleted,
     "deployment.ready": DeploymentReady,
     "evaluation.completed": EvaluationCompleted,

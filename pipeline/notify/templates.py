@@ -20,6 +20,7 @@ SUBJECTS: dict[str, str] = {
     "hpo.completed": "Hyperparameter search {study_id} completed ({n_trials} trials)",
     "hpo.failed": "Hyperparameter search {study_id} failed",
     "nas.completed": "Architecture search {search_id} completed ({n_candidates} candidates)",
+    "nas.failed": "Architecture search {search_id} failed",
     "xai.completed": "Explanations {explanation_id} ready ({n_signals} signals, {method})",
     "deployment.ready": "Deployment {deployment_id} of {model_id} ready ({format})",
     "evaluation.completed": "Evaluation {evaluation_id} of {model_id} completed",

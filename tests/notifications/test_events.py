@@ -20,6 +20,7 @@ SAMPLES = {
     "hpo.completed": {"study_id": "st-1", "n_trials": 20, "best_value": 0.93, "best_params": {"lr": 0.001}},
     "hpo.failed": {"study_id": "st-1", "error": "storage unreachable"},
     "nas.completed": {"search_id": "nas-1", "n_candidates": 8},
+    "nas.failed": {"search_id": "nas-1", "error": "no trial completed: {'failed': 8}"},
     "xai.completed": {"explanation_id": "x-1", "method": "shap", "n_signals": 16},
     "deployment.ready": {"deployment_id": "dep-1", "model_id": "m-1", "format": "onnx"},
     "evaluation.completed": {"evaluation_id": "ev-1", "model_id": "m-1", "metrics": {"f1": 0.9}},
@@ -95,6 +96,14 @@ def test_subject_of_a_payload_with_line_breaks_stays_on_one_line():
     event = parse_event("xai.completed", {"explanation_id": "x", "method": "shap\r\nBcc: evil@example", "n_signals": 1})
     rendered = render("xai.completed", event, BASE, event_id="ev")
     assert "\n" not in rendered.subject and "\r" not in rendered.subject
+
+
+def test_a_failed_architecture_search_is_a_failure_linked_to_its_search():
+    event = parse_event("nas.failed", SAMPLES["nas.failed"])
+    assert type(event).kind == "failure" and default_enabled("nas.failed", "email")
+    link = event_link(BASE, event)
+    assert link == BASE + "/nas/nas-1"
+    assert render("nas.failed", event, link, event_id="ev").subject == "[PFD] Architecture search nas-1 failed"
 
 
 def test_webhook_body_is_signed_over_the_exact_bytes_sent():
