@@ -6,13 +6,13 @@ duplicate is told to the study and skipped, never trained). Each candidate
 (``run_nas_candidate``) is built as a real network, measured (parameters, FLOPs, latency,
 size) and trained on the campaign's dataset, scored on validation. ``finalize_nas_campaign``
 ends the campaign with the best candidate, the accuracy/size Pareto front and, if asked, the
-best registered as a pending experiment ready for full training; it sends ``nas.completed``,
-or ``nas.failed`` when no candidate completed.
+best registered as a pending experiment ready for full training (model ``nas_net``, whose
+arguments are the architecture: ``train_model`` trains it); it sends ``nas.completed``, or
+``nas.failed`` when no candidate completed.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -46,7 +46,7 @@ from actors.store.campaigns import (
 )
 from actors.store.db import Database
 from actors.store.experiments import create_experiment
-from actors.training import _ready_dataset
+from actors.training import _ready_dataset, experiment_spec
 from config.settings import get_settings, mask_secrets
 from pipeline.errors import InvalidInput, StopRequested
 from pipeline.nas import arch_from_params, arch_hash, pareto_front, parse_nas_campaign
@@ -125,13 +125,14 @@ def _nas_conclude(database: Database, view: dict[str, Any]) -> dict[str, Any]:
               "metrics": {k: v for k, v in best.items() if k not in ("arch", "arch_hash")}, "pareto": front}
     if spec.register_best:
         experiment_id = f"{view['campaign_id']}-best"
-        # Full training: the campaign's options with the default (long) schedule.
-        training = TrainingConfig.from_dict({**spec.training, "epochs": TrainingConfig().epochs}).to_dict()
+        # Full training: the campaign's options with the default (long) schedule; the model's
+        # arguments are the architecture, so train_model builds exactly the candidate's network.
+        registered = experiment_spec(
+            view["dataset_id"], NAS_MODEL_KEY, {"num_classes": best["num_classes"], **best["arch"]},
+            {**spec.training, "epochs": TrainingConfig().epochs},
+            name=f"NAS best of {view['campaign_id']}", campaign_id=view["campaign_id"])
         try:
-            create_experiment(database, experiment_id, dataset_id=view["dataset_id"], model_key=NAS_MODEL_KEY,
-                              model_args={"num_classes": best["num_classes"], "arch": json.dumps(best["arch"])},
-                              training_config=training, name=f"NAS best of {view['campaign_id']}",
-                              campaign_id=view["campaign_id"])
+            create_experiment(database, experiment_id, **registered)
         except RecordConflict:
             pass  # registered by an earlier attempt of this callback
         result["experiment_id"] = experiment_id

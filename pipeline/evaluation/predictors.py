@@ -89,9 +89,9 @@ def load_predictor(
         CheckpointError: the file is missing, corrupt or does not match ``sha256``.
         InvalidInput: unknown model key, or a model for another number of classes.
     """
-    from pipeline.models import CLASSICAL_KEYS, DEEP_KEYS
+    from pipeline.models import CLASSICAL_KEYS, DEEP_KEYS, SEARCHED_KEYS
 
-    if model_key in DEEP_KEYS:
+    if model_key in DEEP_KEYS + SEARCHED_KEYS:
         return _deep(model_key, model_path, num_classes, batch_size)
     if model_key in CLASSICAL_KEYS:
         return _classical(model_key, model_path, num_classes, sha256)

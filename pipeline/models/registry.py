@@ -5,6 +5,12 @@ no sklearn). ``validate_model_args`` checks names, types and simple ranges from 
 constructor's signature, then builds the model once (deep models on torch's ``meta``
 device, which allocates nothing) so that every constructor-level check runs before a job
 starts.
+
+The deep keys come in two kinds. ``DEEP_KEYS`` are the built-in architectures: each builds
+from its default arguments, so anything that enumerates models (tests, benchmarks,
+comparisons) can use them as they are. ``SEARCHED_KEYS`` are deep models whose structure a
+search found (``nas_net``: the architecture a NAS campaign recorded); their structural
+arguments have no default, so a build without them is refused. ``is_deep`` covers both.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ __all__ = [
     "CLASSICAL_KEYS",
     "DEEP_KEYS",
     "MODEL_KEYS",
+    "SEARCHED_KEYS",
     "build_model",
     "count_parameters",
     "is_deep",
@@ -38,6 +45,7 @@ _CONSTRUCTORS: dict[str, str] = {
     "rf": "pipeline.models.classical:random_forest",
     "svm": "pipeline.models.classical:svm",
     "gbm": "pipeline.models.classical:gradient_boosting",
+    "nas_net": "pipeline.nas.model:NasNet",
 }
 DEEP_KEYS: tuple[str, ...] = (
     "cnn1d",
@@ -46,17 +54,18 @@ DEEP_KEYS: tuple[str, ...] = (
     "attention_cnn",
     "signal_transformer",
 )
+SEARCHED_KEYS: tuple[str, ...] = ("nas_net",)
 CLASSICAL_KEYS: tuple[str, ...] = ("rf", "svm", "gbm")
-MODEL_KEYS: tuple[str, ...] = DEEP_KEYS + CLASSICAL_KEYS
+MODEL_KEYS: tuple[str, ...] = DEEP_KEYS + SEARCHED_KEYS + CLASSICAL_KEYS
 
 # Arguments that may be zero or negative; every other int/float argument must be positive.
 _NON_NEGATIVE = {"dropout", "random_state"}
 
 
 def is_deep(key: str) -> bool:
-    """Return true for a PyTorch model key, false for a classical one."""
+    """Return true for a PyTorch model key (built-in or searched), false for a classical one."""
     _check_key(key)
-    return key in DEEP_KEYS
+    return key in DEEP_KEYS or key in SEARCHED_KEYS
 
 
 def _check_key(key: str) -> None:
@@ -90,12 +99,16 @@ def _accepts(value: Any, hint: Any) -> tuple[bool, Any]:
         return ok, float(value) if ok else value
     if hint is str:
         return isinstance(value, str), value
+    if hint is list or typing.get_origin(hint) is list:
+        return isinstance(value, list), value  # the constructor checks what the list holds
     return False, value
 
 
 def _type_name(hint: Any) -> str:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        return "list"
     return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
@@ -121,6 +134,10 @@ def validate_model_args(key: str, args: dict[str, Any] | None) -> dict[str, Any]
             f"unknown argument(s) {', '.join(unknown)} for model {key!r}; "
             f"valid: {', '.join(params)}"
         )
+    missing = [name for name, p in params.items() if p.default is p.empty and name not in args]
+    if missing:
+        why = "the architecture a NAS campaign recorded" if key in SEARCHED_KEYS else "they have no default"
+        raise InvalidInput(f"model {key!r} needs argument(s) {', '.join(missing)} ({why})")
     resolved: dict[str, Any] = {}
     for name, param in params.items():
         value = args.get(name, param.default)
@@ -141,7 +158,7 @@ def validate_model_args(key: str, args: dict[str, Any] | None) -> dict[str, Any]
 
 def _trial_build(key: str, constructor: Callable[..., Any], args: dict[str, Any]) -> None:
     try:
-        if key in DEEP_KEYS:
+        if is_deep(key):
             import torch
 
             with torch.device("meta"):

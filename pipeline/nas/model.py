@@ -1,25 +1,25 @@
 """The network a NAS architecture describes: stem, a chain of searched layers, a linear head.
 
-``NasNet`` takes its architecture as JSON text, so its constructor arguments are the plain
-values the model registry validates (a registry entry ``"nas_net":
-"pipeline.nas.model:NasNet"`` lets ``train_model`` train a registered NAS winner).
+``NasNet``'s constructor arguments are the architecture itself (``stem`` and ``layers``, as
+``pipeline.nas.space`` describes and a NAS campaign records them) plus ``num_classes``, so
+the model registry's ``nas_net`` key builds a registered NAS winner from its experiment's
+``model_args`` and ``train_model`` trains it. The architecture has no default: a searched
+network is never built from a guess.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
 from torch import nn
 
 from pipeline.domain import NUM_CLASSES
-from pipeline.models._blocks import conv_bn_relu, stem
+from pipeline.models._blocks import conv_bn_relu
+from pipeline.models._blocks import stem as stem_block
 from pipeline.nas.space import CONV_OPS, canonical_arch
 
-__all__ = ["DEFAULT_ARCH", "NasNet", "build_candidate"]
-
-DEFAULT_ARCH = json.dumps({"stem": 8, "layers": [["conv5", 16], ["maxpool", None], ["conv3", 32]]})
+__all__ = ["NasNet", "build_candidate"]
 
 
 def _separable(in_ch: int, out_ch: int, kernel_size: int) -> nn.Sequential:
@@ -48,22 +48,22 @@ class NasNet(nn.Module):
 
     Args:
         num_classes: number of logits.
-        arch: the architecture as JSON text (``pipeline.nas.space``); refused when invalid.
+        stem: the stem's width.
+        layers: ``[operation, width]`` pairs (``pipeline.nas.space``).
+
+    Raises:
+        InvalidInput: a width out of range or a layer that is not ``[operation, width]``.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, arch: str = DEFAULT_ARCH) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, *, stem: int, layers: list[Any]) -> None:
         super().__init__()
-        try:
-            parsed = json.loads(arch)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"arch is not JSON: {exc}") from None
-        self.arch = canonical_arch(parsed)
-        layers: list[nn.Module] = [stem(self.arch["stem"])]
+        self.arch = canonical_arch({"stem": stem, "layers": layers})
+        modules: list[nn.Module] = [stem_block(self.arch["stem"])]
         channels = self.arch["stem"]
         for op, width in self.arch["layers"]:
-            layer, channels = _layer(op, channels, width)
-            layers.append(layer)
-        self.features = nn.Sequential(*layers)
+            module, channels = _layer(op, channels, width)
+            modules.append(module)
+        self.features = nn.Sequential(*modules)
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.head = nn.Linear(channels, num_classes)
 
@@ -73,5 +73,5 @@ class NasNet(nn.Module):
 
 
 def build_candidate(arch: dict[str, Any], num_classes: int = NUM_CLASSES) -> NasNet:
-    """Build the network of an architecture dict."""
-    return NasNet(num_classes=num_classes, arch=json.dumps(arch))
+    """Build the network of an architecture dict (``{"stem": ..., "layers": [...]}``)."""
+    return NasNet(num_classes=num_classes, **canonical_arch(arch))

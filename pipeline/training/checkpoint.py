@@ -22,7 +22,7 @@ from torch import nn
 
 from pipeline.artifacts import atomic_file
 from pipeline.errors import CheckpointError
-from pipeline.models.registry import DEEP_KEYS, build_model
+from pipeline.models.registry import DEEP_KEYS, SEARCHED_KEYS, build_model
 
 __all__ = [
     "FORMAT",
@@ -123,7 +123,7 @@ def load_checkpoint(
             f"checkpoint {path} has format {data.get('format')!r}, expected {FORMAT!r}"
         )
     key = data.get("model_key")
-    if key not in DEEP_KEYS:
+    if key not in DEEP_KEYS + SEARCHED_KEYS:
         raise CheckpointError(f"checkpoint {path} names unknown deep model {key!r}")
     try:
         model = build_model(key, data.get("model_args"))

@@ -20,7 +20,13 @@ import torch
 from torch import nn
 
 from pipeline.errors import InvalidInput
-from pipeline.models.registry import DEEP_KEYS, build_model, count_parameters, validate_model_args
+from pipeline.models.registry import (
+    DEEP_KEYS,
+    SEARCHED_KEYS,
+    build_model,
+    count_parameters,
+    validate_model_args,
+)
 from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress
 from pipeline.training import optim
 from pipeline.training.checkpoint import (
@@ -89,8 +95,8 @@ def train_deep(
         StopRequested: ``should_stop()`` answered true; ``last.pt`` keeps the last full epoch.
     """
     started = time.perf_counter()
-    if model_key not in DEEP_KEYS:
-        raise InvalidInput(f"{model_key!r} is not a deep model; valid: {', '.join(DEEP_KEYS)}")
+    if model_key not in DEEP_KEYS + SEARCHED_KEYS:
+        raise InvalidInput(f"{model_key!r} is not a deep model; valid: {', '.join(DEEP_KEYS + SEARCHED_KEYS)}")
     config = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
     args = validate_model_args(model_key, model_args)
     if args["num_classes"] != len(data.class_keys):

@@ -7,6 +7,7 @@ Optuna study in its shared storage, and the job records in Redis.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,39 @@ def hpo_spec(**overrides: Any) -> dict[str, Any]:
                   "kernel_size": {"type": "categorical", "choices": [3, 5, 7]}},
     }
     return {**spec, **overrides}
+
+
+def nas_spec(**overrides: Any) -> dict[str, Any]:
+    """A small NAS campaign: one or two layers of tiny convolutions and pooling, one short epoch each."""
+    spec = {"method": "tpe", "n_candidates": 3, "parallelism": 3, "seed": 3,
+            "space": {"min_layers": 1, "max_layers": 2, "ops": ["conv3", "sepconv5", "maxpool"], "widths": [4, 8]},
+            "training": {"epochs": 1, "batch_size": 8, "scheduler": "none", "seed": 0}}
+    return {**spec, **overrides}
+
+
+def new_id(prefix: str) -> str:
+    """A campaign id no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def trials_done(campaign_id: str) -> int:
+    """How many trials of a campaign are done (0 while it has no record yet)."""
+    from actors.campaigns import campaign_status
+    from actors.errors import RecordNotFound
+
+    try:
+        return campaign_status(campaign_id)["trials_done"]
+    except RecordNotFound:
+        return 0
+
+
+def campaign_study(pg_url: str, campaign_id: str):  # type: ignore[no-untyped-def]
+    """The campaign's Optuna study, loaded from the shared storage as another process would."""
+    import optuna
+
+    from pipeline.hpo.study import open_storage
+
+    return optuna.load_study(study_name=campaign_id, storage=open_storage(pg_url))
 
 
 def make_dataset(database: Database, dataset_id: str, *, records_per_class: int = 3, seed: int = 1) -> dict:

@@ -1,8 +1,6 @@
-"""HPO and NAS campaigns through the real Procfile workers: waves, callbacks, stop, resume, failures."""
+"""HPO campaigns through the real Procfile workers: waves, callbacks, stop, resume, failures (NAS: test_nas_campaigns)."""
 
 from __future__ import annotations
-
-import uuid
 
 import pytest
 from sqlalchemy import select
@@ -12,30 +10,16 @@ from actors.errors import RecordNotFound
 from actors.fanout import get_fanout
 from actors.hpo import run_hpo_campaign, stop_hpo_campaign
 from actors.jobs import get_job, wait_for_job
-from actors.nas import run_nas_campaign
-from actors.store.campaigns import list_candidates
 from actors.store.experiments import Experiment, find_experiment
 from actors.store.models import Job
 from config.settings import get_settings
 from tests.conftest import wait_until
-from tests.hpo.conftest import hpo_spec, wait_for_campaign
-
-
-def _id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+from tests.hpo.conftest import campaign_study, hpo_spec, new_id, trials_done, wait_for_campaign
 
 
 def _experiments(database, campaign_id: str) -> list[Experiment]:  # type: ignore[no-untyped-def]
     with database.session() as session:
         return list(session.scalars(select(Experiment).where(Experiment.campaign_id == campaign_id)).all())
-
-
-def _study(pg_url: str, campaign_id: str):  # type: ignore[no-untyped-def]
-    import optuna
-
-    from pipeline.hpo.study import open_storage
-
-    return optuna.load_study(study_name=campaign_id, storage=open_storage(pg_url))
 
 
 def _finalize_jobs(database, campaign_id: str, actor: str = "finalize_hpo_campaign") -> list[Job]:  # type: ignore[no-untyped-def]
@@ -47,7 +31,7 @@ def _finalize_jobs(database, campaign_id: str, actor: str = "finalize_hpo_campai
 @pytest.fixture(scope="module")
 def finished_campaign(workers, database, hpo_dataset):  # type: ignore[no-untyped-def]
     """A 4-trial campaign in waves of 2, run to the end by the workers."""
-    campaign_id = _id("hpo-small")
+    campaign_id = new_id("hpo-small")
     message = run_hpo_campaign.send(campaign_id=campaign_id, dataset_id=hpo_dataset["dataset_id"], spec=hpo_spec())
     assert wait_for_job(message.message_id, timeout_s=60).state == "succeeded"
     view = wait_for_campaign(database, campaign_id, ("completed", "failed"), timeout=150)
@@ -83,7 +67,7 @@ def test_the_best_trial_is_the_best_recorded_experiment_and_only_it_touches_the_
     params = view["best"]["params"]
     assert best.training_config["lr"] == pytest.approx(params["lr"]) and best.model_args["kernel_size"] == params["kernel_size"]
     # The study lives in the shared storage: another process reads the same trials and best.
-    study = _study(pg_url, view["campaign_id"])
+    study = campaign_study(pg_url, view["campaign_id"])
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
     assert study.best_value == pytest.approx(view["best_value"])
 
@@ -107,10 +91,10 @@ def test_completion_is_announced(finished_campaign, database):
 
 
 def test_stop_mid_campaign_then_resume_runs_no_finished_trial_twice(workers, database, hpo_dataset, pg_url):
-    campaign_id = _id("hpo-stop")
+    campaign_id = new_id("hpo-stop")
     spec = hpo_spec(n_trials=4, parallelism=1, training={"epochs": 3, "batch_size": 4, "scheduler": "none", "seed": 0})
     run_hpo_campaign.send(campaign_id=campaign_id, dataset_id=hpo_dataset["dataset_id"], spec=spec)
-    wait_until(lambda: _done(campaign_id) >= 1, timeout=120, interval=0.05, what="a first finished trial")
+    wait_until(lambda: trials_done(campaign_id) >= 1, timeout=120, interval=0.05, what="a first finished trial")
     stop = stop_hpo_campaign.send(campaign_id=campaign_id)
     assert wait_for_job(stop.message_id, timeout_s=30).state == "succeeded"
     stopped = wait_for_campaign(database, campaign_id, ("cancelled",), timeout=60)
@@ -126,7 +110,7 @@ def test_stop_mid_campaign_then_resume_runs_no_finished_trial_twice(workers, dat
         assert resumed["trials"][number]["message_id"] == message_id
     completed = [e for e in _experiments(database, campaign_id) if e.status == "completed"]
     assert len(completed) == 4 and len({e.job_id for e in completed}) == 4
-    study = _study(pg_url, campaign_id)
+    study = campaign_study(pg_url, campaign_id)
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == 4
     assert all(t.state.name in ("COMPLETE", "FAIL") for t in study.trials)
     # An interrupted trial's values were queued again rather than dropped.
@@ -135,15 +119,8 @@ def test_stop_mid_campaign_then_resume_runs_no_finished_trial_twice(workers, dat
     assert all(p in ran_after for p in interrupted)
 
 
-def _done(campaign_id: str) -> int:
-    try:
-        return campaign_status(campaign_id)["trials_done"]
-    except RecordNotFound:
-        return 0
-
-
 def test_a_trial_that_fails_does_not_lose_the_others(workers, database, hpo_dataset):
-    campaign_id = _id("hpo-fail")
+    campaign_id = new_id("hpo-fail")
     # A corrupt checkpoint waiting in trial 1's directory: that trial fails on its own input.
     directory = get_settings().artifact_root / "experiments" / f"{campaign_id}-t1"
     directory.mkdir(parents=True)
@@ -162,7 +139,7 @@ def test_a_trial_that_fails_does_not_lose_the_others(workers, database, hpo_data
 
 
 def test_a_space_the_model_refuses_is_refused_before_any_trial_is_sent(workers, database, hpo_dataset):
-    campaign_id = _id("hpo-bad")
+    campaign_id = new_id("hpo-bad")
     spec = hpo_spec(space={"lr": {"type": "float", "low": 1e-3, "high": 50.0}})
     message = run_hpo_campaign.send(campaign_id=campaign_id, dataset_id=hpo_dataset["dataset_id"], spec=spec)
     job = wait_for_job(message.message_id, timeout_s=60)
@@ -170,27 +147,3 @@ def test_a_space_the_model_refuses_is_refused_before_any_trial_is_sent(workers, 
     assert "'lr' = 50.0 is refused" in job.error_message
     with pytest.raises(RecordNotFound):
         campaign_status(campaign_id)  # no record, so no study and no wave
-
-
-def test_a_nas_campaign_trains_real_candidates_and_keeps_a_pareto_front(workers, database, hpo_dataset):
-    from pipeline.models import count_parameters
-    from pipeline.nas.model import build_candidate
-
-    campaign_id = _id("nas-small")
-    spec = {"method": "tpe", "n_candidates": 3, "parallelism": 3, "seed": 3,
-            "space": {"min_layers": 1, "max_layers": 2, "ops": ["conv3", "sepconv5", "maxpool"], "widths": [4, 8]},
-            "training": {"epochs": 1, "batch_size": 8, "scheduler": "none", "seed": 0}}
-    run_nas_campaign.send(campaign_id=campaign_id, dataset_id=hpo_dataset["dataset_id"], spec=spec)
-    view = wait_for_campaign(database, campaign_id, ("completed", "failed"), timeout=150)
-    assert view["status"] == "completed" and view["counts"]["complete"] == 3
-    candidates = [c for c in list_candidates(database, campaign_id) if c["status"] == "complete"]
-    assert len({c["arch_hash"] for c in candidates}) == 3
-    for candidate in candidates:
-        assert candidate["metrics"]["parameter_count"] == count_parameters(build_candidate(candidate["arch"]))
-        assert candidate["metrics"]["flops"] > 0 and candidate["metrics"]["latency_ms"] > 0
-    best = view["best"]
-    assert best["value"] == max(c["metrics"]["val_accuracy"] for c in candidates)
-    assert best["pareto"] and best["arch_hash"] in {c["arch_hash"] for c in candidates}
-    registered = find_experiment(database, best["experiment_id"])
-    assert (registered["status"], registered["model_key"], registered["campaign_id"]) == ("pending", "nas_net", campaign_id)
-    assert view["counts"].get("duplicate", 0) == sum(1 for e in view["trials"].values() if e["state"] == "duplicate")

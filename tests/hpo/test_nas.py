@@ -58,8 +58,8 @@ def test_different_architectures_give_different_counts_and_costs():
 
 
 def test_macs_counted_by_hooks_match_the_layer_arithmetic():
-    from pipeline.nas.model import build_candidate
     from pipeline.models.profile import count_macs
+    from pipeline.nas.model import build_candidate
 
     arch = {"stem": 4, "layers": [["conv3", 8]]}
     # length 4096: stem conv stride 8 -> 512 outputs, pool 4 -> 128; conv3 keeps 128; head 8 -> 11.
@@ -135,3 +135,49 @@ def test_the_same_architecture_is_claimed_once_per_campaign(database, hpo_datase
     record_trials(database, "nas-claims", {0: {"state": "cancelled"}})
     claimed, taken = claim_candidate(database, "nas-claims", key, ARCH_A, 2)
     assert claimed is True and taken["trial_number"] == 2
+
+
+def test_nas_net_builds_exactly_the_candidate_from_the_architecture_as_model_arguments():
+    from pipeline.models import build_model, count_parameters, is_deep
+    from pipeline.nas.model import build_candidate
+
+    model = build_model("nas_net", {"num_classes": 3, **ARCH_A})
+    assert is_deep("nas_net") and model.arch == ARCH_A
+    assert count_parameters(model) == count_parameters(build_candidate(ARCH_A, 3))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({}, r"model 'nas_net' needs argument\(s\) stem, layers \(the architecture a NAS campaign recorded\)"),
+    ({"stem": 8}, r"needs argument\(s\) layers"),
+    ({"stem": "8", "layers": []}, r"argument 'stem' of model 'nas_net' must be int"),
+    ({"stem": 8, "layers": "conv3"}, r"argument 'layers' of model 'nas_net' must be list"),
+    ({"stem": 8, "layers": [["conv9", 8]]}, r"invalid arguments for model 'nas_net': .*a layer is \[operation, width\]"),
+    ({"stem": 8, "layers": [["conv3", 0]]}, r"conv3 needs a width in \[1, 1024\]"),
+    ({"stem": 8, "layers": [], "arch": "{}"}, r"unknown argument\(s\) arch for model 'nas_net'"),
+])
+def test_nas_net_without_a_valid_architecture_is_refused_naming_the_problem(args, message):
+    from pipeline.models import build_model
+
+    with pytest.raises(InvalidInput, match=message):
+        build_model("nas_net", args)
+
+
+def test_train_deep_trains_a_nas_net_and_its_checkpoint_loads_back_as_the_same_network(hpo_dataset, tmp_path):
+    import torch
+
+    from pipeline.models import count_parameters
+    from pipeline.nas.model import build_candidate
+    from pipeline.training import load_training_data
+    from pipeline.training.checkpoint import load_checkpoint
+    from pipeline.training.loop import train_deep
+
+    data = load_training_data(hpo_dataset["path"])
+    args = {"num_classes": len(data.class_keys), **ARCH_B}
+    result = train_deep("nas_net", args, {"epochs": 2, "batch_size": 8, "scheduler": "none", "seed": 0}, data, tmp_path)
+    expected = count_parameters(build_candidate(ARCH_B, len(data.class_keys)))
+    assert result.epochs_run == 2 and result.parameter_count == expected
+    model, meta = load_checkpoint(result.model_path)
+    assert (meta["model_key"], meta["model_args"]) == ("nas_net", args)
+    assert model.arch == ARCH_B and count_parameters(model) == expected
+    assert model(torch.randn(2, 1, 2048)).shape == (2, len(data.class_keys))
+

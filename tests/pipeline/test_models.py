@@ -14,8 +14,10 @@ from pipeline.models import (
     CLASSICAL_KEYS,
     DEEP_KEYS,
     MODEL_KEYS,
+    SEARCHED_KEYS,
     build_model,
     count_parameters,
+    is_deep,
     validate_model_args,
 )
 from pipeline.models.classical import load_classical, save_classical
@@ -35,9 +37,10 @@ def test_deep_model_maps_any_window_length_to_11_logits(key: str, length: int) -
     assert count_parameters(model) > 0
 
 
-def test_model_keys_are_deep_then_classical() -> None:
-    assert MODEL_KEYS == DEEP_KEYS + CLASSICAL_KEYS
-    assert CLASSICAL_KEYS == ("rf", "svm", "gbm")
+def test_model_keys_are_deep_then_searched_then_classical() -> None:
+    assert MODEL_KEYS == DEEP_KEYS + SEARCHED_KEYS + CLASSICAL_KEYS
+    assert SEARCHED_KEYS == ("nas_net",) and CLASSICAL_KEYS == ("rf", "svm", "gbm")
+    assert all(is_deep(key) for key in DEEP_KEYS + SEARCHED_KEYS)
 
 
 @pytest.mark.parametrize("key", CLASSICAL_KEYS)
