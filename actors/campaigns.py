@@ -149,10 +149,10 @@ def launch_wave(database: Database, view: dict[str, Any], flavor: Flavor) -> dic
     recorded = add_wave(database, campaign_id, fanout_id, {
         t.number: {"state": "queued", "message_id": m.message_id, "params": t.params, "wave": fanout_id}
         for t, m in zip(asked, messages)})
-    if recorded is None:  # stopped meanwhile: these trials never run
+    if recorded is None:  # stopped meanwhile: these trials never run; recorded skipped, a resume runs them
         for t in asked:
             tell_trial(study, t.number, value=None, outcome="skipped")
-        return get_campaign(database, campaign_id)
+        return record_trials(database, campaign_id, {t.number: {"state": "skipped", "params": t.params} for t in asked})
     finalize = broker.get_actor(flavor.finalize).message(campaign_id=campaign_id, fanout_id=fanout_id)
     fan_out(messages, kind=flavor.kind, owner_id=campaign_id, finalize=finalize, fanout_id=fanout_id)
     log.info("campaign.wave_sent", campaign_id=campaign_id, fanout_id=fanout_id, trials=[t.number for t in asked])

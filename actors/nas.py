@@ -8,7 +8,8 @@ size) and trained on the campaign's dataset, scored on validation. ``finalize_na
 ends the campaign with the best candidate, the accuracy/size Pareto front and, if asked, the
 best registered as a pending experiment ready for full training (model ``nas_net``, whose
 arguments are the architecture: ``train_model`` trains it); it sends ``nas.completed``, or
-``nas.failed`` when no candidate completed.
+``nas.failed`` when no candidate completed. ``resume=True`` continues a stopped or crashed
+campaign: a candidate already trained is reported from its record, never trained again.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from actors.store.campaigns import (
     create_campaign,
     list_candidates,
     record_trials,
+    start_candidate,
     update_candidate,
 )
 from actors.store.db import Database
@@ -186,7 +188,10 @@ def run_nas_candidate(payload: TrialPayload, job: JobContext) -> dict | None:
     arch = arch_from_params(payload.params)
     key, database = arch_hash(arch), run.database
     try:
-        update_candidate(database, payload.campaign_id, key, status="running", job_id=job.message_id)
+        candidate = start_candidate(database, payload.campaign_id, key, job.message_id)
+        if candidate["status"] == "complete":  # trained by an earlier run lost before it told the study
+            metrics = candidate["metrics"]
+            return finish_trial(run, "complete", value=metrics["val_accuracy"], arch_hash=key, metrics=metrics)
         finish_trial(run, "running", tell=False, arch_hash=key)
         data = load_dataset(database, run.view["dataset_id"])
         result = train_candidate(arch, parse_nas_campaign(run.view["spec"]).training, data,

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from actors.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.db import Database
@@ -38,6 +38,7 @@ __all__ = [
     "list_candidates",
     "record_trials",
     "set_test_metrics",
+    "start_candidate",
     "update_campaign",
     "update_candidate",
 ]
@@ -228,7 +229,9 @@ def claim_candidate(
     """Claim an architecture for ``trial_number``; return (claimed, candidate).
 
     Not claimed: the campaign already has this architecture (a duplicate), unless the trial
-    that had it was cancelled or skipped, in which case the new trial takes it over.
+    that had it was cancelled or skipped (a stop, or a crash before it told the study), in
+    which case the new trial takes it over; a candidate already trained keeps its metrics,
+    so the new trial reports them instead of training it again (``start_candidate``).
     """
     try:
         with database.session() as session:
@@ -242,7 +245,9 @@ def claim_candidate(
             campaign = session.get(Campaign, campaign_id)
             owner = (campaign.trials if campaign else {}).get(str(row.trial_number), {}).get("state")
             if owner in ("cancelled", "skipped"):  # its run was stopped: a new trial takes it over
-                row.trial_number, row.status, row.error, row.job_id = trial_number, "queued", None, None
+                row.trial_number = trial_number
+                if row.status != "complete":
+                    row.status, row.error, row.job_id = "queued", None, None
                 return True, _candidate(row)
             return False, _candidate(row)
     except StoreError as exc:
@@ -257,12 +262,30 @@ def _candidate_query(campaign_id: str, arch_hash: str):  # type: ignore[no-untyp
     return select(NasCandidate).where(NasCandidate.campaign_id == campaign_id, NasCandidate.arch_hash == arch_hash)
 
 
+def _locked_candidate(session: Session, campaign_id: str, arch_hash: str) -> NasCandidate:
+    row = session.scalars(_candidate_query(campaign_id, arch_hash).with_for_update()).first()
+    if row is None:
+        raise RecordNotFound(f"campaign {campaign_id!r} has no candidate {arch_hash}")
+    return row
+
+
+def start_candidate(database: Database, campaign_id: str, arch_hash: str, job_id: str) -> dict[str, Any]:
+    """Mark a candidate ``running`` under ``job_id`` unless it is already trained; return it.
+
+    Raises:
+        RecordNotFound: the campaign has no such candidate.
+    """
+    with database.session() as session:
+        row = _locked_candidate(session, campaign_id, arch_hash)
+        if row.status != "complete":
+            row.status, row.job_id, row.error = "running", job_id, None
+        return _candidate(row)
+
+
 def update_candidate(database: Database, campaign_id: str, arch_hash: str, **fields: Any) -> dict[str, Any]:
     """Set fields of a candidate; return it. Raises ``RecordNotFound``."""
     with database.session() as session:
-        row = session.scalars(_candidate_query(campaign_id, arch_hash).with_for_update()).first()
-        if row is None:
-            raise RecordNotFound(f"campaign {campaign_id!r} has no candidate {arch_hash}")
+        row = _locked_candidate(session, campaign_id, arch_hash)
         for name, value in fields.items():
             setattr(row, name, value)
         return _candidate(row)

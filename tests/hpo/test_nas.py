@@ -121,12 +121,18 @@ def test_a_short_real_training_reports_validation_scores_and_the_module_cost(hpo
     assert result.parameter_count == count_parameters(build_candidate(ARCH_A))
 
 
-def test_the_same_architecture_is_claimed_once_per_campaign(database, hpo_dataset):
-    from actors.store.campaigns import claim_candidate, create_campaign, record_trials
+def _nas_campaign(database, campaign_id: str, dataset_id: str) -> None:  # type: ignore[no-untyped-def]
+    from actors.store.campaigns import create_campaign
 
-    create_campaign(database, "nas-claims", "job-1", kind="nas", name="", dataset_id=hpo_dataset["dataset_id"],
-                    study_name="nas-claims", method="random", space={}, spec={}, n_trials=3, parallelism=1,
+    create_campaign(database, campaign_id, "job-1", kind="nas", name="", dataset_id=dataset_id,
+                    study_name=campaign_id, method="random", space={}, spec={}, n_trials=3, parallelism=1,
                     metric="val_accuracy", direction="maximize")
+
+
+def test_the_same_architecture_is_claimed_once_per_campaign(database, hpo_dataset):
+    from actors.store.campaigns import claim_candidate, record_trials
+
+    _nas_campaign(database, "nas-claims", hpo_dataset["dataset_id"])
     key = arch_hash(ARCH_A)
     assert claim_candidate(database, "nas-claims", key, ARCH_A, 0)[0] is True
     claimed, existing = claim_candidate(database, "nas-claims", key, ARCH_A, 1)
@@ -181,3 +187,23 @@ def test_train_deep_trains_a_nas_net_and_its_checkpoint_loads_back_as_the_same_n
     assert model.arch == ARCH_B and count_parameters(model) == expected
     assert model(torch.randn(2, 1, 2048)).shape == (2, len(data.class_keys))
 
+
+def test_a_trained_candidate_taken_over_after_a_crash_keeps_its_run_and_is_not_trained_again(database, hpo_dataset):
+    from actors.store.campaigns import (
+        claim_candidate,
+        record_trials,
+        start_candidate,
+        update_candidate,
+    )
+
+    _nas_campaign(database, "nas-kept", hpo_dataset["dataset_id"])
+    key = arch_hash(ARCH_B)
+    claim_candidate(database, "nas-kept", key, ARCH_B, 0)
+    assert start_candidate(database, "nas-kept", key, "job-a")["status"] == "running"
+    update_candidate(database, "nas-kept", key, status="complete", metrics={"val_accuracy": 0.5})
+    # Its job died before telling the study: a resume settles trial 0 cancelled and asks the architecture again.
+    record_trials(database, "nas-kept", {0: {"state": "cancelled"}})
+    claimed, candidate = claim_candidate(database, "nas-kept", key, ARCH_B, 1)
+    assert claimed is True and (candidate["trial_number"], candidate["status"]) == (1, "complete")
+    again = start_candidate(database, "nas-kept", key, "job-b")
+    assert (again["status"], again["job_id"], again["metrics"]) == ("complete", "job-a", {"val_accuracy": 0.5})
