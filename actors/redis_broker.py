@@ -1,18 +1,28 @@
-"""The Redis broker, hardened: a message that is not JSON is dead-lettered, never run.
+"""The Redis broker, hardened against two faults that strand messages in Dramatiq 2.2.
 
-Dramatiq's Redis consumer lets a ``DecodeError`` escape: the consumer thread restarts,
-the messages it had prefetched stay unacknowledged until the worker process restarts, and
-the bad message comes back and does the same after every restart. Here the consumer moves
-the body it could not read to the queue's dead letters (``.XQ``) and goes on; nothing in it
-is ever unpickled or evaluated.
+Dramatiq's Redis consumer lets a ``DecodeError`` or a lost connection escape to its consumer
+thread, which then drops the consumer (with the messages it had prefetched) and, for a
+connection error, the worker's in-memory delay queue (delayed messages and retries waiting
+for their time). Those messages stay in the worker's unacknowledged set, so nothing brings
+them back until the worker process is restarted; a bad body then strands them again.
+
+Here the consumer moves a body it cannot read to the queue's dead letters (``.XQ``) unread
+(nothing in it is ever unpickled or evaluated), and waits out a Redis outage in place, so
+the prefetched and delayed messages it holds run once Redis answers again.
 """
 
 from __future__ import annotations
+
+import math
+import threading
+import time
 
 import redis
 import structlog
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.message import Message
+from dramatiq.worker import WorkerThread
 from dramatiq.broker import MessageProxy
 
 __all__ = ["UNDECODABLE_REASON", "JsonOnlyRedisBroker"]
@@ -29,6 +39,32 @@ class _JsonOnlyConsumer(_RedisConsumer):
                 return super().__next__()
             except DecodeError as exc:
                 self._dead_letter(exc)
+            except ConnectionClosed as exc:
+                self._wait_for_redis(exc)
+                return None
+
+    def requeue(self, messages) -> None:  # type: ignore[no-untyped-def]
+        """Put messages back on the queue; a lost connection is a broker connection error."""
+        # Unwrapped, the redis error escapes the consumer thread's close() and ends the thread.
+        try:
+            super().requeue(messages)
+        except redis.ConnectionError as error:
+            raise ConnectionClosed(error) from None
+
+    def _wait_for_redis(self, exc: ConnectionClosed) -> None:
+        """Block until Redis answers again (or the worker stops), keeping what this consumer holds."""
+        log.warning("broker.redis_unreachable", queue=self.queue_name, error=str(exc))
+        started, pause = time.monotonic(), 0.1
+        # The caller is Dramatiq's consumer thread; its ``running`` flag drops when the worker stops.
+        while getattr(threading.current_thread(), "running", True):
+            try:
+                self.broker.client.ping()
+            except redis.ConnectionError:
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            log.info("broker.redis_back", queue=self.queue_name, down_s=round(time.monotonic() - started, 2))
+            return
 
     def _dead_letter(self, exc: DecodeError) -> None:
         """Find the unreadable body among this worker's fetched ids and nack it."""
@@ -52,7 +88,35 @@ class _JsonOnlyConsumer(_RedisConsumer):
 
 
 class JsonOnlyRedisBroker(RedisBroker):
-    """A ``RedisBroker`` whose consumers dead-letter any message body they cannot decode."""
+    """A ``RedisBroker`` whose consumers dead-letter bodies they cannot decode and wait out
+    Redis outages, and whose ``enqueue`` waits for Redis to answer (see ``enqueue``)."""
+
+    def __init__(self, *, enqueue_wait_s: float = 30.0, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**kwargs)
+        self.enqueue_wait_s = enqueue_wait_s
+
+    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+        """Enqueue ``message``, waiting while Redis is unreachable.
+
+        A producer waits up to ``enqueue_wait_s``, then gets the connection error. A worker
+        thread waits until Redis is back, as Dramatiq waits to ack: a retry is enqueued by
+        the worker that ran the failed attempt and then acks it, so giving up would lose it.
+        """
+        in_worker = isinstance(threading.current_thread(), WorkerThread)
+        deadline = math.inf if in_worker else time.monotonic() + self.enqueue_wait_s
+        pause, warned = 0.1, False
+        while True:
+            try:
+                return super().enqueue(message, delay=delay)
+            except redis.ConnectionError as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                if not warned:
+                    log.warning("broker.enqueue_waiting", message_id=message.message_id, error=str(exc),
+                                wait_s=None if in_worker else self.enqueue_wait_s)
+                    warned = True
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     @property
     def consumer_class(self) -> type[_RedisConsumer]:

@@ -56,6 +56,7 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
             client=redis,
             heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
             maintenance_chance=settings.broker_maintenance_chance,
+            enqueue_wait_s=settings.broker_enqueue_wait_s,
         )
         results_backend = RedisResultBackend(client=redis)
         limiter_backend = RedisRateLimiterBackend(client=redis)

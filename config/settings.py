@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # maintenance pass; the defaults (60 s, 1 in 1,000) took minutes, these take seconds.
     broker_heartbeat_timeout_ms: int = Field(15_000, ge=1_000)
     broker_maintenance_chance: int = Field(50_000, ge=1, le=1_000_000)
+    # How long a producer's send waits for an unreachable Redis (a worker's waits until it is back).
+    broker_enqueue_wait_s: float = Field(30.0, ge=0)
 
     # Logging.
     log_json: bool | None = None

@@ -55,6 +55,12 @@ class Workers:
         command = procfile_lines()[name]
         return re.sub(r"\bactors\.app\b", " ".join(("actors.app", *self.extra_modules)), command)
 
+    def cpu_command(self, threads: int) -> str:
+        """The cpu_processing line as one process of ``threads`` threads (prefetch two each)."""
+        command = self.command("cpu_processing").replace("--threads 1", f"--threads {threads}")
+        command = command.replace("dramatiq_queue_prefetch=1", f"dramatiq_queue_prefetch={threads * 2}")
+        return command.replace("${PFD_CPU_PROCESSES:-$(nproc)}", "1")
+
     def start(self, name: str, *, tag: str | None = None, command: str | None = None) -> subprocess.Popen:
         """Start one Procfile process in its own process group."""
         process_env = {

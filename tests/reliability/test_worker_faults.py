@@ -33,9 +33,7 @@ def own_workers(app, tmp_path):  # type: ignore[no-untyped-def]
 
 
 def _cpu_worker(workers: Workers, tag: str, threads: int = 4) -> None:
-    command = workers.command("cpu_processing").replace("--threads 1", f"--threads {threads}")
-    command = command.replace("dramatiq_queue_prefetch=1", f"dramatiq_queue_prefetch={threads * 2}")
-    workers.start("cpu_processing", tag=tag, command=command.replace("${PFD_CPU_PROCESSES:-$(nproc)}", "1"))
+    workers.start("cpu_processing", tag=tag, command=workers.cpu_command(threads))
 
 
 def test_sigkill_mid_job_loses_nothing_and_does_nothing_twice(own_workers, redis_client, workers):

@@ -1,0 +1,165 @@
+"""Servers a fault test owns: a Redis it may restart, a TCP path to PostgreSQL it may cut.
+
+The shared services are never stopped; a test that needs a server to go away starts its
+own on a free port, or reaches the shared one through a proxy it can close.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class RedisServer:
+    """A ``redis-server`` of the test's own, on a free port, optionally append-only."""
+
+    def __init__(self, data_dir: Path, *, appendonly: bool) -> None:
+        self.data_dir = data_dir
+        self.appendonly = appendonly
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        data_dir.mkdir(parents=True, exist_ok=True)
+
+    def url(self, db: int = 0) -> str:
+        """The server's URL for database ``db``."""
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self) -> Redis:
+        """A new client of database 0."""
+        return Redis.from_url(self.url())
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except (RedisConnectionError, BusyLoadingError):
+            return False
+
+    def start(self) -> RedisServer:
+        """Start the server (again, with the same data directory) and wait until it answers."""
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        self.process = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
+             "--save", "", *persistence],
+            stdout=open(self.data_dir / "redis.log", "ab"), stderr=subprocess.STDOUT,
+        )
+        _wait_for(self._answers, 20, f"redis-server on port {self.port}")
+        return self
+
+    def stop(self) -> None:
+        """Stop the server as an orderly shutdown does (SIGTERM) and wait for it to exit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        self.process = None
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:``port`` to ``target``; ``cut`` makes the address refuse and drops
+    every open connection, ``restore`` makes it answer again."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def restore(self) -> TcpProxy:
+        """Listen and forward again."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def cut(self) -> None:
+        """Refuse new connections and reset every open one."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for pair in self._pairs:
+                for sock in pair:
+                    sock.close()
+            self._pairs.clear()
+
+    def _serve(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._listener, selectors.EVENT_READ)
+        peers: dict[socket.socket, socket.socket] = {}
+        while not self._stop.is_set():
+            for key, _ in selector.select(timeout=0.05):
+                sock = key.fileobj
+                if sock is self._listener:
+                    client, _ = self._listener.accept()
+                    upstream = socket.create_connection(self.target)
+                    with self._lock:
+                        self._pairs.append((client, upstream))
+                    peers[client], peers[upstream] = upstream, client
+                    selector.register(client, selectors.EVENT_READ)
+                    selector.register(upstream, selectors.EVENT_READ)
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if data:
+                    peers[sock].sendall(data)
+                    continue
+                for end in (sock, peers.pop(sock)):
+                    peers.pop(end, None)
+                    selector.unregister(end)
+                    end.close()
+        selector.close()
+
+
+def send_messages(messages: list[dict], env: dict[str, str]) -> list[str]:
+    """Send messages from a producer process of their own and return their message ids.
+
+    Each entry is ``{"actor": name, "kwargs": {...}, "delay": ms}``; ``env`` points the
+    producer at the Redis and database the test chose, as a service would be configured.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.reliability.produce"], input=json.dumps(messages), text=True,
+        capture_output=True, cwd=ROOT, env={**os.environ, **env}, timeout=120, check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"producer failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
