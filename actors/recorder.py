@@ -11,8 +11,8 @@ import threading
 
 import structlog
 
+from actors.outages import OutageLog
 from actors.store.jobs import JobStore
-from config.settings import mask_secrets
 
 __all__ = ["run_recorder"]
 
@@ -22,14 +22,16 @@ log = structlog.get_logger("pfd.recorder")
 def run_recorder(store: JobStore, *, interval_s: float, batch: int, stop: threading.Event) -> None:
     """Write dirty jobs to the database until ``stop`` is set; then write what is left."""
     log.info("recorder.started", interval_s=interval_s, batch=batch)
+    outage = OutageLog(log, "recorder.flush")
     while True:
         stopping = stop.is_set()
         try:
             written = store.flush(batch)
             while written >= batch:
                 written = store.flush(batch)
+            outage.succeeded()
         except Exception as exc:  # top of a background loop: log, wait, try again
-            log.warning("recorder.flush_failed", error=mask_secrets(str(exc)))
+            outage.failed(exc)
         if stopping:
             log.info("recorder.stopped")
             return

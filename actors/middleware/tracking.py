@@ -23,6 +23,7 @@ from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 
 from actors.context import JobContext, bind_job, unbind_job
 from actors.errors import JobTimedOut
+from actors.outages import OutageLog
 from actors.store.fanouts import FANOUT_OPTION
 from actors.store.jobs import LIVE_TTL_S, JobStore
 from actors.store.models import FINAL_JOB_STATES
@@ -227,7 +228,7 @@ class JobTracking(Middleware):
     def _tick_loop(self) -> None:
         tick = min(self.announce_after_s, self.flush_interval_s)
         last_flush = last_beat = 0.0
-        failing_since = last_warned = None
+        outage = OutageLog(log, "jobs.tick")
         while True:
             stopping = self._stop.wait(tick)
             try:
@@ -244,16 +245,8 @@ class JobTracking(Middleware):
                     while self.store.flush(self.flush_batch) >= self.flush_batch:
                         pass
                     last_flush = now
-                if failing_since is not None:
-                    log.info("jobs.tick_recovered", down_s=round(now - failing_since, 2))
-                    failing_since = None
+                outage.succeeded()
             except Exception as exc:  # top of a background loop: log, then try again next tick
-                # Once when an outage starts, then every 30 s: a tick runs every 50 ms.
-                now = time.monotonic()
-                if failing_since is None or now - last_warned >= 30:
-                    log.warning("jobs.tick_failed", error=mask_secrets(str(exc)),
-                                failing_s=0.0 if failing_since is None else round(now - failing_since, 1))
-                    last_warned = now
-                failing_since = failing_since if failing_since is not None else now
+                outage.failed(exc)
             if stopping:
                 return
