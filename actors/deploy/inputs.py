@@ -1,0 +1,60 @@
+"""What a deployment stage reads and records: the deployable experiment, a split's windows, variant entries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from actors.store.datasets import get_dataset
+from actors.store.db import Database
+from actors.store.experiments import get_experiment
+from pipeline.artifacts import file_sha256
+from pipeline.errors import DatasetFileError, InvalidInput
+from pipeline.models import DEEP_KEYS
+
+__all__ = ["deployable_experiment", "original_variant", "split_windows", "variant_entry"]
+
+
+def deployable_experiment(database: Database, experiment_id: str) -> dict[str, Any]:
+    """A completed deep-model experiment with its checkpoint file, plus its dataset's file path.
+
+    Raises:
+        InvalidInput: no checkpoint file, or not a deep model.
+        DatasetFileError: the dataset's file is missing.
+    """
+    experiment = get_experiment(database, experiment_id)
+    path = experiment["model_path"]
+    if experiment["status"] != "completed" or not path or not Path(path).is_file():
+        raise InvalidInput(f"experiment {experiment_id!r} has no checkpoint to deploy "
+                           f"(status {experiment['status']}, model file {path or 'none'})")
+    if experiment["model_key"] not in DEEP_KEYS:
+        raise InvalidInput(f"experiment {experiment_id!r} trained {experiment['model_key']!r}: only deep models deploy")
+    dataset_path = get_dataset(database, experiment["dataset_id"])["path"]
+    if not dataset_path or not Path(dataset_path).is_file():
+        raise DatasetFileError(f"the file of dataset {experiment['dataset_id']!r} is missing: {dataset_path}")
+    return {**experiment, "dataset_path": dataset_path}
+
+
+def split_windows(experiment: dict[str, Any], split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A split's 1 s windows and labels; at most ``limit`` of them, spread evenly (so every class)."""
+    from pipeline.datasets.hdf5 import read_windows
+
+    windows, labels, _ = read_windows(experiment["dataset_path"], split)
+    if limit is not None and len(windows) > limit:
+        rows = np.linspace(0, len(windows) - 1, limit).round().astype(np.int64)
+        windows, labels = windows[rows], labels[rows]
+    return windows, labels
+
+
+def variant_entry(name: str, kind: str, path: str, metrics: dict[str, Any], sha256: str | None = None) -> dict[str, Any]:
+    """A variant as the deployment records it: file, size, checksum and metrics."""
+    return {"name": name, "kind": kind, "path": str(path), "size": Path(path).stat().st_size,
+            "sha256": sha256 or file_sha256(path), "metrics": metrics}
+
+
+def original_variant(experiment: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's own checkpoint as the ``torch_fp32`` variant, with its test accuracy."""
+    metrics = {"model_key": experiment["model_key"], "test_accuracy": experiment["test_accuracy"]}
+    return variant_entry("torch_fp32", "torch", experiment["model_path"], metrics, experiment["model_sha256"])

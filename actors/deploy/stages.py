@@ -1,0 +1,134 @@
+"""The four stage actors (``cpu_processing``): export, optimise, quantise, benchmark; each runs through
+``run_stage`` in a pipeline or alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import structlog
+from redis.exceptions import RedisError
+
+from actors.base import job_actor
+from actors.context import JobContext
+from actors.deploy.inputs import split_windows, variant_entry
+from actors.deploy.run_stage import run_stage
+from actors.deploy.schemas import BenchmarkModels, ExportOnnx, OptimizeModel, QuantizeModel
+from actors.errors import PayloadInvalid
+from config.settings import mask_secrets
+from pipeline.errors import InvalidInput
+from pipeline.progress import scaled
+
+__all__ = ["benchmark_models", "export_onnx", "optimize_model", "quantize_model"]
+
+log = structlog.get_logger("pfd.deploy")
+
+# Quantisation method -> (variant name, kind, file name).
+QUANTIZED = {"dynamic_int8": ("torch_dynamic_int8", "torch", "dynamic_int8.pt"),
+             "static_int8": ("onnx_static_int8", "onnx", "static_int8.onnx"), "fp16": ("onnx_fp16", "onnx", "fp16.onnx")}
+# A variant is recommended only if it keeps the reference's argmax on this share of the test windows.
+MIN_AGREEMENT = 0.99
+
+
+@job_actor(schema=ExportOnnx)
+def export_onnx(payload: Any, job: JobContext, *piped: Any) -> dict | None:
+    """Export the experiment's checkpoint to ONNX, verified against torch on validation windows."""
+    from pipeline.deploy.export import export_onnx as export
+
+    def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
+        result = export(experiment["model_path"], folder / "model.onnx", split_windows(experiment, "val")[0],
+                        opset=payload.opset, tolerance=payload.tolerance, max_windows=payload.max_windows,
+                        on_progress=job.progress, should_stop=job.should_stop).to_dict()
+        metrics = {k: v for k, v in result.items() if k not in ("path", "sha256", "size_bytes")}
+        return [variant_entry("onnx_fp32", "onnx", result["path"], metrics, result["sha256"])], metrics, {}
+
+    return run_stage("export", payload, job, piped, work)
+
+
+@job_actor(schema=OptimizeModel)
+def optimize_model(payload: Any, job: JobContext, *piped: Any) -> dict | None:
+    """Prune (made permanent) and fuse Conv-BN; report sparsity, size and the validation accuracy change."""
+    from pipeline.deploy.optimize import optimize_model as optimize
+
+    def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
+        windows, labels = split_windows(experiment, "val", payload.max_windows)
+        result = optimize(experiment["model_path"], folder / "optimized.pt", windows, labels,
+                          prune_method=payload.prune_method, amount=payload.amount, fuse=payload.fuse, seed=payload.seed,
+                          on_progress=job.progress, should_stop=job.should_stop).to_dict()
+        name = "torch_pruned" if payload.prune_method else "torch_fused"
+        brief = {k: result[k] for k in ("sparsity", "fused_pairs", "modules_before", "modules_after", "accuracy_change")}
+        metrics = {k: v for k, v in result.items() if k != "path"}
+        return [variant_entry(name, "torch", result["path"], metrics)], {"variant": name, **brief}, {}
+
+    return run_stage("optimize", payload, job, piped, work)
+
+
+@job_actor(schema=QuantizeModel)
+def quantize_model(payload: Any, job: JobContext, *piped: Any) -> dict | None:
+    """Dynamic INT8 (torch), static INT8 calibrated on training windows (ONNX QDQ) and FP16, each against FP32."""
+    from pipeline.deploy import quantize as quant
+
+    def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
+        windows, labels = split_windows(experiment, "val", payload.max_windows)
+        onnx: str = next((v["path"] for v in deployment["variants"] if v["name"] == "onnx_fp32"), "")
+        if not onnx and set(payload.methods) - {"dynamic_int8"}:
+            raise InvalidInput(f"deployment {deployment['deployment_id']!r} has no ONNX model: run export_onnx first")
+        variants, brief, count = [], {}, len(payload.methods)
+        for index, method in enumerate(payload.methods):
+            name, kind, filename = QUANTIZED[method]
+            progress = scaled(job.progress, index / count, (index + 1) / count)
+            common: dict[str, Any] = {"on_progress": progress, "should_stop": job.should_stop}
+            if method == "dynamic_int8":
+                result = quant.quantize_dynamic_torch(experiment["model_path"], folder / filename, windows, labels, **common)
+            elif method == "static_int8":  # calibrated on the dataset's real training windows, never on noise
+                result = quant.quantize_static_onnx(onnx, folder / filename, split_windows(experiment, "train")[0],
+                                                    windows, labels, per_channel=payload.per_channel,
+                                                    max_calibration_windows=payload.calibration_windows, **common)
+            else:
+                result = quant.convert_fp16(onnx, folder / filename, windows, labels, **common)
+            data = result.to_dict()
+            metrics = {**{k: v for k, v in data.items() if k not in ("path", "details")}, **data["details"]}
+            variants.append(variant_entry(name, kind, data["path"], metrics))
+            brief[name] = {k: data[k] for k in ("size_bytes", "accuracy_change", "argmax_agreement")}
+        return variants, brief, {}
+
+    return run_stage("quantize", payload, job, piped, work)
+
+
+def _table(result: dict[str, Any]) -> dict[str, Any]:
+    """The benchmark without its file paths, plus ``recommended``: the fastest variant (p50 at the first batch
+    size) among those that agree with the reference on at least ``MIN_AGREEMENT`` of the test windows."""
+    agreeing = [v for v in result["variants"] if v["argmax_agreement"] >= MIN_AGREEMENT] or result["variants"][:1]
+    best = min(agreeing, key=lambda v: v["latency"][0]["p50_ms"])
+    return {**{k: v for k, v in result.items() if not k.endswith("_path")}, "recommended": best["name"]}
+
+
+@job_actor(schema=BenchmarkModels)
+def benchmark_models(payload: Any, job: JobContext, *piped: Any) -> dict | None:
+    """Benchmark every variant on the test split (JSON + PNG), mark the deployment ready, send ``deployment.ready``."""
+    from actors.notifications import send_event
+    from pipeline.deploy.benchmark import benchmark_variants
+
+    def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
+        windows, labels = split_windows(experiment, "test", payload.max_windows)
+        result = benchmark_variants([(v["name"], v["kind"], v["path"]) for v in deployment["variants"]], windows, labels,
+                                    folder, batch_sizes=payload.batch_sizes, warmup=payload.warmup, runs=payload.runs,
+                                    threads=payload.threads, on_progress=job.progress,
+                                    should_stop=job.should_stop).to_dict()
+        table = tables[0] = _table(result)
+        paths = {"benchmark_json_path": result["json_path"], "benchmark_png_path": result["chart_path"]}
+        return [], {"recommended": table["recommended"], **paths}, {"benchmark": table, **paths}
+
+    tables: dict[int, dict[str, Any]] = {}
+    summary = run_stage("benchmark", payload, job, piped, work)
+    if tables:  # benchmarked now, not recorded before: tell people, with the recommended variant's figures
+        best = next(v for v in tables[0]["variants"] if v["name"] == tables[0]["recommended"])
+        event = {"job_id": job.message_id, "deployment_id": summary["deployment_id"],  # type: ignore[index]
+                 "model_id": summary["experiment_id"], "format": best["name"],  # type: ignore[index]
+                 "size_bytes": best["size_bytes"], "latency_ms": best["latency"][0]["p50_ms"]}
+        try:
+            send_event("deployment.ready", event, event_id=f"deployment.ready:{event['deployment_id']}")
+        except (PayloadInvalid, RedisError, dramatiq.errors.DramatiqError) as exc:  # the deployment stays ready
+            log.warning("deploy.notify_failed", deployment_id=event["deployment_id"], error=mask_secrets(str(exc)))
+    return summary
