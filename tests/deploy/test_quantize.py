@@ -10,17 +10,26 @@ import onnx
 import pytest
 from torch.ao.nn.quantized import dynamic as qdynamic
 
+from pipeline.datasets.hdf5 import read_windows
 from pipeline.deploy import quantize as quantize_module
+from pipeline.deploy.export import export_onnx
 from pipeline.deploy.loading import load_model
 from pipeline.deploy.quantize import (
     WindowCalibrationReader,
+    boundary_nodes,
     convert_fp16,
     quantize_dynamic_torch,
     quantize_static_onnx,
 )
 from pipeline.errors import CheckpointError, InvalidInput
 from pipeline.models import DEEP_KEYS
-from tests.deploy.conftest import LENGTH
+from pipeline.training import SplitData, TrainingData
+from pipeline.training.loop import train_deep
+from tests.deploy.conftest import LENGTH, TINY_ARGS
+
+# Held-out windows on which INT8 must keep the trained FP32 argmax (issue 6's goal). Measured: 0.9945
+# of 2,200 with the boundary in float, 0.9845 with it in INT8 (max |dlogit| 0.07 against 2.7).
+AGREEMENT_FLOOR = 0.99
 
 
 def test_calibration_reader_yields_the_dataset_windows_themselves(train_windows) -> None:
@@ -130,3 +139,63 @@ def test_windows_of_another_length_than_the_model_are_refused(exported, val, tmp
         quantize_static_onnx(fp32, tmp_path / "q.onnx", long_windows, *val)
     with pytest.raises(InvalidInput, match="validation windows hold 2048"):
         convert_fp16(fp32, tmp_path / "h.onnx", long_windows, np.zeros(4, np.int64))
+
+
+def _dequantized(graph: onnx.GraphProto) -> set[str]:
+    return {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+
+
+@pytest.mark.parametrize("key", DEEP_KEYS)
+def test_the_boundary_is_the_layer_on_the_signal_and_the_classifier(key, exported) -> None:
+    graph = onnx.load(exported(key).path).graph
+    nodes = {n.name: n for n in graph.node}
+
+    boundary = [nodes[name] for name in boundary_nodes(graph)]
+
+    assert [n.op_type for n in boundary] == ["Conv", "Gemm"]
+    assert "signal" in boundary[0].input and "logits" in boundary[1].output
+
+
+def test_static_int8_keeps_the_boundary_in_float_unless_asked(exported, val, tmp_path) -> None:
+    fp32 = exported("cnn1d").path
+    kept = quantize_static_onnx(
+        fp32, tmp_path / "kept.onnx", val[0], *val, max_calibration_windows=32
+    )
+    quantized = quantize_static_onnx(
+        fp32, tmp_path / "all.onnx", val[0], *val, max_calibration_windows=32, float_boundary=False
+    )
+
+    graph, all_int8 = onnx.load(kept.path).graph, onnx.load(quantized.path).graph
+    assert kept.details["float_boundary"] == boundary_nodes(onnx.load(fp32).graph)
+    for node in (n for n in graph.node if n.name in kept.details["float_boundary"]):
+        assert not _dequantized(graph).intersection(node.input[:2])  # float input and weights
+    assert quantized.details["float_boundary"] == []
+    stem = next(n for n in all_int8.node if n.op_type == "Conv")
+    assert _dequantized(all_int8).issuperset(stem.input[:2])
+
+
+def _short_split(dataset, split: str) -> SplitData:
+    windows, labels, records = read_windows(dataset, split)
+    per = windows.shape[1] // LENGTH
+    return SplitData(windows.reshape(-1, LENGTH), np.repeat(labels, per), np.repeat(records, per))
+
+
+@pytest.mark.slow
+def test_static_int8_keeps_the_argmax_of_a_trained_model(dataset, tmp_path) -> None:
+    # Given a tiny cnn1d trained a few epochs on the dataset's short windows (seeded, one thread).
+    train, val, test = (_short_split(dataset, split) for split in ("train", "val", "test"))
+    data = TrainingData(train, val, test)
+    config = {"epochs": 4, "batch_size": 32, "lr": 3e-3, "scheduler": "none", "device": "cpu"}
+    trained = train_deep("cnn1d", TINY_ARGS["cnn1d"], config, data, tmp_path / "train")
+    fp32 = export_onnx(trained.model_path, tmp_path / "fp32.onnx", data.val.windows)
+    held_out = np.concatenate([data.val.windows, data.test.windows])
+    labels = np.concatenate([data.val.labels, data.test.labels])
+
+    # When it is quantised, calibrated on the training windows, and compared on held-out ones.
+    int8 = quantize_static_onnx(
+        fp32.path, tmp_path / "int8.onnx", data.train.windows, held_out, labels
+    )
+
+    # Then it learnt something, and INT8 keeps FP32's answer on nearly every window.
+    assert int8.accuracy_reference > 0.4  # 11 classes: chance is 0.09; it reaches 0.59
+    assert int8.argmax_agreement >= AGREEMENT_FLOOR, int8.argmax_agreement
