@@ -13,6 +13,7 @@ __all__ = [
     "SchemaOutOfDate",
     "StoreError",
     "TransientError",
+    "WorkerCrashLoop",
 ]
 
 
@@ -54,3 +55,7 @@ class JobTimedOut(ActorError):
 
 class JobNotFound(ActorError, LookupError):
     """Raised when no job has the given message id."""
+
+
+class WorkerCrashLoop(ActorError):
+    """Raised for a message whose every start killed its worker process; dead-lettered, never retried."""

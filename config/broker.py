@@ -34,7 +34,8 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     ``stub=True`` gives an in-process ``StubBroker`` (for tests of one actor, or the demo
     when no Redis can be had); job state then lives in ``redis`` (a fake one is fine).
     """
-    from actors.middleware import GracefulShutdown, JobTracking, LogContext, SchemaGuard
+    from actors.middleware import CrashGuard, GracefulShutdown, JobTracking, LogContext, SchemaGuard
+    from config.queues import CRASH_GUARDED_QUEUES
     from actors.redis_broker import JsonOnlyRedisBroker
     from actors.store.db import get_database
     from actors.store.jobs import JobStore
@@ -79,6 +80,11 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
         ),
         before=Retries,
     )
+    # After JobTracking, so a refused message's record carries its attempt's start.
+    broker.add_middleware(CrashGuard(
+        store=store, queues=CRASH_GUARDED_QUEUES, max_starts=settings.crash_guard_max_starts,
+        ttl_s=settings.job_cache_ttl_s,
+    ))
     broker.add_middleware(SchemaGuard(database=lambda: get_database(settings.database_url)))
     broker.add_middleware(GracefulShutdown())
     broker.add_middleware(Results(backend=results_backend, result_ttl=ttl_ms))

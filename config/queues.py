@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "ACTOR_POLICIES",
     "CPU_PROCESSING",
+    "CRASH_GUARDED_QUEUES",
     "GPU_TRAINING",
     "HIGH_PRIORITY",
     "NOTIFICATIONS",
@@ -27,6 +28,10 @@ GPU_TRAINING = "gpu_training"
 CPU_PROCESSING = "cpu_processing"
 NOTIFICATIONS = "notifications"
 QUEUES = (HIGH_PRIORITY, GPU_TRAINING, CPU_PROCESSING, NOTIFICATIONS)
+# Queues of heavy work, where a job can take its process down (memory, native code): each
+# start is counted in Redis (one round trip, small beside the job) so a message that kills
+# every worker that starts it is dead-lettered. Short-job queues skip the round trip.
+CRASH_GUARDED_QUEUES = (GPU_TRAINING, CPU_PROCESSING)
 
 # Transient faults, retried with exponential backoff and jitter. Anything else (bad
 # input, a hit time limit, a cancellation, a bug) is never retried.

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     broker_maintenance_chance: int = Field(50_000, ge=1, le=1_000_000)
     # How long a producer's send waits for an unreachable Redis (a worker's waits until it is back).
     broker_enqueue_wait_s: float = Field(30.0, ge=0)
+    # A delivery started this many times without finishing (its worker died each time) is
+    # dead-lettered on its next start (crash-guarded queues only).
+    crash_guard_max_starts: int = Field(3, ge=1)
 
     # Logging.
     log_json: bool | None = None

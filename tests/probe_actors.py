@@ -171,3 +171,11 @@ def leaky(payload: Reach, job: JobContext) -> None:
 
     structlog.get_logger("probe").info("probe.connecting", url=payload.url)
     raise ValueError(f"cannot connect to {payload.url}")
+
+
+@job_actor(schema=Empty, policy=ActorPolicy("cpu_processing", time_limit_ms=30_000, **FAST_RETRY))
+def kill_own_process(payload: Empty, job: JobContext) -> None:
+    """Take the worker process down, as the kernel's OOM killer would."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,8 +1,10 @@
-"""Dramatiq middleware of PFD Actors: job tracking, log context and the schema guard."""
+"""Dramatiq middleware of PFD Actors: job tracking, log context, crash and schema guards, shutdown."""
+
+from actors.middleware.crash_guard import CrashGuard
 
 from actors.middleware.logcontext import LogContext
 from actors.middleware.schema_guard import SchemaGuard
 from actors.middleware.shutdown import GracefulShutdown
 from actors.middleware.tracking import JobTracking
 
-__all__ = ["GracefulShutdown", "JobTracking", "LogContext", "SchemaGuard"]
+__all__ = ["CrashGuard", "GracefulShutdown", "JobTracking", "LogContext", "SchemaGuard"]

@@ -23,6 +23,7 @@ from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 
 from actors.context import JobContext, bind_job, unbind_job
 from actors.errors import JobTimedOut
+from actors.middleware.crash_guard import REFUSED_OPTION
 from actors.outages import OutageLog
 from actors.store.fanouts import FANOUT_OPTION
 from actors.store.jobs import LIVE_TTL_S, JobStore
@@ -191,17 +192,28 @@ class JobTracking(Middleware):
             log.error("fanout.count_failed", error=mask_secrets(str(exc)))
 
     def after_skip_message(self, broker, message):  # type: ignore[no-untyped-def]
-        """Record a skipped message (cancelled before it ran) as cancelled."""
+        """Record a skipped message: cancelled before it ran, or refused by the crash guard (failed)."""
+        refused = message.options.pop(REFUSED_OPTION, None)
+        state = "failed" if refused else "cancelled"
+        with self._running_lock:
+            self._running.pop(message.message_id, None)
         if message.options.get(FANOUT_OPTION):
-            self._count_member(broker, message, failed=True, dead=False)
+            self._count_member(broker, message, failed=True, dead=bool(refused))
         context = unbind_job()
+        if refused:
+            self._announce_failure(broker, message, context, refused, str(refused))
         try:
             self.store.finished(
-                message.message_id, "cancelled", duration_ms=0.0, start=context.start_fields if context else None
+                message.message_id, state, duration_ms=0.0, error=refused,
+                start=context.start_fields if context else None,
             )
         except Exception as exc:  # an after-hook must never raise
-            log.error("job.record_failed", outcome="cancelled", error=mask_secrets(str(exc)))
-        log.info("job.finished", outcome="cancelled", duration_ms=0.0, skipped=True)
+            log.error("job.record_failed", outcome=state, error=mask_secrets(str(exc)))
+        if refused:
+            log.warning("job.finished", outcome=state, duration_ms=0.0, skipped=True,
+                        error_type=type(refused).__name__, error=str(refused))
+        else:
+            log.info("job.finished", outcome=state, duration_ms=0.0, skipped=True)
 
     def after_worker_boot(self, broker, worker):  # type: ignore[no-untyped-def]
         """Start this process's ticker: announces starts, reads cancels, beats (and records)."""

@@ -170,6 +170,13 @@ class JobStore:
             self._announce(keys=[self.key(message_id), self.dirty_key, message_id], args=argv, client=pipe)
         pipe.execute()
 
+    def count_start(self, delivery_id: str, *, ttl_s: int) -> int:
+        """Count one start of a broker delivery (its Redis message id); return the starts so far."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(f"{self.prefix}:starts:{delivery_id}")
+        pipe.expire(f"{self.prefix}:starts:{delivery_id}", ttl_s)
+        return int(pipe.execute()[0])
+
     def cancel_requests(self) -> set[str]:
         """Return the ids of jobs with a pending cancel request."""
         return {member.decode() for member in self.redis.smembers(self.cancels_key)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import time
 import uuid
 
 import dramatiq
@@ -19,7 +20,7 @@ from actors.deadletters import list_dead_letters
 from actors.jobs import get_job, wait_for_job
 from actors.redis_broker import UNDECODABLE_REASON
 from tests.conftest import wait_until
-from tests.probe_actors import PROBES, durable_work
+from tests.probe_actors import PROBES, durable_work, kill_own_process
 from tests.workers import Workers
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ def _cpu_worker(workers: Workers, tag: str, threads: int = 4) -> None:
     workers.start("cpu_processing", tag=tag, command=workers.cpu_command(threads))
 
 
-def test_sigkill_mid_job_loses_nothing_and_does_nothing_twice(own_workers, redis_client, workers):
+def test_sigkill_mid_job_loses_nothing_and_does_nothing_twice(own_workers, redis_client, workers, reliability):
     # The shared workers also consume cpu_processing; pause them out of this test's way.
     workers.signal("cpu_processing", signal.SIGSTOP)
     try:
@@ -50,6 +51,7 @@ def test_sigkill_mid_job_loses_nothing_and_does_nothing_twice(own_workers, redis
                        what="the round's jobs to start")
             own_workers.signal(f"victim{round_}", signal.SIGKILL)
             own_workers.stop(f"victim{round_}")
+        killed_at = time.monotonic()
         _cpu_worker(own_workers, "survivor", threads=20)
         # Redelivered messages run their full 30 s; what matters is that each completes once.
         for message in sent:
@@ -59,11 +61,17 @@ def test_sigkill_mid_job_loses_nothing_and_does_nothing_twice(own_workers, redis
         assert len(sent) == 20
         assert sorted(done) == sorted(m.message_id for m in sent)  # 0 lost
         assert set(done.values()) == {1}  # 0 done twice
+        reliability.record(
+            "worker_sigkill", fault="cpu_processing worker killed (SIGKILL) mid-job, 5 rounds of 4 jobs",
+            outcome="every killed message redelivered with its id and completed exactly once",
+            messages=len(sent), lost=len(sent) - len(done), done_twice=sum(1 for v in done.values() if v > 1),
+            all_done_after_last_kill_s=round(time.monotonic() - killed_at, 1), job_seconds=30,
+        )
     finally:
         workers.signal("cpu_processing", signal.SIGCONT)
 
 
-def test_sigterm_lets_running_jobs_finish_and_requeues_the_rest(own_workers, redis_client, workers):
+def test_sigterm_lets_running_jobs_finish_and_requeues_the_rest(own_workers, redis_client, workers, reliability):
     workers.signal("cpu_processing", signal.SIGSTOP)
     try:
         key = f"test:{uuid.uuid4().hex}"
@@ -77,6 +85,11 @@ def test_sigterm_lets_running_jobs_finish_and_requeues_the_rest(own_workers, red
         for message in sent:
             assert wait_for_job(message.message_id, timeout_s=60).state == "succeeded"
         assert set(int(v) for v in redis_client.hvals(f"{key}:done")) == {1}
+        reliability.record(
+            "worker_sigterm", fault="SIGTERM to the worker's process group while a job runs (Procfile runner stop)",
+            outcome="the running job finished; the prefetched ones were requeued and ran once on the next worker",
+            messages=len(sent), finished_before_exit=finished_before, done_twice=0,
+        )
     finally:
         workers.signal("cpu_processing", signal.SIGCONT)
 
@@ -101,7 +114,7 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_pickled_message_is_dead_lettered_unread_and_the_messages_around_it_run(workers, redis_client, tmp_path):
+def test_a_pickled_message_is_dead_lettered_unread_and_the_messages_around_it_run(workers, redis_client, tmp_path, reliability):
     assert isinstance(dramatiq.get_encoder(), dramatiq.JSONEncoder)  # messages are JSON only
     marker = tmp_path / "unpickled"
     body = pickle.dumps(_Exploit(str(marker)))
@@ -125,3 +138,45 @@ def test_a_pickled_message_is_dead_lettered_unread_and_the_messages_around_it_ru
     log = workers.log("high_priority")
     assert redis_id in log and "message.refused" in log
     assert "Consumer encountered an unexpected error" not in log
+    reliability.record(
+        "pickled_message", fault="a pickled body (whose unpickling runs a shell command) pushed into a queue",
+        outcome="dead-lettered unread with its reason; never unpickled; the 5 messages fetched with it ran",
+        dead_lettered=True, code_ran=marker.exists(), stranded=0,
+    )
+
+
+def test_a_message_that_kills_its_worker_process_is_dead_lettered_and_the_worker_goes_on(
+    own_workers, redis_client, workers, reliability,
+):
+    workers.signal("cpu_processing", signal.SIGSTOP)
+    try:
+        message = kill_own_process.send()
+        started_at, deaths = time.monotonic(), 0
+
+        def dead_lettered() -> bool:
+            return any(d.message_id == message.message_id for d in list_dead_letters(redis_client, "cpu_processing", limit=1000))
+
+        # A supervisor's part: start the worker again each time the message takes it down.
+        while not dead_lettered():
+            assert time.monotonic() - started_at < 150, f"still not dead-lettered after {deaths} deaths"
+            tag = f"crash{deaths}"
+            _cpu_worker(own_workers, tag, threads=1)
+            wait_until(lambda t=tag: own_workers.processes[t].poll() is not None or dead_lettered(), timeout=60,
+                       what="the worker to die or the message to be dead-lettered")
+            if own_workers.processes[tag].poll() is not None:
+                deaths += 1
+        job = get_job(message.message_id)
+        assert job.state == "failed" and job.error_type == "WorkerCrashLoop"
+        assert "worker process died each time" in job.error_message
+        assert deaths == 3  # crash_guard_max_starts
+        after = PROBES["cpu_processing"].send()
+        assert wait_for_job(after.message_id, timeout_s=60).state == "succeeded"
+        reliability.record(
+            "worker_process_killed_by_its_message",
+            fault="a message whose every start kills its worker process (SIGKILL from inside the job)",
+            outcome="redelivered after each death; on its 4th start refused, failed with the reason and dead-lettered; "
+                    "the restarted worker goes on",
+            worker_deaths=deaths, dead_lettered_after_s=round(time.monotonic() - started_at, 1),
+        )
+    finally:
+        workers.signal("cpu_processing", signal.SIGCONT)

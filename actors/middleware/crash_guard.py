@@ -1,0 +1,51 @@
+"""The crash guard: a message that keeps killing its worker process is dead-lettered, not run again.
+
+When a job takes its worker process down (killed for memory, a crash in native code), the
+broker redelivers the message after the heartbeat timeout, and it would take down every
+worker that starts it, forever. On the queues of heavy work (``CRASH_GUARDED_QUEUES``),
+each start of a delivery is counted in Redis before the job runs; a delivery that has
+already been started ``max_starts`` times without finishing is failed with the reason and
+dead-lettered. Retries are new deliveries with their own count, so only deaths count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+from dramatiq.middleware import Middleware, SkipMessage
+
+from actors.errors import WorkerCrashLoop
+from actors.store.jobs import JobStore
+
+__all__ = ["REFUSED_OPTION", "CrashGuard"]
+
+log = structlog.get_logger("pfd.crash_guard")
+
+# Set on a refused message in this process, for JobTracking to record why it was skipped.
+REFUSED_OPTION = "pfd_refused"
+
+
+class CrashGuard(Middleware):
+    """Count starts per delivery on guarded queues; refuse one started ``max_starts`` times already."""
+
+    def __init__(self, *, store: Callable[[], JobStore], queues: tuple[str, ...], max_starts: int, ttl_s: int) -> None:
+        self._store = store
+        self.queues = frozenset(queues)
+        self.max_starts = max_starts
+        self.ttl_s = ttl_s
+
+    def before_process_message(self, broker, message):  # type: ignore[no-untyped-def]
+        """Count this start; fail and dead-letter a delivery that killed its worker too often."""
+        delivery = message.options.get("redis_message_id")
+        if delivery is None or message.queue_name.removesuffix(".DQ") not in self.queues:
+            return
+        starts = self._store().count_start(delivery, ttl_s=self.ttl_s)
+        if starts <= self.max_starts:
+            return
+        reason = (f"started {starts - 1} times and its worker process died each time; "
+                  f"dead-lettered instead of being run again")
+        log.error("message.crash_loop", message_id=message.message_id, actor=message.actor_name, starts=starts - 1)
+        message.options[REFUSED_OPTION] = WorkerCrashLoop(reason)
+        message.fail()
+        raise SkipMessage(reason)
