@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench migrate workers clean
+.PHONY: install demo test bench reliability migrate workers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The fault tests, writing what they measure to bench/results/reliability.json.
+reliability: $(STAMP)
+	PFD_RELIABILITY_REPORT=bench/results/reliability.json $(BIN)/pytest -q -p no:cacheprovider tests/reliability
 
 clean:
 	rm -rf var .pytest_cache

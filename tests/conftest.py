@@ -26,10 +26,16 @@ def _pg_conninfo(url: str) -> str:
 
 def recreate_pg_database(name: str) -> str:
     """Drop and create a PostgreSQL database for tests; return its SQLAlchemy URL."""
+    drop_pg_database(name)
     with psycopg.connect(_pg_conninfo(env.PG_ADMIN_URL), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return env.PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_database(name: str) -> None:
+    """Drop a test database, closing whatever still holds it."""
+    with psycopg.connect(_pg_conninfo(env.PG_ADMIN_URL), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +55,7 @@ def pg_url() -> Iterator[str]:
     from actors.store.db import get_database
 
     get_database(url).dispose()
-    with psycopg.connect(_pg_conninfo(env.PG_ADMIN_URL), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{env.PG_DATABASE}" WITH (FORCE)')
+    drop_pg_database(env.PG_DATABASE)
 
 
 @pytest.fixture(scope="session")
