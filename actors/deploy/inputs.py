@@ -12,7 +12,7 @@ from actors.store.db import Database
 from actors.store.experiments import get_experiment
 from pipeline.artifacts import file_sha256
 from pipeline.errors import DatasetFileError, InvalidInput
-from pipeline.models import DEEP_KEYS
+from pipeline.models import is_deep
 
 __all__ = ["deployable_experiment", "original_variant", "split_windows", "variant_entry"]
 
@@ -29,7 +29,7 @@ def deployable_experiment(database: Database, experiment_id: str) -> dict[str, A
     if experiment["status"] != "completed" or not path or not Path(path).is_file():
         raise InvalidInput(f"experiment {experiment_id!r} has no checkpoint to deploy "
                            f"(status {experiment['status']}, model file {path or 'none'})")
-    if experiment["model_key"] not in DEEP_KEYS:
+    if not is_deep(experiment["model_key"]):
         raise InvalidInput(f"experiment {experiment_id!r} trained {experiment['model_key']!r}: only deep models deploy")
     dataset_path = get_dataset(database, experiment["dataset_id"])["path"]
     if not dataset_path or not Path(dataset_path).is_file():

@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from pipeline.errors import CheckpointError
-from pipeline.models.registry import DEEP_KEYS, build_model
+from pipeline.models.registry import build_model, is_deep
 from pipeline.training.checkpoint import FORMAT, safe_load
 
 __all__ = ["DEPLOY_KEY", "DYNAMIC_INT8", "apply_dynamic_int8", "load_model"]
@@ -69,7 +69,7 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
             f"checkpoint {path} has format {data.get('format')!r}, expected {FORMAT!r}"
         )
     key = data.get("model_key")
-    if key not in DEEP_KEYS:
+    if not isinstance(key, str) or not is_deep(key):
         raise CheckpointError(f"checkpoint {path} names unknown deep model {key!r}")
     extra = data.get("extra") or {}
     deploy = extra.get(DEPLOY_KEY) or {}

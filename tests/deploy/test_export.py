@@ -141,3 +141,20 @@ def test_data_dependent_branch_is_refused_by_the_default_exporter(val, tmp_path)
     with pytest.raises(ConversionError, match="opset 20 failed"):
         export_model(model, tmp_path / "branchy.onnx", val[0], max_windows=8)
     assert not (tmp_path / "branchy.onnx").exists()
+
+
+def test_a_nas_campaigns_winner_exports_with_parity_and_quantizes(val, tmp_path) -> None:
+    from pipeline.deploy.quantize import quantize_static_onnx
+    from pipeline.domain import CLASS_KEYS
+    from pipeline.models import build_model
+    from pipeline.training.checkpoint import save_checkpoint
+
+    args = {"stem": 8, "layers": [["conv5", 16], ["maxpool", None], ["sepconv3", 16]]}
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / "nas.pt", build_model("nas_net", args).eval(), "nas_net", args, CLASS_KEYS, {})
+    result = export_onnx(checkpoint, tmp_path / "nas.onnx", val[0])
+    assert result.max_abs_diff <= 1e-4 and result.argmax_agreement == 1.0
+    int8 = quantize_static_onnx(result.path, tmp_path / "nas-int8.onnx", val[0], *val, max_calibration_windows=32)
+    assert int8.method == "static_int8" and int8.size_ratio < 1.0
+    assert 0.0 <= int8.argmax_agreement <= 1.0
+    assert int8.details["kept_float"] == 2  # its first convolution and classifier, found in the NAS graph too
