@@ -13,7 +13,7 @@ from actors.store.jobs import JobStore, JobView
 from config.broker import redis_client
 from config.settings import Settings, get_settings
 
-__all__ = ["cancel_job", "get_job", "job_store", "request_cancel", "wait_for_job"]
+__all__ = ["get_job", "job_store", "request_cancel", "wait_for_job"]
 
 
 @functools.cache

@@ -19,11 +19,11 @@ import time
 
 import redis
 import structlog
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 from dramatiq.worker import WorkerThread
-from dramatiq.broker import MessageProxy
 
 __all__ = ["UNDECODABLE_REASON", "JsonOnlyRedisBroker"]
 

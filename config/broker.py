@@ -35,10 +35,10 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     when no Redis can be had); job state then lives in ``redis`` (a fake one is fine).
     """
     from actors.middleware import CrashGuard, GracefulShutdown, JobTracking, LogContext, SchemaGuard
-    from config.queues import CRASH_GUARDED_QUEUES
     from actors.redis_broker import JsonOnlyRedisBroker
     from actors.store.db import get_database
     from actors.store.jobs import JobStore
+    from config.queues import CRASH_GUARDED_QUEUES
 
     configure_logging(settings)
     ttl_ms = settings.result_ttl_s * 1000

@@ -1,7 +1,6 @@
 """Dramatiq middleware of PFD Actors: job tracking, log context, crash and schema guards, shutdown."""
 
 from actors.middleware.crash_guard import CrashGuard
-
 from actors.middleware.logcontext import LogContext
 from actors.middleware.schema_guard import SchemaGuard
 from actors.middleware.shutdown import GracefulShutdown

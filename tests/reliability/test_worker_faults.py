@@ -47,7 +47,7 @@ def test_sigkill_mid_job_loses_nothing_and_does_nothing_twice(own_workers, redis
             _cpu_worker(own_workers, f"victim{round_}")
             batch = [durable_work.send(key=key, seconds=30) for _ in range(4)]
             sent += batch
-            wait_until(lambda b=batch: redis_client.hlen(f"{key}:starts") >= len(sent), timeout=60,
+            wait_until(lambda n=len(sent): redis_client.hlen(f"{key}:starts") >= n, timeout=60,
                        what="the round's jobs to start")
             own_workers.signal(f"victim{round_}", signal.SIGKILL)
             own_workers.stop(f"victim{round_}")
@@ -84,7 +84,7 @@ def test_sigterm_lets_running_jobs_finish_and_requeues_the_rest(own_workers, red
         _cpu_worker(own_workers, "after", threads=2)
         for message in sent:
             assert wait_for_job(message.message_id, timeout_s=60).state == "succeeded"
-        assert set(int(v) for v in redis_client.hvals(f"{key}:done")) == {1}
+        assert {int(v) for v in redis_client.hvals(f"{key}:done")} == {1}
         reliability.record(
             "worker_sigterm", fault="SIGTERM to the worker's process group while a job runs (Procfile runner stop)",
             outcome="the running job finished; the prefetched ones were requeued and ran once on the next worker",
