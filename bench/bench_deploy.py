@@ -22,7 +22,8 @@ interleaving puts any change of load on every engine alike.
 Goals (issue 6): ONNX FP32 p50 at least 1.5x faster than torch eager on one window; INT8
 faster than ONNX FP32 (``meets_goal``); INT8 argmax agreement with FP32 >= 99 % on the
 test split (``meets_agreement_goal``, on the trained model).
-Run ``python -m bench.bench_deploy [--quick]``.
+Run ``python -m bench.bench_deploy [--quick]``; ``--agreement resnet18 5`` measures agreement
+alone on a trained ResNet18-1D (about a minute an epoch here) into its own file.
 """
 
 from __future__ import annotations
@@ -69,20 +70,20 @@ def _dataset(out: Path, records_per_class: int) -> TrainingData:
     return load_training_data(str(made.hdf5_path))
 
 
-def _agreement(out: Path, data: TrainingData, epochs: int) -> dict[str, Any]:
-    """Train cnn1d briefly, export and quantise it, compare the three engines on the test split."""
+def _agreement(out: Path, data: TrainingData, epochs: int, model_key: str = AGREEMENT_MODEL) -> dict[str, Any]:
+    """Train ``model_key`` briefly, export and quantise it, compare the three engines on the test split."""
     config = {"epochs": epochs, "batch_size": 32, "device": "cpu", "seed": 0, "scheduler": "none"}
     started = time.perf_counter()
-    trained = train_deep(AGREEMENT_MODEL, {}, config, data, out / "train")
+    trained = train_deep(model_key, {}, config, data, out / "train")
     train_s = time.perf_counter() - started
     test, labels = data.test.windows, data.test.labels
-    fp32 = export_onnx(trained.model_path, out / "cnn1d.onnx", data.val.windows)
+    fp32 = export_onnx(trained.model_path, out / f"{model_key}.onnx", data.val.windows)
     int8 = quantize_static_onnx(
-        fp32.path, out / "cnn1d_int8.onnx", data.train.windows, test, labels
+        fp32.path, out / f"{model_key}_int8.onnx", data.train.windows, test, labels
     )
     before = quantize_static_onnx(
         fp32.path,
-        out / "cnn1d_int8_boundary.onnx",
+        out / f"{model_key}_int8_boundary.onnx",
         data.train.windows,
         test,
         labels,
@@ -95,7 +96,7 @@ def _agreement(out: Path, data: TrainingData, epochs: int) -> dict[str, Any]:
     }
     top2 = np.sort(logits["onnx_fp32"], axis=1)[:, -2:]
     return {
-        "model": f"{AGREEMENT_MODEL} (default args) trained {trained.epochs_run} epochs with train_deep",
+        "model": f"{model_key} (default args) trained {trained.epochs_run} epochs with train_deep",
         "training": {
             **config,
             "train_windows": len(data.train),
@@ -316,8 +317,25 @@ def run(quick: bool = False) -> dict[str, Any]:
     return figures
 
 
+def run_agreement(model_key: str, epochs: int) -> dict[str, Any]:
+    """INT8 agreement alone, on ``model_key`` trained ``epochs`` epochs on the same dataset;
+    writes ``bench/results/deploy_agreement_<model_key>.json``."""
+    with tempfile.TemporaryDirectory(prefix="pfd-bench-deploy-") as tmp:
+        out = Path(tmp)
+        agreed = _agreement(out, _dataset(out, 16), epochs, model_key)
+    figures = {**agreed, "goal_int8_agreement": GOAL_INT8_AGREEMENT,
+               "meets_agreement_goal": agreed["int8_argmax_agreement"] >= GOAL_INT8_AGREEMENT}
+    write_result(f"deploy_agreement_{model_key}", figures)
+    return figures
+
+
 if __name__ == "__main__":
     import json
     import sys
 
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
+    # python -m bench.bench_deploy [--quick] | --agreement MODEL_KEY EPOCHS
+    if "--agreement" in sys.argv:
+        at = sys.argv.index("--agreement")
+        print(json.dumps(run_agreement(sys.argv[at + 1], int(sys.argv[at + 2])), indent=2))
+    else:
+        print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
