@@ -163,14 +163,21 @@ def conclude(database: Database, view: dict[str, Any], flavor: Flavor) -> dict[s
     """End a running campaign: ``completed`` with its best (``flavor.conclude``), or ``failed``."""
     if view["status"] != "running":
         return view
+    # The ending wave is finalized in the same write, so no reader sees an ended campaign
+    # with a wave still open.
     if view["best"] is None:
         view = update_campaign(database, view["campaign_id"], lambda v: {
-            "status": "failed", "error": f"no trial completed: {v['counts']}"} if v["status"] == "running" else None)
+            "status": "failed", "error": f"no trial completed: {v['counts']}", "waves": _all_finalized(v)}
+            if v["status"] == "running" else None)
         flavor.failed(view)
         return view
     best = flavor.conclude(database, view)
-    return update_campaign(database, view["campaign_id"],
-                           lambda v: {"status": "completed", "best": best} if v["status"] == "running" else None)
+    return update_campaign(database, view["campaign_id"], lambda v: {
+        "status": "completed", "best": best, "waves": _all_finalized(v)} if v["status"] == "running" else None)
+
+
+def _all_finalized(view: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{**w, "finalized": True} for w in view["waves"]]
 
 
 def _settle(database: Database, view: dict[str, Any], study: Any, numbers: list[int], reason: str | None) -> dict:
@@ -250,7 +257,7 @@ def resume_campaign(database: Database, campaign_id: str, job_id: str, flavor: F
     requeue(study, [e["params"] for e in again.values()])
     view = update_campaign(database, campaign_id, lambda v: {
         "status": "running", "error": None, "job_id": job_id, "trials": {n: {"requeued": True} for n in again},
-        "waves": [{**w, "finalized": True} for w in v["waves"]]})
+        "waves": _all_finalized(v)})
     return launch_wave(database, view, flavor)
 
 
