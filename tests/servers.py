@@ -13,12 +13,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from redis import Redis
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,14 +29,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class RedisServer:
@@ -70,7 +63,7 @@ class RedisServer:
              "--save", "", *persistence],
             stdout=open(self.data_dir / "redis.log", "ab"), stderr=subprocess.STDOUT,
         )
-        _wait_for(self._answers, 20, f"redis-server on port {self.port}")
+        wait_until(self._answers, timeout=20, what=f"redis-server on port {self.port}")
         return self
 
     def stop(self) -> None:
