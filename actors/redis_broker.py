@@ -1,4 +1,4 @@
-"""The Redis broker, hardened against two faults that strand messages in Dramatiq 2.2.
+"""The Redis broker, hardened against three faults that strand or lose messages in Dramatiq 2.2.
 
 Dramatiq's Redis consumer lets a ``DecodeError`` or a lost connection escape to its consumer
 thread, which then drops the consumer (with the messages it had prefetched) and, for a
@@ -8,7 +8,8 @@ them back until the worker process is restarted; a bad body then strands them ag
 
 Here the consumer moves a body it cannot read to the queue's dead letters (``.XQ``) unread
 (nothing in it is ever unpickled or evaluated), and waits out a Redis outage in place, so
-the prefetched and delayed messages it holds run once Redis answers again.
+the prefetched and delayed messages it holds run once Redis answers again. Third, a retry
+enqueued while Redis is down would fail after its attempt was acked: ``enqueue`` waits.
 """
 
 from __future__ import annotations

@@ -79,8 +79,9 @@ def _event(n: int) -> dict:
 def test_postgresql_unreachable_for_a_while_delays_writes_and_records_nothing_twice(app, pg_url, tmp_path, reliability):
     """Workers and recorder reach PostgreSQL through a proxy the test cuts: every connection
     is reset and new ones are refused, as when the database host goes away."""
-    proxy = TcpProxy(urlsplit(pg_url.replace("+psycopg", "")).port or 5432).restore()
-    db_url = pg_url.replace(f":{urlsplit(pg_url.replace('+psycopg', '')).port}/", f":{proxy.port}/")
+    pg_port = urlsplit(pg_url).port or 5432
+    proxy = TcpProxy(pg_port).restore()
+    db_url = pg_url.replace(f":{pg_port}/", f":{proxy.port}/")
     server = RedisServer(tmp_path / "redis", appendonly=False).start()
     env = {"PFD_REDIS_URL": server.url(), "PFD_DATABASE_URL": db_url}
     running = Workers(tmp_path, extra_env=env)
