@@ -1,100 +1,78 @@
-"""The Redis broker, hardened against three faults that strand or lose messages in Dramatiq 2.2.
+"""The Redis broker: one round trip per enqueue and per batch of acks, and no lost messages.
 
-Dramatiq's Redis consumer lets a ``DecodeError`` or a lost connection escape to its consumer
-thread, which then drops the consumer (with the messages it had prefetched) and, for a
-connection error, the worker's in-memory delay queue (delayed messages and retries waiting
-for their time). Those messages stay in the worker's unacknowledged set, so nothing brings
-them back until the worker process is restarted; a bad body then strands them again.
+Dramatiq 2.2's Redis broker strands or loses messages on three faults, and costs more
+round trips than it needs:
 
-Here the consumer moves a body it cannot read to the queue's dead letters (``.XQ``) unread
-(nothing in it is ever unpickled or evaluated), and waits out a Redis outage in place, so
-the prefetched and delayed messages it holds run once Redis answers again. Third, a retry
-enqueued while Redis is down would fail after its attempt was acked: ``enqueue`` waits.
+- a body it cannot decode, or a lost connection, ends its consumer with the messages it
+  prefetched and (for a connection error) the worker's delayed messages and retries; they
+  stay in the worker's unacknowledged set until the process restarts. The consumer here
+  (``actors.redis_consumer``) dead-letters such a body unread and waits out an outage;
+- a retry enqueued while Redis is down fails after its attempt was acked: ``enqueue``
+  here waits for Redis;
+- its consumer polls with a back-off of up to a second; here every enqueue also pushes
+  the queue's wake list, on which idle consumers block.
+
+What middleware must write with a message (its job record) rides in the same MULTI/EXEC
+as the enqueue (``ride_along_enqueue``) or the ack (``TrackedMessage.ride_along``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
+from collections.abc import Callable
+from uuid import uuid4
 
 import redis
 import structlog
-from dramatiq.broker import MessageProxy
-from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis, dq_name
 from dramatiq.message import Message
 from dramatiq.worker import WorkerThread
 
-__all__ = ["UNDECODABLE_REASON", "JsonOnlyRedisBroker"]
+from actors.redis_consumer import UNDECODABLE_REASON, AckBatch, WakingConsumer
+from actors.redisbatch import Batch
+
+__all__ = ["UNDECODABLE_REASON", "WAKE_TOKENS", "JsonOnlyRedisBroker"]
 
 log = structlog.get_logger("pfd.broker")
 
-UNDECODABLE_REASON = "not a JSON message; refused unread"
-
-
-class _JsonOnlyConsumer(_RedisConsumer):
-    def __next__(self) -> MessageProxy | None:
-        while True:
-            try:
-                return super().__next__()
-            except DecodeError as exc:
-                self._dead_letter(exc)
-            except ConnectionClosed as exc:
-                self._wait_for_redis(exc)
-                return None
-
-    def requeue(self, messages) -> None:  # type: ignore[no-untyped-def]
-        """Put messages back on the queue; a lost connection is a broker connection error."""
-        # Unwrapped, the redis error escapes the consumer thread's close() and ends the thread.
-        try:
-            super().requeue(messages)
-        except redis.ConnectionError as error:
-            raise ConnectionClosed(error) from None
-
-    def _wait_for_redis(self, exc: ConnectionClosed) -> None:
-        """Block until Redis answers again (or the worker stops), keeping what this consumer holds."""
-        log.warning("broker.redis_unreachable", queue=self.queue_name, error=str(exc))
-        started, pause = time.monotonic(), 0.1
-        # The caller is Dramatiq's consumer thread; its ``running`` flag drops when the worker stops.
-        while getattr(threading.current_thread(), "running", True):
-            try:
-                self.broker.client.ping()
-            except redis.ConnectionError:
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
-                continue
-            log.info("broker.redis_back", queue=self.queue_name, down_s=round(time.monotonic() - started, 2))
-            return
-
-    def _dead_letter(self, exc: DecodeError) -> None:
-        """Find the unreadable body among this worker's fetched ids and nack it."""
-        broker: RedisBroker = self.broker
-        client = broker.client
-        acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
-        try:
-            redis_ids = list(client.smembers(acks))
-            bodies = client.hmget(f"{broker.namespace}:{self.queue_name}.msgs", redis_ids) if redis_ids else []
-            for redis_id, body in zip(redis_ids, bodies):
-                if body == exc.data:
-                    broker.do_nack(self.queue_name, redis_id.decode())
-                    log.error("message.refused", queue=self.queue_name, redis_id=redis_id.decode(),
-                              reason=UNDECODABLE_REASON, bytes=len(exc.data), error=type(exc.error).__name__)
-                    return
-        except redis.ConnectionError as error:
-            raise ConnectionClosed(error) from None
-        # Already gone (another worker's maintenance requeued it): nothing left to move.
-        log.error("message.refused", queue=self.queue_name, reason=UNDECODABLE_REASON, bytes=len(exc.data),
-                  error=type(exc.error).__name__, dead_lettered=False)
+# Wake tokens kept per queue: enough to wake every idle consumer of a queue at once; a
+# stale token only costs its consumer one empty fetch.
+WAKE_TOKENS = 64
 
 
 class JsonOnlyRedisBroker(RedisBroker):
-    """A ``RedisBroker`` whose consumers dead-letter bodies they cannot decode and wait out
-    Redis outages, and whose ``enqueue`` waits for Redis to answer (see ``enqueue``)."""
+    """A ``RedisBroker`` that refuses bodies it cannot decode, waits out Redis outages, wakes
+    idle consumers on enqueue and batches acks with the job states they carry."""
 
     def __init__(self, *, enqueue_wait_s: float = 30.0, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
         self.enqueue_wait_s = enqueue_wait_s
+        self.acks = AckBatch(self)
+        self._enqueue_writes = threading.local()
+
+    @property
+    def consumer_class(self) -> type[WakingConsumer]:
+        """The consumer that blocks for new messages and batches its acks."""
+        return WakingConsumer
+
+    def wake_key(self, queue_name: str) -> str:
+        """The list that an enqueue on ``queue_name`` pushes and its idle consumers block on."""
+        return f"{self.namespace}:{queue_name}.wake"
+
+    def ride_along_enqueue(self, write: Callable[[Batch], None]) -> bool:
+        """From a ``before_enqueue`` hook: send ``write`` in the enqueue's own round trip.
+
+        Returns False outside an enqueue of this broker (the caller then writes itself).
+        """
+        writes = getattr(self._enqueue_writes, "pending", None)
+        if writes is None:
+            return False
+        writes.append(write)
+        return True
 
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
         """Enqueue ``message``, waiting while Redis is unreachable.
@@ -108,7 +86,7 @@ class JsonOnlyRedisBroker(RedisBroker):
         pause, warned = 0.1, False
         while True:
             try:
-                return super().enqueue(message, delay=delay)
+                return self._enqueue_once(message, delay)
             except redis.ConnectionError as exc:
                 if time.monotonic() + pause > deadline:
                     raise
@@ -119,7 +97,40 @@ class JsonOnlyRedisBroker(RedisBroker):
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
-    @property
-    def consumer_class(self) -> type[_RedisConsumer]:
-        """The consumer that refuses undecodable bodies."""
-        return _JsonOnlyConsumer
+    def _enqueue_once(self, message: Message, delay: int | None) -> Message:
+        # As RedisBroker.enqueue, with the writes of before_enqueue hooks and the wake-up in
+        # the same transaction as the message.
+        queue_name = message.queue_name
+        message = message.copy(options={"redis_message_id": str(uuid4())})
+        if delay is not None:
+            queue_name = dq_name(queue_name)
+            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
+        batch = Batch(self.client, transaction=True)
+        outer = getattr(self._enqueue_writes, "pending", None)  # a hook that enqueues, in turn
+        self._enqueue_writes.pending = []
+        try:
+            self.emit_before("enqueue", message, delay)
+            for write in self._enqueue_writes.pending:
+                write(batch)
+        finally:
+            self._enqueue_writes.pending = outer
+        self.dispatch_into(batch, "enqueue", queue_name, message.options["redis_message_id"], message.encode())
+        wake = self.wake_key(queue_name)
+        batch.command("LPUSH", wake, 1)
+        batch.command("LTRIM", wake, 0, WAKE_TOKENS - 1)
+        batch.execute()
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def dispatch_into(self, batch: Batch, command: str, queue_name: str, *args: object) -> None:
+        """Queue one call of Dramatiq's ``dispatch`` script (enqueue, ack, nack...) on ``batch``."""
+        # The argument list of RedisBroker._dispatch, which only runs a call on its own.
+        argv = [
+            command, current_millis(), queue_name, self.broker_id, self.heartbeat_timeout,
+            self.dead_message_ttl, self._should_do_maintenance(command), self._max_unpack_size(), *args,
+        ]
+        batch.script(self._dispatch_script, [self.namespace], argv)
+
+    @functools.cached_property
+    def _dispatch_script(self):  # type: ignore[no-untyped-def]
+        return self.scripts["dispatch"]

@@ -40,7 +40,9 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     structlog.configure(
         processors=[*shared, _mask_event, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        # One write per line (print writes the line and its newline separately): under the
+        # dramatiq CLI each write is a message on the pipe to the parent process.
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
     # Dramatiq and libraries log through the stdlib; render them with the same processors.

@@ -11,6 +11,7 @@ outcome (short jobs); cancel requests are read from a set that the tick refreshe
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -25,6 +26,7 @@ from actors.context import JobContext, bind_job, unbind_job
 from actors.errors import JobTimedOut
 from actors.middleware.crash_guard import REFUSED_OPTION
 from actors.outages import OutageLog
+from actors.redisbatch import Batch
 from actors.store.fanouts import FANOUT_OPTION
 from actors.store.jobs import LIVE_TTL_S, JobStore
 from actors.store.models import FINAL_JOB_STATES
@@ -79,12 +81,13 @@ class JobTracking(Middleware):
         """Record a new message as queued (a retry was already recorded as retrying)."""
         if message.options.get("retries"):
             return
-        self.store.enqueued(
-            message.message_id,
-            message.actor_name,
-            message.queue_name.removesuffix(".DQ"),
-            fanout_id=message.options.get(FANOUT_OPTION),
+        write = functools.partial(
+            self.store.enqueued_into, message_id=message.message_id, actor=message.actor_name,
+            queue=message.queue_name.removesuffix(".DQ"), fanout_id=message.options.get(FANOUT_OPTION),
         )
+        ride_along = getattr(broker, "ride_along_enqueue", None)
+        if ride_along is None or not ride_along(write):
+            self._write_now(write)
 
     def before_process_message(self, broker, message):  # type: ignore[no-untyped-def]
         """Hold the attempt's start; skip a message whose job was cancelled while it waited."""
@@ -147,14 +150,29 @@ class JobTracking(Middleware):
         outcome = JobStore.outcome_fields(
             state, duration_ms=duration_ms, error=exception, error_message=error_message, result=result, start=start,
         )
-        try:
-            self.store.record(message.message_id, outcome, ttl_s=LIVE_TTL_S)
-        except Exception as exc:  # an after-hook must never raise; the broker would only log it
-            log.error("job.record_failed", outcome=state, error=mask_secrets(str(exc)))
+        self._record(message, outcome)
         fields = {"outcome": state, "duration_ms": round(duration_ms, 3)}
         if exception is not None:
             fields.update(error_type=type(exception).__name__, error=error_message)
         (log.info if state in ("succeeded", "cancelled") else log.warning)("job.finished", **fields)
+
+    def _record(self, message, outcome: dict) -> None:  # type: ignore[no-untyped-def]
+        """Record an attempt's outcome with the message's ack, or at once if the broker cannot carry it."""
+        write = functools.partial(self.store.record_into, message_id=message.message_id, fields=outcome, ttl_s=LIVE_TTL_S)
+        ride_along = getattr(message, "ride_along", None)
+        if ride_along is not None:
+            # Written in the ack's transaction: final in Redis exactly when the message is acked.
+            ride_along.append(write)
+            return
+        try:
+            self._write_now(write)
+        except Exception as exc:  # an after-hook must never raise; the broker would only log it
+            log.error("job.record_failed", outcome=outcome.get("state"), error=mask_secrets(str(exc)))
+
+    def _write_now(self, write: Callable[[Batch], None]) -> None:
+        batch = Batch(self.store.redis)
+        write(batch)
+        batch.execute()
 
     @staticmethod
     def _announce_failure(broker, message, context, exception, error_message) -> None:  # type: ignore[no-untyped-def]
@@ -202,13 +220,9 @@ class JobTracking(Middleware):
         context = unbind_job()
         if refused:
             self._announce_failure(broker, message, context, refused, str(refused))
-        try:
-            self.store.finished(
-                message.message_id, state, duration_ms=0.0, error=refused,
-                start=context.start_fields if context else None,
-            )
-        except Exception as exc:  # an after-hook must never raise
-            log.error("job.record_failed", outcome=state, error=mask_secrets(str(exc)))
+        self._record(message, JobStore.outcome_fields(
+            state, duration_ms=0.0, error=refused, start=context.start_fields if context else None,
+        ))
         if refused:
             log.warning("job.finished", outcome=state, duration_ms=0.0, skipped=True,
                         error_type=type(refused).__name__, error=str(refused))

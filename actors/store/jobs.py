@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from actors.redisbatch import Batch
 from actors.store.db import Database
 from actors.store.models import FINAL_JOB_STATES, Job
 
@@ -125,27 +126,33 @@ class JobStore:
 
     def record_many(self, changes: list[tuple[str, dict[str, Any], int]]) -> list[bool]:
         """Apply several ``(message_id, fields, ttl_s)`` changes in one round trip."""
-        pipe = self.redis.pipeline(transaction=False) if len(changes) > 1 else None
-        answers = []
+        batch = Batch(self.redis)
         for message_id, fields, ttl_s in changes:
-            argv: list[Any] = [ttl_s]
-            for name, value in fields.items():
-                argv.extend((name, _encode(value)))
-            keys = [self.key(message_id), self.dirty_key, message_id, self.cancels_key]
-            answers.append(self._record(keys=keys, args=argv, client=pipe))
-        if pipe is not None:
-            answers = pipe.execute()
-        return [cancel in (b"1", "1") for _, cancel in answers]
+            self.record_into(batch, message_id, fields, ttl_s=ttl_s)
+        return [cancel in (b"1", "1") for _, cancel in batch.execute()]
+
+    def record_into(self, batch: Batch, message_id: str, fields: dict[str, Any], *, ttl_s: int = 0) -> None:
+        """Queue a ``record`` of ``fields`` on ``batch`` (to ride along with an ack or an enqueue)."""
+        argv: list[Any] = [ttl_s]
+        for name, value in fields.items():
+            argv.extend((name, _encode(value)))
+        batch.script(self._record, [self.key(message_id), self.dirty_key, message_id, self.cancels_key], argv)
 
     def enqueued(self, message_id: str, actor: str, queue: str, *, fanout_id: str | None = None) -> None:
         """Record a newly sent message as ``queued``."""
+        batch = Batch(self.redis)
+        self.enqueued_into(batch, message_id, actor, queue, fanout_id=fanout_id)
+        batch.execute()
+
+    def enqueued_into(self, batch: Batch, message_id: str, actor: str, queue: str, *, fanout_id: str | None = None) -> None:
+        """Queue the record of a newly sent message as ``queued`` on ``batch``."""
         fields: dict[str, Any] = {
             "message_id": message_id, "actor": actor, "queue": queue, "state": "queued",
             "enqueued_at": time.time(), "progress": 0.0,
         }
         if fanout_id:
             fields["fanout_id"] = fanout_id
-        self.record(message_id, fields, ttl_s=LIVE_TTL_S)
+        self.record_into(batch, message_id, fields, ttl_s=LIVE_TTL_S)
 
     @staticmethod
     def start_fields(message_id: str, actor: str, queue: str, *, attempt: int, worker: str, started_at: float) -> dict[str, Any]:
@@ -161,14 +168,14 @@ class JobStore:
 
     def announce_started(self, starts: list[dict[str, Any]]) -> None:
         """Record several running attempts in one round trip, never over a final state."""
-        pipe = self.redis.pipeline(transaction=False)
+        batch = Batch(self.redis)
         for fields in starts:
             argv: list[Any] = [LIVE_TTL_S, fields["attempts"]]
             for name, value in fields.items():
                 argv.extend((name, _encode(value)))
             message_id = fields["message_id"]
-            self._announce(keys=[self.key(message_id), self.dirty_key, message_id], args=argv, client=pipe)
-        pipe.execute()
+            batch.script(self._announce, [self.key(message_id), self.dirty_key, message_id], argv)
+        batch.execute()
 
     def count_start(self, delivery_id: str, *, ttl_s: int) -> int:
         """Count one start of a broker delivery (its Redis message id); return the starts so far."""
@@ -270,14 +277,14 @@ class JobStore:
         if rows:
             self._upsert(rows)
         flushed: list[Any] = []
-        pipe = self.redis.pipeline(transaction=False)
+        batch = Batch(self.redis)
         for (member, score), raw in zip(members, snapshots):
             version = int(raw.get(b"version", score)) if raw else score
             flushed.extend((member, version))
             if raw.get(b"state", b"").decode() in FINAL_JOB_STATES:
-                pipe.expire(self.key(member.decode()), self.cache_ttl_s)
-        self._forget(keys=[self.dirty_key], args=flushed, client=pipe)
-        pipe.execute()
+                batch.command("EXPIRE", self.key(member.decode()), self.cache_ttl_s)
+        batch.script(self._forget, [self.dirty_key], flushed)
+        batch.execute()
         return len(rows)
 
     def dirty_count(self) -> int:

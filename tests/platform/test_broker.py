@@ -1,0 +1,148 @@
+"""The Redis broker's own mechanics, on real Redis: wake-ups, slot waits, batched acks, scripts."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from dramatiq.message import Message
+from redis import Redis
+
+from actors.redis_broker import JsonOnlyRedisBroker
+from actors.redisbatch import Batch
+from tests.conftest import wait_until
+from tests.servers import RedisServer
+
+# Far longer than any wait below: a consumer that returns in time was woken, not timed out.
+IDLE_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[RedisServer]:  # type: ignore[no-untyped-def]
+    """A redis-server of this test's own, whose command counts nothing else touches."""
+    server = RedisServer(tmp_path / "redis", appendonly=False).start()
+    yield server
+    server.stop()
+
+
+def _broker(client: Redis) -> JsonOnlyRedisBroker:
+    return JsonOnlyRedisBroker(client=client, middleware=[])
+
+
+def _message(queue: str, n: int = 0) -> Message:
+    return Message(queue_name=queue, actor_name="probe", args=(n,), kwargs={}, options={})
+
+
+def _next_in_thread(consumer) -> tuple[threading.Thread, list]:  # type: ignore[no-untyped-def]
+    """Call ``next(consumer)`` in a thread; the list gets its answer."""
+    answers: list = []
+    thread = threading.Thread(target=lambda: answers.append(next(consumer)), daemon=True)
+    thread.start()
+    return thread, answers
+
+
+def _blocked_on_blpop(client: Redis) -> bool:
+    return any(c.get("cmd") == "blpop" for c in client.client_list())
+
+
+def test_an_idle_consumer_blocks_on_the_wake_list_and_an_enqueue_wakes_it(private_redis):
+    client = private_redis.client()
+    broker = _broker(client)
+    queue = f"wake-{uuid.uuid4().hex[:8]}"
+    consumer = broker.consume(queue, prefetch=4, timeout=IDLE_TIMEOUT_MS)
+    # Given a consumer that found nothing and waits
+    thread, answers = _next_in_thread(consumer)
+    wait_until(lambda: _blocked_on_blpop(client), what="the consumer to block on its wake list")
+    # When a message is enqueued, the consumer returns long before its idle timeout
+    broker.enqueue(_message(queue))
+    thread.join(timeout=10)
+    assert not thread.is_alive() and answers == [None]
+    # Then its next call hands over the message
+    message = next(consumer)
+    assert message is not None and message.args == (0,)
+
+
+def test_a_full_prefetch_window_waits_for_an_ack_not_for_a_poll(private_redis):
+    client = private_redis.client()
+    broker = _broker(client)
+    queue = f"window-{uuid.uuid4().hex[:8]}"
+    for n in range(2):
+        broker.enqueue(_message(queue, n))
+    consumer = broker.consume(queue, prefetch=1, timeout=IDLE_TIMEOUT_MS)
+    first = next(consumer)
+    assert first is not None
+    # With its one slot taken, the consumer waits...
+    thread, answers = _next_in_thread(consumer)
+    thread.join(timeout=0.5)
+    assert thread.is_alive(), "a full window must wait, not fetch past the prefetch"
+    # ...until the ack frees the slot
+    consumer.ack(first)
+    thread.join(timeout=10)
+    assert not thread.is_alive() and answers == [None]
+    second = next(consumer)
+    assert second is not None and second.args == (1,)
+
+
+def test_acks_queued_while_one_is_being_sent_go_out_together_with_their_writes(private_redis):
+    client = private_redis.client()
+    broker = _broker(client)
+    queue = f"acks-{uuid.uuid4().hex[:8]}"
+    n = 24
+    for i in range(n):
+        broker.enqueue(_message(queue, i))
+    consumer = broker.consume(queue, prefetch=n, timeout=IDLE_TIMEOUT_MS)
+    messages = [next(consumer) for _ in range(n)]
+    written = f"written-{queue}"
+    others_queued = threading.Event()
+
+    def write(message):  # type: ignore[no-untyped-def]
+        def into(batch: Batch) -> None:
+            if message is messages[0]:
+                # The first ack's sender holds its round trip until every other ack is queued.
+                others_queued.wait(10)
+            batch.command("SADD", written, message.message_id)
+        return into
+
+    for message in messages:
+        message.ride_along.append(write(message))
+    execs_before = _command_calls(client, "exec")
+    sender = threading.Thread(target=consumer.ack, args=(messages[0],))
+    sender.start()
+    wait_until(lambda: broker.acks._sending, what="the first ack to be sending")
+    # Given 23 threads that ack while the first ack is on its way: none of them waits
+    others = [threading.Thread(target=consumer.ack, args=(m,)) for m in messages[1:]]
+    for thread in others:
+        thread.start()
+    for thread in others:
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "an ack queued behind a send must not wait for it"
+    others_queued.set()
+    sender.join(timeout=10)
+    # Then every message is acked, every write landed, in two transactions in all
+    assert client.hlen(f"dramatiq:{queue}.msgs") == 0
+    assert client.scard(f"dramatiq:__acks__.{broker.broker_id}.{queue}") == 0
+    assert client.smembers(written) == {m.message_id.encode() for m in messages}
+    assert _command_calls(client, "exec") - execs_before == 2
+    assert consumer.outstanding_message_count == 0
+
+
+def test_a_batch_reloads_scripts_redis_lost_and_runs_nothing_twice(private_redis):
+    client = private_redis.client()
+    incr = client.register_script("return redis.call('INCR', KEYS[1])")
+    client.script_flush()  # what a Redis restart does to every loaded script
+    for transaction in (False, True):
+        client.delete("before", "counted", "after")
+        batch = Batch(client, transaction=transaction)
+        batch.command("INCR", "before")
+        batch.script(incr, ["counted"], [])
+        batch.command("INCR", "after")
+        assert batch.execute() == [1, 1, 1]
+        assert [client.get(k) for k in ("before", "counted", "after")] == [b"1", b"1", b"1"]
+        client.script_flush()
+
+
+def _command_calls(client: Redis, command: str) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
