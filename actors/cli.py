@@ -121,15 +121,15 @@ def _one_row(label: str, value: str) -> Table:
 
 @app.command()
 def queues(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Show each queue's depth, delayed (retrying) and dead-lettered messages."""
+    """Show each queue's depth, messages held by workers, delayed (retrying) and dead-lettered ones."""
     from actors.queues import queue_depths
     from config.queues import QUEUES
 
     broker = _broker()
     depths = queue_depths(broker.client, QUEUES)
-    table = Table("queue", "queued", "delayed", "dead")
+    table = Table("queue", "queued", "in flight", "delayed", "dead")
     for depth in depths:
-        table.add_row(depth.queue, str(depth.queued), str(depth.delayed), str(depth.dead))
+        table.add_row(depth.queue, str(depth.queued), str(depth.in_flight), str(depth.delayed), str(depth.dead))
     _emit([d.to_dict() for d in depths], as_json, table)
 
 
@@ -168,7 +168,45 @@ def record_jobs() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_recorder(job_store(), interval_s=settings.job_flush_interval_s, batch=settings.job_flush_batch, stop=stop)
+    run_recorder(job_store(), interval_s=settings.job_flush_interval_s, batch=settings.job_flush_batch,
+                 settle_s=settings.job_record_settle_s, stop=stop)
+
+
+@app.command()
+def metrics(
+    host: str | None = typer.Option(None, help="Address to bind (default PFD_METRICS_HOST)."),
+    port: int | None = typer.Option(None, help="Port (default PFD_METRICS_PORT; 0: any free port)."),
+    cluster: bool = typer.Option(True, help="Also the Redis-wide series (serve them from one host)."),
+) -> None:
+    """Serve Prometheus metrics: queue depths, job outcomes, this host's worker metrics (Procfile line)."""
+    import signal
+    import threading
+
+    import structlog
+
+    from actors.metrics import serve_metrics
+    from config.broker import redis_client
+    from config.logging import configure_logging
+    from config.queues import QUEUES
+    from config.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings)
+    server, _ = serve_metrics(
+        host or settings.metrics_host, settings.metrics_port if port is None else port,
+        redis=redis_client(settings.redis_url), queues=QUEUES, worker_metrics_dir=settings.metrics_dir,
+        cluster=cluster,
+    )
+    bound_host, bound_port = server.server_address[:2]
+    log = structlog.get_logger("pfd.metrics")
+    log.info("metrics.serving", url=f"http://{bound_host}:{bound_port}/metrics", cluster=cluster,
+             worker_metrics_dir=str(settings.metrics_dir))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    log.info("metrics.stopped")
 
 
 @dlq_app.command("retry")

@@ -82,6 +82,8 @@ def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Co
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ, "PFD_REDIS_URL": settings.redis_url, "PFD_LOG_JSON": "1",
+        # Any free port: a demo must not fail because something else serves on 9191.
+        "PFD_METRICS_PORT": os.environ.get("PFD_METRICS_PORT", "0"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     log = stack.enter_context(open(log_path, "ab"))
@@ -90,7 +92,7 @@ def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Co
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     stack.callback(_terminate, process)
-    console.print(f"Started the Procfile (4 queue workers + periodiq); their logs go to {log_path}")
+    console.print(f"Started the Procfile (4 queue workers, periodiq, the recorder, metrics); logs in {log_path}")
     return log_path
 
 

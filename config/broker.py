@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
@@ -26,6 +28,14 @@ def redis_client(url: str) -> Redis:
     # longer than that (a result awaited with get_result(block=True, timeout=30_000)).
     # Reads wait as long as the command asks; TCP keepalive still notices a dead server.
     return Redis.from_url(url, socket_timeout=None, socket_connect_timeout=5, socket_keepalive=True)
+
+
+def _point_metrics_at(directory: Path) -> None:
+    """Make Dramatiq's Prometheus middleware and prometheus_client write to ``directory``."""
+    # Both read these when first imported, so this runs before either is.
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir", "dramatiq_prom_db"):
+        os.environ[name] = str(directory)
 
 
 def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None = None) -> dramatiq.Broker:
@@ -75,6 +85,7 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
             store=store,
             flush_interval_s=settings.job_flush_interval_s,
             flush_batch=settings.job_flush_batch,
+            settle_s=settings.job_record_settle_s,
             heartbeat_s=settings.worker_heartbeat_s,
             record=stub or settings.workers_record_jobs,
         ),
@@ -91,14 +102,10 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     broker.add_middleware(GroupCallbacks(limiter_backend, barrier_ttl=max(ttl_ms, 86_400_000)))
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(PeriodiqMiddleware(skip_delay=30))
-    if settings.prometheus_port:
-        import os
+    if settings.prometheus:
+        _point_metrics_at(settings.metrics_dir)
+        from actors.middleware.worker_metrics import WorkerMetrics
 
-        from dramatiq.middleware.prometheus import Prometheus
-
-        # The middleware reads its address from these variables; bind to loopback only.
-        os.environ["dramatiq_prom_host"] = "127.0.0.1"
-        os.environ["dramatiq_prom_port"] = str(settings.prometheus_port)
-        broker.add_middleware(Prometheus())
+        broker.add_middleware(WorkerMetrics())
     dramatiq.set_broker(broker)
     return broker

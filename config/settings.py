@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # no recorder runs (the single-process demo) to have workers write job rows themselves.
     workers_record_jobs: bool = False
     job_flush_batch: int = Field(500, ge=1)
+    # A job that is not final is written once it has been dirty this long, so its rows
+    # follow its progress at a bounded rate and short-lived states are never written.
+    job_record_settle_s: float = Field(5.0, ge=0)
     worker_heartbeat_s: float = Field(2.0, gt=0)
 
     # Redis broker: a killed worker's messages come back after heartbeat_timeout plus a
@@ -69,7 +72,12 @@ class Settings(BaseSettings):
 
     # Workers.
     generation_workers: int = Field(0, ge=0)
-    prometheus_port: int = Field(0, ge=0)
+    # Dramatiq's Prometheus middleware in every worker process, writing to metrics_dir;
+    # ``pfd metrics`` serves it with the cluster's queue depths and job outcomes.
+    prometheus: bool = False
+    metrics_dir: Path = Path()
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9191, ge=0, le=65535)  # 0: any free port (logged)
 
     # Notifications. E-mail is off while smtp_host is empty, the webhook while webhook_url is.
     smtp_host: str = ""
@@ -98,6 +106,10 @@ class Settings(BaseSettings):
             object.__setattr__(self, "artifact_root", var_dir / "artifacts")
         else:
             object.__setattr__(self, "artifact_root", self.artifact_root.expanduser().absolute())
+        if self.metrics_dir == Path():
+            object.__setattr__(self, "metrics_dir", var_dir / "prometheus")
+        else:
+            object.__setattr__(self, "metrics_dir", self.metrics_dir.expanduser().absolute())
         roots = self.import_roots or (var_dir / "imports", self.artifact_root)
         object.__setattr__(self, "import_roots", tuple(Path(r).expanduser().absolute() for r in roots))
         quality = self.quality_roots or (Path(__file__).resolve().parents[1],)

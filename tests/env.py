@@ -24,6 +24,8 @@ TEST_ENV = {
     "PFD_LOG_JSON": "1",
     "PFD_LOG_LEVEL": "INFO",
     "PFD_JOB_FLUSH_INTERVAL_S": "0.2",
+    # Jobs here run for seconds, not minutes: record running states sooner than in production.
+    "PFD_JOB_RECORD_SETTLE_S": "0.5",
     "PFD_BROKER_HEARTBEAT_TIMEOUT_MS": "5000",
     "PFD_BROKER_MAINTENANCE_CHANCE": "200000",
     "PFD_GENERATION_WORKERS": "1",

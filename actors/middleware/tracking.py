@@ -24,6 +24,7 @@ from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 
 from actors.context import JobContext, bind_job, unbind_job
 from actors.errors import JobTimedOut
+from actors.metrics import JobMetrics
 from actors.middleware.crash_guard import REFUSED_OPTION
 from actors.outages import OutageLog
 from actors.redisbatch import Batch
@@ -50,6 +51,7 @@ class JobTracking(Middleware):
         store: Callable[[], JobStore],
         flush_interval_s: float = 0.5,
         flush_batch: int = 500,
+        settle_s: float = 0.0,
         heartbeat_s: float = 2.0,
         announce_after_s: float = 0.05,
         record: bool = False,
@@ -57,6 +59,7 @@ class JobTracking(Middleware):
         self._store = store
         self.flush_interval_s = flush_interval_s
         self.flush_batch = flush_batch
+        self.settle_s = settle_s
         self.heartbeat_s = heartbeat_s
         self.announce_after_s = announce_after_s
         self.record = record
@@ -76,6 +79,11 @@ class JobTracking(Middleware):
     def store(self) -> JobStore:
         """The job store of this process."""
         return self._store()
+
+    @functools.cached_property
+    def metrics(self) -> JobMetrics:
+        """The cluster-wide job outcome counters, next to the job store."""
+        return JobMetrics(self.store.redis, prefix=self.store.prefix)
 
     def before_enqueue(self, broker, message, delay):  # type: ignore[no-untyped-def]
         """Record a new message as queued (a retry was already recorded as retrying)."""
@@ -157,8 +165,15 @@ class JobTracking(Middleware):
         (log.info if state in ("succeeded", "cancelled") else log.warning)("job.finished", **fields)
 
     def _record(self, message, outcome: dict) -> None:  # type: ignore[no-untyped-def]
-        """Record an attempt's outcome with the message's ack, or at once if the broker cannot carry it."""
-        write = functools.partial(self.store.record_into, message_id=message.message_id, fields=outcome, ttl_s=LIVE_TTL_S)
+        """Record an attempt's outcome (and count it) with the message's ack, or at once if the
+        broker cannot carry it."""
+        queue = message.queue_name.removesuffix(".DQ")
+
+        def write(batch: Batch) -> None:
+            self.store.record_into(batch, message.message_id, outcome, ttl_s=LIVE_TTL_S)
+            self.metrics.count_into(batch, actor=message.actor_name, queue=queue, outcome=outcome["state"],
+                                    duration_s=outcome["duration_ms"] / 1000)
+
         ride_along = getattr(message, "ride_along", None)
         if ride_along is not None:
             # Written in the ack's transaction: final in Redis exactly when the message is acked.
@@ -268,7 +283,8 @@ class JobTracking(Middleware):
                     )
                     last_beat = now
                 if self.record and (stopping or now - last_flush >= self.flush_interval_s):
-                    while self.store.flush(self.flush_batch) >= self.flush_batch:
+                    settle_s = 0.0 if stopping else self.settle_s
+                    while self.store.flush(self.flush_batch, settle_s=settle_s) >= self.flush_batch:
                         pass
                     last_flush = now
                 outage.succeeded()

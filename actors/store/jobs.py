@@ -1,10 +1,11 @@
-"""The job store: live job state in Redis, flushed to the database in batches.
+"""The job store: live job state in Redis, written to the database in batches.
 
 Every state change is one Lua call that updates the job's hash, bumps its version and
-marks it dirty, so a send or a progress report costs one round trip and never touches the
-database. Worker processes flush dirty jobs to the ``jobs`` table in batches; a row is
-only overwritten by a newer version, so concurrent flushers and redelivered messages can
-never move a job backwards or write it twice.
+marks it dirty; it rides in the broker's own round trip where it can (the enqueue, the ack)
+and never touches the database. The recorder process writes dirty jobs to the ``jobs``
+table in batches, final ones first; a row is only overwritten by a newer version, so
+concurrent recorders and redelivered messages can never move a job backwards or write it
+twice.
 """
 
 from __future__ import annotations
@@ -29,20 +30,29 @@ __all__ = ["LIVE_TTL_S", "JobStore", "JobView"]
 # A job's hash lives this long while not final; a final one lives for the cache TTL.
 LIVE_TTL_S = 7 * 24 * 3600
 
-_RECORD = """
+# Dirty jobs wait in two sorted sets, scored by when (Redis time, ms) they first became
+# dirty since last written: final jobs, written first and at once, and the others, written
+# once they have waited ``settle_s``. So a queued or running state superseded within that
+# time (a burst of short jobs, progress reports) is never written at all.
+_NOW_MS = "local now = redis.call('TIME'); local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)\n"
+
+_RECORD = _NOW_MS + """
 if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('ZADD', KEYS[2], version, KEYS[3])
 if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'succeeded' or state == 'failed' or state == 'timed_out' or state == 'cancelled' then
+  redis.call('ZREM', KEYS[2], KEYS[3])
+  redis.call('ZADD', KEYS[5], 'NX', now_ms, KEYS[3])
   redis.call('SREM', KEYS[4], KEYS[3])
+else
+  redis.call('ZADD', KEYS[2], 'NX', now_ms, KEYS[3])
 end
 return {version, redis.call('HGET', KEYS[1], 'cancel')}
 """
 
 # A start announced late must never overwrite the outcome of the attempt it announces.
-_ANNOUNCE = """
+_ANNOUNCE = _NOW_MS + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'succeeded' or state == 'failed' or state == 'timed_out' or state == 'cancelled' then
   return 0
@@ -50,16 +60,20 @@ end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0
 if state == 'retrying' and attempts >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('ZADD', KEYS[2], version, KEYS[3])
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('ZADD', KEYS[2], 'NX', now_ms, KEYS[3])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
+# A job written at version v stays dirty if it changed since (its hash is past v).
 _FORGET_FLUSHED = """
-for i = 1, #ARGV, 2 do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) <= tonumber(ARGV[i + 1]) then redis.call('ZREM', KEYS[1], ARGV[i]) end
+for i = 2, #ARGV, 2 do
+  local version = redis.call('HGET', ARGV[1] .. ARGV[i], 'version')
+  if not version or tonumber(version) <= tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
+  end
 end
 return 0
 """
@@ -111,6 +125,7 @@ class JobStore:
         self.cache_ttl_s = cache_ttl_s
         self.prefix = prefix
         self.dirty_key = f"{prefix}:jobs:dirty"
+        self.final_dirty_key = f"{prefix}:jobs:dirty:final"
         self.cancels_key = f"{prefix}:jobs:cancels"
         self._record = redis.register_script(_RECORD)
         self._announce = redis.register_script(_ANNOUNCE)
@@ -136,7 +151,8 @@ class JobStore:
         argv: list[Any] = [ttl_s]
         for name, value in fields.items():
             argv.extend((name, _encode(value)))
-        batch.script(self._record, [self.key(message_id), self.dirty_key, message_id, self.cancels_key], argv)
+        keys = [self.key(message_id), self.dirty_key, message_id, self.cancels_key, self.final_dirty_key]
+        batch.script(self._record, keys, argv)
 
     def enqueued(self, message_id: str, actor: str, queue: str, *, fanout_id: str | None = None) -> None:
         """Record a newly sent message as ``queued``."""
@@ -261,35 +277,43 @@ class JobStore:
                 raise JobNotFound(f"no job with message id {message_id!r}")
             return _view_from_row(row)
 
-    def flush(self, limit: int = 500) -> int:
+    def flush(self, limit: int = 500, *, settle_s: float = 0.0) -> int:
         """Write up to ``limit`` dirty jobs to the database; return how many were written.
 
-        Final jobs get the short cache TTL once written. Safe to run in several processes.
+        Final jobs come first, and get the short cache TTL once written; the others once
+        they have been dirty for ``settle_s`` (so short-lived states coalesce), while fewer
+        than ``limit`` final ones wait. Safe to run in several processes.
         """
-        members = self.redis.zrange(self.dirty_key, 0, limit - 1, withscores=True)
+        members = [m for m, _ in self.redis.zrange(self.final_dirty_key, 0, limit - 1, withscores=True)]
+        if len(members) < limit:
+            seconds, micros = self.redis.time()
+            settled_ms = seconds * 1000 + micros // 1000 - int(settle_s * 1000)
+            members += self.redis.zrangebyscore(self.dirty_key, "-inf", settled_ms, start=0, num=limit - len(members))
         if not members:
             return 0
         pipe = self.redis.pipeline(transaction=False)
-        for member, _ in members:
+        for member in members:
             pipe.hgetall(self.key(member.decode()))
         snapshots = pipe.execute()
         rows = [_row_from_hash(raw) for raw in snapshots if raw.get(b"actor")]
         if rows:
             self._upsert(rows)
-        flushed: list[Any] = []
+        flushed: list[Any] = [self.key("")]
         batch = Batch(self.redis)
-        for (member, score), raw in zip(members, snapshots):
-            version = int(raw.get(b"version", score)) if raw else score
-            flushed.extend((member, version))
+        for member, raw in zip(members, snapshots):
+            flushed.extend((member, int(raw.get(b"version", 0))))
             if raw.get(b"state", b"").decode() in FINAL_JOB_STATES:
                 batch.command("EXPIRE", self.key(member.decode()), self.cache_ttl_s)
-        batch.script(self._forget, [self.dirty_key], flushed)
+        batch.script(self._forget, [self.final_dirty_key, self.dirty_key], flushed)
         batch.execute()
         return len(rows)
 
     def dirty_count(self) -> int:
         """Return how many jobs wait to be written to the database."""
-        return int(self.redis.zcard(self.dirty_key))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(self.final_dirty_key)
+        pipe.zcard(self.dirty_key)
+        return sum(pipe.execute())
 
     def _upsert(self, rows: list[dict[str, Any]]) -> None:
         dialect = self.database.engine.dialect.name

@@ -73,13 +73,36 @@ def test_an_older_snapshot_never_overwrites_a_newer_row(store, database):
 
 def test_a_change_made_during_a_flush_is_flushed_later(store, database):
     store.enqueued("m3", "act", "q")
-    members = store.redis.zrange(store.dirty_key, 0, -1, withscores=True)
+    read_version = store.get("m3").version
     store.progress("m3", 0.3)  # newer than what a flusher would have read
     # Forgetting with the old version must keep the job dirty.
-    store._forget(keys=[store.dirty_key], args=[members[0][0], int(members[0][1])])
+    store._forget(keys=[store.final_dirty_key, store.dirty_key], args=[store.key(""), "m3", read_version])
     assert store.dirty_count() == 1
     store.flush()
     assert _row(database, "m3").progress == 0.3
+
+
+def test_a_state_superseded_before_it_settled_is_never_written(store, database):
+    store.enqueued("m8", "act", "q")
+    store.started("m8", "act", "q", attempt=1, worker="w")
+    # Not settled yet: nothing is written, the job stays dirty
+    assert store.flush(settle_s=3600) == 0
+    assert _row(database, "m8") is None and store.dirty_count() == 1
+    # Once final, it is written at once, whatever the settle time: one row, the outcome
+    store.finished("m8", "succeeded", duration_ms=2.0)
+    assert store.flush(settle_s=3600) == 1
+    assert _row(database, "m8").state == "succeeded"
+    assert store.dirty_count() == 0
+
+
+def test_final_jobs_are_written_before_others(store, database):
+    store.enqueued("m9", "act", "q")
+    store.enqueued("m10", "act", "q")
+    store.finished("m10", "succeeded", duration_ms=1.0)
+    assert store.flush(limit=1) == 1
+    assert _row(database, "m10").state == "succeeded" and _row(database, "m9") is None
+    assert store.flush(limit=1) == 1
+    assert _row(database, "m9").state == "queued"
 
 
 def test_flushing_twice_writes_one_row(store, database):
