@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: install demo test bench reliability migrate workers clean
 
@@ -13,6 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
 
 install: $(STAMP)
 
@@ -28,7 +33,7 @@ workers: $(STAMP) migrate
 test: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 # The fault tests, writing what they measure to bench/results/reliability.json.

@@ -25,19 +25,13 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_result
+from bench.processes import procfile
 
 __all__ = ["run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE_OFF = {layer: False for layer in (
     "measurement", "emi", "pink", "drift", "quantization", "sensor_drift", "aliasing", "impulses")}
-
-
-def _procfile(name: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.partition(":")[2].strip()
-    raise KeyError(f"no {name!r} line in the Procfile")
 
 
 def _prepare(env: dict[str, str], records_per_class: int, ids: list[str]) -> dict[str, Any]:
@@ -100,7 +94,7 @@ print(json.dumps({{"seconds": time.perf_counter() - started, "status": record["s
 
 
 def _workers(env: dict[str, str], processes: int, log: Any) -> list[subprocess.Popen]:
-    lines = [_procfile("cpu_processing"), _procfile("high_priority")]
+    lines = [procfile("cpu_processing"), procfile("high_priority")]
     worker_env = {**env, "PFD_CPU_PROCESSES": str(processes)}
     return [subprocess.Popen(line, shell=True, cwd=ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True) for line in lines]

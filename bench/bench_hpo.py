@@ -27,6 +27,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_result
+from bench.processes import procfile
 
 __all__ = ["run"]
 
@@ -37,13 +38,6 @@ TRAINING = {"epochs": 10, "batch_size": 8, "scheduler": "none", "seed": 0}
 # 16 records per class, ten epochs (about 3 s per trial on one thread): long enough that
 # the fixed dispatch cost of a campaign does not hide what a second worker buys.
 RECORDS_PER_CLASS = 16
-
-
-def _procfile(name: str) -> str:
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.partition(":")[2].strip()
-    raise KeyError(f"no {name!r} line in the Procfile")
 
 
 def _spec(n_trials: int, parallelism: int, epochs: Any) -> dict[str, Any]:
@@ -164,7 +158,7 @@ def _drive(gpu_workers: int, n_trials: int, parallelism: int, repeats: int) -> d
                      n_records=produced.n_records, class_counts=produced.class_counts,
                      split_counts=produced.split_counts, config_hash=produced.config_hash)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    commands = [_procfile("high_priority")] + [_procfile("gpu_training")] * gpu_workers
+    commands = [procfile("high_priority")] + [procfile("gpu_training")] * gpu_workers
     with open(settings.var_dir / "workers.log", "ab") as log:
         processes = [subprocess.Popen(c, shell=True, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True) for c in commands]

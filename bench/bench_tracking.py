@@ -56,7 +56,7 @@ def _drain(module: str, n: int, env: dict[str, str], redis: Redis, *, recorder: 
                 raise RuntimeError(f"{module} worker exited with {worker.returncode}")
         elapsed = time.perf_counter() - first
         if recorder:
-            while redis.zcard("pfd:jobs:dirty") > 0:
+            while redis.zcard("pfd:jobs:dirty") + redis.zcard("pfd:jobs:dirty:final") > 0:
                 time.sleep(0.01)
             recorded_after = time.perf_counter() - first
     finally:

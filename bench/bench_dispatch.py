@@ -1,0 +1,139 @@
+"""Dispatch: enqueue and drain rates of no-op jobs, this project's stack beside its peers.
+
+Measured one after the other in one run, on the same Redis database, each worker one
+process of 8 threads (the full stack also with 2 processes):
+
+- ``dramatiq``: raw Dramatiq, no extra middleware, its default prefetch (2 per thread);
+- ``dramatiq_prefetch64``: the same with ``dramatiq_queue_prefetch=64``;
+- ``pfd``: this project's whole stack as the Procfile's ``high_priority`` line runs it
+  (prefetch 64, job records, a log line per job, the recorder writing every row);
+- ``pfd_2_processes``: the same line with ``--processes 2``;
+- ``celery``: Celery on Redis, a thread pool of 8, late acks, no per-task log lines.
+
+Also how the full stack's drain rate holds with 1k, 10k and 100k messages queued
+(``python -m bench.bench_dispatch [n] [--backlogs]``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from redis import Redis
+
+from bench.common import write_result
+from bench.processes import BIN, bench_env, drain_rate, migrate, produce, running
+
+__all__ = ["run", "run_backlogs"]
+
+QUEUE = "high_priority"
+_SEND_DRAMATIQ = """
+import json, time
+import {module} as m
+started = time.perf_counter()
+for _ in range({n}):
+    m.bench_noop.send()
+print(json.dumps({{"rate": {n} / (time.perf_counter() - started)}}))
+"""
+_SEND_CELERY = """
+import json, time
+from bench.celery_app import bench_noop
+started = time.perf_counter()
+for _ in range({n}):
+    bench_noop.delay()
+print(json.dumps({{"rate": {n} / (time.perf_counter() - started)}}))
+"""
+
+
+def _dramatiq(module: str, n: int, env: dict[str, str], redis: Redis, *, processes: int = 1,
+              prefetch: int | None = None, recorder: bool = False) -> dict[str, float]:
+    redis.flushdb()
+    worker_env = {**env, **({"dramatiq_queue_prefetch": str(prefetch)} if prefetch else {})}
+    sent = produce(_SEND_DRAMATIQ.format(module=module, n=n), worker_env)
+    msgs = f"dramatiq:{QUEUE}.msgs"
+    assert redis.hlen(msgs) == n, "every message must be queued before the worker starts"
+    command = [str(BIN / "dramatiq"), module, "--queues", QUEUE, "--processes", str(processes), "--threads", "8"]
+    with running(command, worker_env) as worker:
+        if recorder:
+            with running([str(BIN / "pfd"), "record-jobs"], env, log_name="recorder"):
+                drained = drain_rate(lambda: redis.hlen(msgs), n, worker)
+        else:
+            drained = drain_rate(lambda: redis.hlen(msgs), n, worker)
+    return {"enqueue_per_s": round(sent["rate"]), "drain_per_s": round(drained)}
+
+
+def _celery(n: int, env: dict[str, str], redis: Redis) -> dict[str, float]:
+    from bench.celery_app import QUEUE as CELERY_QUEUE
+
+    redis.flushdb()
+    sent = produce(_SEND_CELERY.format(n=n), env)
+    command = [str(BIN / "celery"), "-A", "bench.celery_app", "worker", "--pool", "threads", "-c", "8",
+               "-l", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", CELERY_QUEUE]
+    with running(command, env, log_name="celery") as worker:
+        drained = drain_rate(lambda: redis.llen(CELERY_QUEUE) + redis.hlen("unacked"), n, worker)
+    return {"enqueue_per_s": round(sent["rate"]), "drain_per_s": round(drained)}
+
+
+def run(n: int = 20_000, rounds: int = 3, redis_url: str = "redis://127.0.0.1:6379/12") -> dict[str, Any]:
+    """Measure every stack on ``n`` no-op messages, ``rounds`` times interleaved; write the medians.
+
+    Rates on this shared 2-core machine move by a third from run to run, so every stack runs
+    once per round and the figures are each stack's median over the rounds.
+    """
+    env = bench_env(redis_url)
+    migrate(env)
+    redis = Redis.from_url(redis_url)
+    stacks: dict[str, Callable[[], dict[str, float]]] = {
+        "dramatiq": lambda: _dramatiq("bench.noop_raw", n, env, redis),
+        "dramatiq_prefetch64": lambda: _dramatiq("bench.noop_raw", n, env, redis, prefetch=64),
+        "pfd": lambda: _dramatiq("bench.noop_full", n, env, redis, prefetch=64, recorder=True),
+        "pfd_2_processes": lambda: _dramatiq("bench.noop_full", n, env, redis, processes=2, prefetch=64, recorder=True),
+        "celery": lambda: _celery(n, env, redis),
+    }
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in stacks}
+    for _ in range(rounds):
+        for name, measure in stacks.items():
+            runs[name].append(measure())
+    redis.flushdb()
+    medians = {name: {key: round(statistics.median(r[key] for r in rs)) for key in rs[0]} for name, rs in runs.items()}
+    pfd, tuned, celery = (medians[k]["drain_per_s"] for k in ("pfd", "dramatiq_prefetch64", "celery"))
+    ratios = {
+        "pfd_over_tuned_dramatiq": round(pfd / tuned, 3),
+        "pfd_over_celery": round(pfd / celery, 3),
+        "pfd_2_over_1_process": round(medians["pfd_2_processes"]["drain_per_s"] / pfd, 3),
+    }
+    goals = {"pfd_over_tuned_dramatiq": 0.5, "pfd_over_celery": 2.0, "pfd_2_over_1_process": 1.6}
+    figures = {
+        "messages": n, "threads": 8, "rounds": rounds, "stacks": medians, "runs": runs, "ratios": ratios,
+        "goals": goals, "meets_goals": {name: ratios[name] >= goal for name, goal in goals.items()},
+    }
+    write_result("dispatch", figures)
+    return figures
+
+
+def run_backlogs(backlogs: tuple[int, ...] = (1_000, 10_000, 100_000),
+                 redis_url: str = "redis://127.0.0.1:6379/12") -> dict[str, Any]:
+    """The full stack's enqueue and drain rates with ``backlogs`` messages queued before it starts."""
+    env = bench_env(redis_url)
+    migrate(env)
+    redis = Redis.from_url(redis_url)
+    rows = {str(n): _dramatiq("bench.noop_full", n, env, redis, prefetch=64, recorder=True) for n in backlogs}
+    redis.flushdb()
+    smallest, largest = rows[str(backlogs[0])]["drain_per_s"], rows[str(backlogs[-1])]["drain_per_s"]
+    figures = {"backlogs": rows, "drain_largest_over_smallest": round(largest / smallest, 3)}
+    write_result("dispatch_backlogs", figures)
+    return figures
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--backlogs" in sys.argv:
+        print(run_backlogs())
+    else:
+        print(run(int(args[0]) if args else 20_000))
