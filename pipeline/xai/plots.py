@@ -22,6 +22,34 @@ from pipeline.xai.result import Explanation
 __all__ = ["mean_abs_attribution_by_class", "plot_class_mean_attribution", "plot_explanation"]
 
 _MAX_COLUMNS = 256  # time bins of the class heat map: one 1 s window -> 80-sample bins
+# Columns a signal figure draws its traces with: about two per pixel of its axes (1,000 px
+# wide). Drawing all 20,480 samples looked the same and took 60 % of an explanation's time.
+_TRACE_BINS = 2048
+
+
+def _extremes(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each bin's minimum and maximum, in time order: a trace that draws as the full one."""
+    if values.size <= 2 * bins:
+        return np.arange(values.size, dtype=np.float64), values
+    edges = np.linspace(0, values.size, bins + 1).round().astype(np.int64)
+    lows, highs = np.minimum.reduceat(values, edges[:-1]), np.maximum.reduceat(values, edges[:-1])
+    # Which extreme comes first in its bin: the first sample equal to it, found without a loop.
+    bin_of = np.repeat(np.arange(bins), np.diff(edges))
+    index = np.arange(values.size)
+    first_low = (np.minimum.reduceat(np.where(values == lows[bin_of], index, values.size), edges[:-1])
+                 < np.minimum.reduceat(np.where(values == highs[bin_of], index, values.size), edges[:-1]))
+    pairs = np.where(first_low[:, None], np.column_stack([lows, highs]), np.column_stack([highs, lows]))
+    positions = np.repeat((edges[:-1] + edges[1:] - 1) / 2, 2)
+    return positions, pairs.reshape(-1)
+
+
+def _strongest(values: np.ndarray, bins: int) -> np.ndarray:
+    """The value of largest magnitude in each bin (sign kept): a colour band that hides no peak."""
+    if values.size <= bins:
+        return values
+    edges = np.linspace(0, values.size, bins + 1).round().astype(np.int64)
+    highs, lows = np.maximum.reduceat(values, edges[:-1]), np.minimum.reduceat(values, edges[:-1])
+    return np.where(np.abs(highs) >= np.abs(lows), highs, lows)
 
 
 def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
@@ -48,7 +76,7 @@ def _signal_figure(figure: Figure, window: np.ndarray, e: Explanation, fs: float
     pad = 0.05 * ((hi - lo) or 1.0)
     # The attribution as a colour band behind the signal: where the model looked.
     top.imshow(
-        values[None, :],
+        _strongest(values, _TRACE_BINS)[None, :],
         aspect="auto",
         extent=(t[0], t[-1], lo - pad, hi + pad),
         cmap="coolwarm" if signed else "Reds",
@@ -57,9 +85,11 @@ def _signal_figure(figure: Figure, window: np.ndarray, e: Explanation, fs: float
         alpha=0.7,
         interpolation="nearest",
     )
-    top.plot(t, window, color="black", linewidth=0.5)
+    at, trace = _extremes(window, _TRACE_BINS)
+    top.plot(at / fs, trace, color="black", linewidth=0.5)
     top.set_ylabel("amplitude")
-    bottom.plot(t, values, color="tab:red", linewidth=0.6)
+    at, trace = _extremes(values, _TRACE_BINS)
+    bottom.plot(at / fs, trace, color="tab:red", linewidth=0.6)
     bottom.axhline(0.0, color="grey", linewidth=0.5)
     for segment in e.summary.get("top_segments", []):
         bottom.axvspan(segment["start"] / fs, segment["end"] / fs, color="gold", alpha=0.3)
@@ -104,7 +134,9 @@ def plot_explanation(
             raise InvalidInput(
                 f"window has {window.size} samples, explanation {np.asarray(e.attributions).size}"
             )
-        figure = Figure(figsize=(10, 5), layout="constrained")
+        # Fixed margins: the layout engine cost a third of the figure's time (an extra draw).
+        figure = Figure(figsize=(10, 5))
+        figure.subplots_adjust(left=0.1, right=0.98, bottom=0.1, top=0.9, hspace=0.08)
         _signal_figure(figure, window, e, fs)
     else:
         figure = Figure(figsize=(7, max(3.0, 0.3 * top_features + 1)), layout="constrained")

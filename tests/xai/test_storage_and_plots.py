@@ -88,3 +88,24 @@ def test_class_mean_attribution_refuses_mixed_lengths(tmp_path) -> None:
         plot_class_mean_attribution(tmp_path / "x.png", {0: np.zeros(4), 1: np.zeros(5)})
     with pytest.raises(InvalidInput):
         plot_class_mean_attribution(tmp_path / "x.png", {})
+
+
+def test_a_signal_trace_keeps_every_bins_extremes_in_time_order() -> None:
+    from pipeline.xai.plots import _extremes, _strongest
+
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal(20_480)
+    values[12_345], values[777] = 9.0, -7.0  # one spike up, one down, each alone in its bin
+    positions, trace = _extremes(values, 2048)
+    assert trace.size == positions.size == 2 * 2048
+    assert trace.max() == 9.0 and trace.min() == -7.0
+    # Every bin's minimum and maximum are drawn, so the trace covers what the full one does.
+    edges = np.linspace(0, values.size, 2049).round().astype(int)
+    lows, highs = np.minimum.reduceat(values, edges[:-1]), np.maximum.reduceat(values, edges[:-1])
+    assert np.array_equal(np.sort(trace.reshape(-1, 2), axis=1), np.column_stack([lows, highs]))
+    assert np.all(np.diff(positions) >= 0)
+    # The colour band keeps each bin's strongest value with its sign.
+    band = _strongest(values, 2048)
+    assert band.size == 2048 and band.max() == 9.0 and band.min() == -7.0
+    # A short window is drawn as it is.
+    assert np.array_equal(_extremes(values[:100], 2048)[1], values[:100])
