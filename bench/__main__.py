@@ -1,7 +1,9 @@
-"""``make bench``: run the benchmarks, write ``bench/results/*.json``, print a table.
+"""``make bench``: run the benchmarks, write ``bench/results/*.json``, print a table, redraw
+the charts in ``bench/charts``.
 
 ``python -m bench [--quick] [--only NAME ...]``; ``--quick`` runs small sizes to check the
-benchmarks themselves, not to report figures.
+benchmarks themselves, not to report figures. The fan-out, training and deployment
+benchmarks take long and run on their own (``python -m bench.bench_<name>``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,32 @@ def _features(quick: bool) -> dict:
     return bench_features.run(RESULTS_DIR, records_per_class=1 if quick else 2)
 
 
-BENCHMARKS = {"generation": _generation, "tracking": _tracking, "features": _features}
+def _dispatch(quick: bool) -> dict:
+    from bench import bench_dispatch
+
+    return bench_dispatch.run(n=2_000 if quick else 20_000, rounds=1 if quick else 3)
+
+
+def _latency(quick: bool) -> dict:
+    from bench import bench_latency
+
+    return bench_latency.run(n=200 if quick else 2000, rounds=1 if quick else 3, quiet=3 if quick else 20)
+
+
+def _memory(quick: bool) -> dict:
+    from bench import bench_memory
+
+    return bench_memory.run(jobs_per_kind=200 if quick else 1000)
+
+
+def _scaling(quick: bool) -> dict:
+    from bench import bench_scaling
+
+    return bench_scaling.run(quick=quick)
+
+
+BENCHMARKS = {"generation": _generation, "tracking": _tracking, "features": _features, "dispatch": _dispatch,
+              "latency": _latency, "memory": _memory, "scaling": _scaling}
 
 
 def main() -> None:
@@ -51,6 +78,10 @@ def main() -> None:
                 table.add_row(name, key, str(value))
     console.print(table)
     console.print(f"figures written to {Path(RESULTS_DIR)}")
+    from bench.charts import draw_all
+
+    for chart in draw_all():
+        console.print(f"chart: {chart}")
 
 
 if __name__ == "__main__":

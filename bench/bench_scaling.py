@@ -78,12 +78,12 @@ def _features(records_per_class: tuple[int, ...]) -> dict[str, Any]:
     return {"by_windows": rows, "exponent": _exponent(sizes, seconds)}
 
 
-def run(redis_url: str = "redis://127.0.0.1:6379/12") -> dict[str, Any]:
-    """Measure all three; write ``bench/results/scaling.json``."""
+def run(redis_url: str = "redis://127.0.0.1:6379/12", *, quick: bool = False) -> dict[str, Any]:
+    """Measure all three; write ``bench/results/scaling.json`` (``quick``: small sizes, a check only)."""
     figures = {
-        "dispatch": _dispatch((1_000, 10_000, 100_000), redis_url),
-        "generation": _generation((5, 20, 80)),
-        "features": _features((1, 4, 16)),
+        "dispatch": _dispatch((100, 1_000, 2_000) if quick else (1_000, 10_000, 100_000), redis_url),
+        "generation": _generation((1, 2, 4) if quick else (5, 20, 80)),
+        "features": _features((1, 2, 4) if quick else (1, 4, 16)),
     }
     write_result("scaling", figures)
     return figures
