@@ -13,8 +13,10 @@ on such a machine run it smaller (and say so) or on an accelerator.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,21 @@ from pipeline.signals import GeneratorConfig
 from pipeline.training import TrainingConfig, load_training_data
 from pipeline.training.classical import train_classical
 from pipeline.training.loop import train_deep
+from pipeline.training.metrics import EpochRecord
 
 __all__ = ["run"]
 
 REFERENCE = {"resnet18": {"window": 0.9614, "record": 0.9918}, "rf": {"window": 0.9461, "record": 0.9874},
              "cnn_lstm": {"window": 0.9612, "record": 0.9943}, "cnn1d": {"window": 0.9194}}
+
+
+def _keep(history: list[dict[str, Any]]) -> Callable[[EpochRecord], None]:
+    """An ``on_epoch`` callback that keeps each epoch's record and prints it (long runs show progress)."""
+    def keep(record: EpochRecord) -> None:
+        history.append(record.to_dict())
+        print(json.dumps({"epoch": record.epoch, "val_acc": round(record.val_acc, 4),
+                          "train_acc": round(record.train_acc, 4), "s": round(record.duration_s, 1)}), flush=True)
+    return keep
 
 
 def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs: int = 60,
@@ -40,6 +52,7 @@ def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs:
                     "windows": config.n_records * 5, "seed": seed, "split": "70/15/15 by record"},
         "models": {},
     }
+    history: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="pfd-bench-train-") as tmp:
         produced = generate_dataset(config, tmp, "bench")
         data = load_training_data(produced.hdf5_path)
@@ -49,7 +62,8 @@ def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs:
                 result = train_classical(key, None, data, None, Path(tmp) / key)
             else:
                 training = TrainingConfig.from_dict({"epochs": epochs, "seed": seed})
-                result = train_deep(key, None, training, data, Path(tmp) / key)
+                history.clear()
+                result = train_deep(key, None, training, data, Path(tmp) / key, on_epoch=_keep(history))
             test = result.test  # a TestMetrics.to_dict()
             figures["models"][key] = {
                 "window_accuracy": round(test["window_accuracy"], 4), "record_accuracy": round(test["record_accuracy"], 4),
@@ -57,6 +71,7 @@ def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs:
                 "train_windows_per_s": round(result.train_windows_per_s or 0, 1),
                 "data_wait_fraction": result.data_wait_fraction, "duration_s": round(time.perf_counter() - started, 1),
                 "parameters": result.parameter_count, "reference": REFERENCE.get(key),
+                "history": [{k: round(v, 4) if isinstance(v, float) else v for k, v in h.items()} for h in history],
             }
     write_result(name, figures)
     return figures
