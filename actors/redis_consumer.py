@@ -189,20 +189,24 @@ class AckBatch:
 
     def _send(self, acks: list[tuple[WakingConsumer, MessageProxy, str]]) -> None:
         pause, warned = 0.1, False
-        while True:
-            batch = Batch(self.broker.client, transaction=True)
-            for consumer, message, command in acks:
-                for write in getattr(message, "ride_along", ()):
-                    write(batch)
-                self.broker.dispatch_into(batch, command, consumer.queue_name, message.options["redis_message_id"])
-            try:
-                batch.execute()
-                break
-            except redis.ConnectionError as exc:
-                if not warned:
-                    log.warning("broker.acks_waiting", acks=len(acks), error=str(exc))
-                    warned = True
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
-        for consumer, message, _ in acks:
-            consumer.acked(message)
+        try:
+            while True:
+                batch = Batch(self.broker.client, transaction=True)
+                for consumer, message, command in acks:
+                    for write in getattr(message, "ride_along", ()):
+                        write(batch)
+                    self.broker.dispatch_into(batch, command, consumer.queue_name, message.options["redis_message_id"])
+                try:
+                    batch.execute()
+                    return
+                except redis.ConnectionError as exc:
+                    if not warned:
+                        log.warning("broker.acks_waiting", acks=len(acks), error=str(exc))
+                        warned = True
+                    time.sleep(pause)
+                    pause = min(pause * 2, 2.0)
+        finally:
+            # Also after another error (Dramatiq logs it): the slots are freed, as Dramatiq's own
+            # ack frees them, and the unacked messages come back once this worker is gone.
+            for consumer, message, _ in acks:
+                consumer.acked(message)

@@ -146,3 +146,24 @@ def test_a_batch_reloads_scripts_redis_lost_and_runs_nothing_twice(private_redis
 def _command_calls(client: Redis, command: str) -> int:
     stats = client.info("commandstats")
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_an_ack_that_fails_for_another_reason_still_frees_its_slot(private_redis):
+    client = private_redis.client()
+    broker = _broker(client)
+    queue = f"broken-{uuid.uuid4().hex[:8]}"
+    broker.enqueue(_message(queue))
+    consumer = broker.consume(queue, prefetch=1, timeout=IDLE_TIMEOUT_MS)
+    message = next(consumer)
+
+    def broken(batch: Batch) -> None:
+        raise ValueError("a write that cannot be built")
+
+    message.ride_along.append(broken)
+    with pytest.raises(ValueError):
+        consumer.ack(message)
+    # Dramatiq logs the error; the window must not stay full (the consumer would wait for ever),
+    # and the message, never acked, stays in Redis for redelivery.
+    assert consumer.outstanding_message_count == 0
+    assert client.hlen(f"dramatiq:{queue}.msgs") == 1
+    assert not broker.acks._sending
