@@ -73,6 +73,8 @@ def requeue_dead_letters(broker: dramatiq.Broker, queue: str, message_ids: set[s
 
     Each keeps its message id, so its job record continues (queued again, attempts reset).
     """
+    from actors.jobs import job_store
+
     redis: Redis = broker.client  # type: ignore[attr-defined]
     requeued = []
     for letter in list_dead_letters(redis, queue, limit=100_000):
@@ -89,6 +91,7 @@ def requeue_dead_letters(broker: dramatiq.Broker, queue: str, message_ids: set[s
             kwargs=data.get("kwargs", {}), options=options, message_id=data["message_id"],
             message_timestamp=data["message_timestamp"],
         )
+        job_store().continue_versions(message.message_id)
         broker.enqueue(message)
         _remove(redis, queue, letter.redis_id)
         requeued.append(letter.message_id)

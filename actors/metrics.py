@@ -19,7 +19,7 @@ from typing import Any
 from redis import Redis
 
 from actors.queues import queue_depths
-from actors.redisbatch import Batch
+from actors.redisbatch import Batch, register_script
 
 __all__ = ["DURATION_BUCKETS_S", "ClusterCollector", "JobMetrics", "serve_metrics"]
 
@@ -45,7 +45,7 @@ class JobMetrics:
     def __init__(self, redis: Redis, *, prefix: str = "pfd") -> None:
         self.redis = redis
         self.keys = [f"{prefix}:metrics:jobs", f"{prefix}:metrics:job_seconds_sum", f"{prefix}:metrics:job_seconds_bucket"]
-        self._count = redis.register_script(_COUNT)
+        self._count = register_script(redis, _COUNT)
 
     def count_into(self, batch: Batch, *, actor: str, queue: str, outcome: str, duration_s: float) -> None:
         """Queue the count of one finished attempt on ``batch``."""
@@ -81,7 +81,11 @@ class ClusterCollector:
 
     def collect(self) -> Iterator[Any]:
         """Yield the metric families, read from Redis at scrape time."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
 
         depth = GaugeMetricFamily("pfd_queue_messages", "Messages per queue: queued, held by a worker (in_flight), "
                                   "delayed (retries), dead-lettered.", labels=["queue", "state"])

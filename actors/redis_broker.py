@@ -25,15 +25,15 @@ import time
 from collections.abc import Callable
 from uuid import uuid4
 
-import redis
 import structlog
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import _scripts as _dramatiq_scripts
 from dramatiq.common import current_millis, dq_name
 from dramatiq.message import Message
-from dramatiq.worker import WorkerThread
+from dramatiq.worker import ConsumerThread, WorkerThread
 
-from actors.redis_consumer import UNDECODABLE_REASON, AckBatch, WakingConsumer
-from actors.redisbatch import Batch
+from actors.redis_consumer import REDIS_DOWN, UNDECODABLE_REASON, AckBatch, WakingConsumer
+from actors.redisbatch import Batch, register_script
 
 __all__ = ["UNDECODABLE_REASON", "WAKE_TOKENS", "JsonOnlyRedisBroker"]
 
@@ -50,6 +50,8 @@ class JsonOnlyRedisBroker(RedisBroker):
 
     def __init__(self, *, enqueue_wait_s: float = 30.0, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
+        for name, text in _dramatiq_scripts.items():
+            self.scripts[name] = register_script(self.client, text)
         self.enqueue_wait_s = enqueue_wait_s
         self.acks = AckBatch(self)
         self._enqueue_writes = threading.local()
@@ -77,17 +79,19 @@ class JsonOnlyRedisBroker(RedisBroker):
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
         """Enqueue ``message``, waiting while Redis is unreachable.
 
-        A producer waits up to ``enqueue_wait_s``, then gets the connection error. A worker
-        thread waits until Redis is back, as Dramatiq waits to ack: a retry is enqueued by
-        the worker that ran the failed attempt and then acks it, so giving up would lose it.
+        A producer waits up to ``enqueue_wait_s``, then gets the connection error. A worker's
+        own threads wait until Redis is back, as Dramatiq waits to ack: a retry is enqueued by
+        the worker that ran the failed attempt and then acks it, and a delayed message that
+        fell due is moved by the consumer thread that holds it; giving up would lose either.
         """
-        in_worker = isinstance(threading.current_thread(), WorkerThread)
+        # A worker thread enqueues retries, the consumer thread delayed messages that fell due.
+        in_worker = isinstance(threading.current_thread(), (WorkerThread, ConsumerThread))
         deadline = math.inf if in_worker else time.monotonic() + self.enqueue_wait_s
         pause, warned = 0.1, False
         while True:
             try:
                 return self._enqueue_once(message, delay)
-            except redis.ConnectionError as exc:
+            except REDIS_DOWN as exc:
                 if time.monotonic() + pause > deadline:
                     raise
                 if not warned:

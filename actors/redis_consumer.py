@@ -27,14 +27,18 @@ from dramatiq.brokers.redis import _RedisConsumer
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
-from actors.redisbatch import Batch
+from actors.redisbatch import Batch, load_scripts
 
 if TYPE_CHECKING:
     from actors.redis_broker import JsonOnlyRedisBroker
 
-__all__ = ["UNDECODABLE_REASON", "AckBatch", "TrackedMessage", "WakingConsumer"]
+__all__ = ["REDIS_DOWN", "UNDECODABLE_REASON", "AckBatch", "TrackedMessage", "WakingConsumer"]
 
 log = structlog.get_logger("pfd.broker")
+
+# What redis-py raises while Redis cannot be reached: a refused or lost connection, or (an
+# unreachable host, dropped packets) a timeout, which is no ConnectionError in redis-py 8.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 UNDECODABLE_REASON = "not a JSON message; refused unread"
 
@@ -75,18 +79,18 @@ class WakingConsumer(_RedisConsumer):
                 self.slot_freed.clear()
                 free = self.prefetch - self.outstanding_message_count
                 if free <= 0:
-                    self.slot_freed.wait(self.timeout / 1000)
+                    self.slot_freed.wait(self._idle_wait_s())
                     return None
                 self.message_cache = self.broker.do_fetch(self.queue_name, free)
                 if not self.message_cache:
                     self.broker.client.blpop([self.wake_key], timeout=self._idle_wait_s())
                     return None
-            except (redis.ConnectionError, ConnectionClosed) as exc:
+            except (*REDIS_DOWN, ConnectionClosed) as exc:
                 self._wait_for_redis(exc)
                 return None
 
     def _idle_wait_s(self) -> float:
-        """How long to wait for a wake-up: the idle timeout, or less when a delayed message falls due."""
+        """How long to wait for a wake-up or a slot: the idle timeout, or less when a delayed message falls due."""
         wait_s = self.timeout / 1000
         # The caller is Dramatiq's consumer thread; it moves due delayed messages after each wait.
         delayed = getattr(threading.current_thread(), "delay_queue", None)
@@ -113,7 +117,7 @@ class WakingConsumer(_RedisConsumer):
         # Unwrapped, the redis error escapes the consumer thread's close() and ends the thread.
         try:
             super().requeue(messages)
-        except redis.ConnectionError as error:
+        except REDIS_DOWN as error:
             raise ConnectionClosed(error) from None
 
     def _wait_for_redis(self, exc: Exception) -> None:
@@ -124,9 +128,15 @@ class WakingConsumer(_RedisConsumer):
         while getattr(threading.current_thread(), "running", True):
             try:
                 self.broker.client.ping()
-            except redis.ConnectionError:
+            except REDIS_DOWN:
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
+                continue
+            # A restarted Redis has no scripts: load them all before this consumer's first fetch
+            # loads Dramatiq's alone (a transaction that finds only some commits only part).
+            try:
+                load_scripts(self.broker.client)
+            except REDIS_DOWN:
                 continue
             log.info("broker.redis_back", queue=self.queue_name, down_s=round(time.monotonic() - started, 2))
             return
@@ -145,7 +155,7 @@ class WakingConsumer(_RedisConsumer):
                     log.error("message.refused", queue=self.queue_name, redis_id=redis_id.decode(),
                               reason=UNDECODABLE_REASON, bytes=len(exc.data), error=type(exc.error).__name__)
                     return
-        except redis.ConnectionError as error:
+        except REDIS_DOWN as error:
             raise ConnectionClosed(error) from None
         # Already gone (another worker's maintenance requeued it): nothing left to move.
         log.error("message.refused", queue=self.queue_name, reason=UNDECODABLE_REASON, bytes=len(exc.data),
@@ -168,24 +178,34 @@ class AckBatch:
         self._sending = False
 
     def add(self, consumer: WakingConsumer, message: MessageProxy, command: str) -> None:
-        """Queue an ``ack`` or ``nack``; send the queue unless another thread is sending it."""
+        """Queue an ``ack`` or ``nack``; send the queue unless another thread is sending it.
+
+        The sender goes on until nothing is queued, even past a batch that failed (an error
+        other than a lost connection, raised here once the queue is empty, for Dramatiq to log).
+        """
         with self._lock:
             self._queued.append((consumer, message, command))
             if self._sending:
                 return
             self._sending = True
+        failure: BaseException | None = None
         try:
             while True:
                 with self._lock:
                     batch, self._queued = self._queued, []
                     if not batch:
                         self._sending = False
-                        return
-                self._send(batch)
-        except BaseException:
+                        break
+                try:
+                    self._send(batch)
+                except Exception as exc:  # noqa: BLE001  (re-raised below, once the queue is sent)
+                    failure = failure or exc
+        except BaseException:  # a time limit or a shutdown signal: the next ack sends what is queued
             with self._lock:
                 self._sending = False
             raise
+        if failure is not None:
+            raise failure
 
     def _send(self, acks: list[tuple[WakingConsumer, MessageProxy, str]]) -> None:
         pause, warned = 0.1, False
@@ -193,13 +213,12 @@ class AckBatch:
             while True:
                 batch = Batch(self.broker.client, transaction=True)
                 for consumer, message, command in acks:
-                    for write in getattr(message, "ride_along", ()):
-                        write(batch)
+                    self._ride_along(batch, message)
                     self.broker.dispatch_into(batch, command, consumer.queue_name, message.options["redis_message_id"])
                 try:
                     batch.execute()
                     return
-                except redis.ConnectionError as exc:
+                except REDIS_DOWN as exc:
                     if not warned:
                         log.warning("broker.acks_waiting", acks=len(acks), error=str(exc))
                         warned = True
@@ -210,3 +229,13 @@ class AckBatch:
             # ack frees them, and the unacked messages come back once this worker is gone.
             for consumer, message, _ in acks:
                 consumer.acked(message)
+
+    @staticmethod
+    def _ride_along(batch: Batch, message: MessageProxy) -> None:
+        """Queue the writes ``message`` carries; one that cannot be built is logged and left out,
+        as an after-hook's error is, so the ack and the other messages' writes still go."""
+        for write in getattr(message, "ride_along", ()):
+            try:
+                write(batch)
+            except Exception as exc:  # noqa: BLE001  (logged; the message is still acked)
+                log.error("broker.ride_along_failed", message_id=message.message_id, error=f"{type(exc).__name__}: {exc}")

@@ -16,7 +16,26 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-__all__ = ["Batch"]
+__all__ = ["Batch", "load_scripts", "register_script"]
+
+# Every script a Batch may send, so that all of them can be loaded together after a
+# restart: a transaction that finds some loaded and others not commits only part of itself.
+_SCRIPTS: dict[str, Script] = {}
+
+
+def register_script(client: Redis, text: str) -> Script:
+    """Register a Lua script with ``client`` (as redis-py does) and with ``load_scripts``."""
+    script = client.register_script(text)
+    _SCRIPTS.setdefault(script.sha, script)
+    return script
+
+
+def load_scripts(client: Redis) -> int:
+    """Load every registered script into Redis in one round trip (after it restarted); return how many."""
+    pipe = client.pipeline(transaction=False)
+    for script in _SCRIPTS.values():
+        pipe.script_load(script.script)
+    return len(pipe.execute())
 
 
 class Batch:

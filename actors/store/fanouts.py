@@ -14,6 +14,8 @@ from typing import Any
 
 from redis import Redis
 
+from actors.redisbatch import register_script
+
 __all__ = ["FANOUT_OPTION", "FanoutView", "FanoutStore"]
 
 # The message option that makes a message a member of a fan-out.
@@ -60,7 +62,7 @@ class FanoutStore:
         self.redis = redis
         self.ttl_s = ttl_s
         self.prefix = prefix
-        self._member_final = redis.register_script(_MEMBER_FINAL)
+        self._member_final = register_script(redis, _MEMBER_FINAL)
 
     def _keys(self, fanout_id: str) -> list[str]:
         base = f"{self.prefix}:fanout:{fanout_id}"

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from actors.redisbatch import Batch
+from actors.redisbatch import Batch, register_script
 from actors.store.db import Database
 from actors.store.models import FINAL_JOB_STATES, Job
 
@@ -46,6 +46,7 @@ if state == 'succeeded' or state == 'failed' or state == 'timed_out' or state ==
   redis.call('ZADD', KEYS[5], 'NX', now_ms, KEYS[3])
   redis.call('SREM', KEYS[4], KEYS[3])
 else
+  redis.call('ZREM', KEYS[5], KEYS[3])
   redis.call('ZADD', KEYS[2], 'NX', now_ms, KEYS[3])
 end
 return {version, redis.call('HGET', KEYS[1], 'cancel')}
@@ -66,13 +67,17 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
-# A job written at version v stays dirty if it changed since (its hash is past v).
+# A job written at version v stays dirty if it changed since (its hash is past v); a final
+# one still at v gets the short cache TTL (one requeued since keeps its long one).
+# ARGV: key prefix, cache TTL, then (id, version, final) triples.
 _FORGET_FLUSHED = """
-for i = 2, #ARGV, 2 do
-  local version = redis.call('HGET', ARGV[1] .. ARGV[i], 'version')
+for i = 3, #ARGV, 3 do
+  local key = ARGV[1] .. ARGV[i]
+  local version = redis.call('HGET', key, 'version')
   if not version or tonumber(version) <= tonumber(ARGV[i + 1]) then
     redis.call('ZREM', KEYS[1], ARGV[i])
     redis.call('ZREM', KEYS[2], ARGV[i])
+    if version and ARGV[i + 2] == '1' then redis.call('EXPIRE', key, ARGV[2]) end
   end
 end
 return 0
@@ -127,9 +132,9 @@ class JobStore:
         self.dirty_key = f"{prefix}:jobs:dirty"
         self.final_dirty_key = f"{prefix}:jobs:dirty:final"
         self.cancels_key = f"{prefix}:jobs:cancels"
-        self._record = redis.register_script(_RECORD)
-        self._announce = redis.register_script(_ANNOUNCE)
-        self._forget = redis.register_script(_FORGET_FLUSHED)
+        self._record = register_script(redis, _RECORD)
+        self._announce = register_script(redis, _ANNOUNCE)
+        self._forget = register_script(redis, _FORGET_FLUSHED)
 
     def key(self, message_id: str) -> str:
         """Return the Redis key of a job's hash."""
@@ -251,6 +256,18 @@ class JobStore:
             fields["metrics"] = metrics
         return self.record(message_id, fields)
 
+    def continue_versions(self, message_id: str) -> None:
+        """Before a job id is sent again after Redis forgot its job (a dead letter retried after
+        the cache TTL), start its hash at its database row's version, so its next rows are
+        newer than that row and are written over it."""
+        if self.redis.exists(self.key(message_id)):
+            return
+        with self.database.session() as session:
+            row = session.get(Job, message_id)
+            if row is not None:
+                self.redis.hset(self.key(message_id), "version", row.version)
+                self.redis.expire(self.key(message_id), LIVE_TTL_S)
+
     def cancel_requested(self, message_id: str) -> bool:
         """Return whether someone asked to cancel the job."""
         return self.redis.hget(self.key(message_id), "cancel") in (b"1", "1")
@@ -298,12 +315,11 @@ class JobStore:
         rows = [_row_from_hash(raw) for raw in snapshots if raw.get(b"actor")]
         if rows:
             self._upsert(rows)
-        flushed: list[Any] = [self.key("")]
-        batch = Batch(self.redis)
+        flushed: list[Any] = [self.key(""), self.cache_ttl_s]
         for member, raw in zip(members, snapshots):
-            flushed.extend((member, int(raw.get(b"version", 0))))
-            if raw.get(b"state", b"").decode() in FINAL_JOB_STATES:
-                batch.command("EXPIRE", self.key(member.decode()), self.cache_ttl_s)
+            final = raw.get(b"state", b"").decode() in FINAL_JOB_STATES
+            flushed.extend((member, int(raw.get(b"version", 0)), "1" if final else "0"))
+        batch = Batch(self.redis)
         batch.script(self._forget, [self.final_dirty_key, self.dirty_key], flushed)
         batch.execute()
         return len(rows)

@@ -76,7 +76,7 @@ def test_a_change_made_during_a_flush_is_flushed_later(store, database):
     read_version = store.get("m3").version
     store.progress("m3", 0.3)  # newer than what a flusher would have read
     # Forgetting with the old version must keep the job dirty.
-    store._forget(keys=[store.final_dirty_key, store.dirty_key], args=[store.key(""), "m3", read_version])
+    store._forget(keys=[store.final_dirty_key, store.dirty_key], args=[store.key(""), 60, "m3", read_version, "0"])
     assert store.dirty_count() == 1
     store.flush()
     assert _row(database, "m3").progress == 0.3
@@ -140,3 +140,28 @@ def test_final_jobs_expire_from_redis_only_after_they_are_recorded(store):
     assert store.redis.ttl(store.key("m7")) > 3600  # not before it is recorded
     store.flush()
     assert 0 < store.redis.ttl(store.key("m7")) <= 60
+
+
+def test_a_job_requeued_after_redis_forgot_it_is_written_over_its_old_row(store, database):
+    store.enqueued("m11", "act", "q")
+    store.finished("m11", "failed", duration_ms=1.0, error=ValueError("boom"))
+    store.flush()
+    old_version = _row(database, "m11").version
+    store.redis.delete(store.key("m11"))  # the cache TTL passed
+    # When the dead letter is sent again, its job continues from the row's version
+    store.continue_versions("m11")
+    store.enqueued("m11", "act", "q")
+    store.flush()
+    row = _row(database, "m11")
+    assert row.state == "queued" and row.version > old_version
+
+
+def test_a_final_snapshot_does_not_shorten_the_ttl_of_a_job_requeued_since(store, database):
+    store.enqueued("m12", "act", "q")
+    store.finished("m12", "failed", duration_ms=1.0)
+    snapshot_version = store.get("m12").version
+    store.enqueued("m12", "act", "q")  # requeued after the recorder read it
+    store._forget(keys=[store.final_dirty_key, store.dirty_key],
+                  args=[store.key(""), 60, "m12", snapshot_version, "1"])
+    assert store.redis.ttl(store.key("m12")) > 3600
+    assert store.dirty_count() == 1
