@@ -149,13 +149,19 @@ def _command_calls(client: Redis, command: str) -> int:
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
-def test_a_write_that_cannot_be_built_is_left_out_and_its_message_still_acked(private_redis):
+@pytest.fixture
+def fetched(private_redis):  # type: ignore[no-untyped-def]
+    """(client, broker, consumer, message): one message fetched by a prefetch-1 consumer."""
     client = private_redis.client()
     broker = _broker(client)
-    queue = f"broken-{uuid.uuid4().hex[:8]}"
+    queue = f"one-{uuid.uuid4().hex[:8]}"
     broker.enqueue(_message(queue))
     consumer = broker.consume(queue, prefetch=1, timeout=IDLE_TIMEOUT_MS)
-    message = next(consumer)
+    return client, broker, consumer, next(consumer)
+
+
+def test_a_write_that_cannot_be_built_is_left_out_and_its_message_still_acked(fetched):
+    client, _, consumer, message = fetched
 
     def broken(batch: Batch) -> None:
         raise ValueError("a write that cannot be built")
@@ -163,16 +169,11 @@ def test_a_write_that_cannot_be_built_is_left_out_and_its_message_still_acked(pr
     message.ride_along.append(broken)
     consumer.ack(message)  # as an after-hook's error: logged, never raised
     assert consumer.outstanding_message_count == 0
-    assert client.hlen(f"dramatiq:{queue}.msgs") == 0
+    assert client.hlen(f"dramatiq:{consumer.queue_name}.msgs") == 0
 
 
-def test_an_ack_batch_that_redis_refuses_still_frees_its_slots_and_says_why(private_redis):
-    client = private_redis.client()
-    broker = _broker(client)
-    queue = f"refused-{uuid.uuid4().hex[:8]}"
-    broker.enqueue(_message(queue))
-    consumer = broker.consume(queue, prefetch=1, timeout=IDLE_TIMEOUT_MS)
-    message = next(consumer)
+def test_an_ack_batch_that_redis_refuses_still_frees_its_slots_and_says_why(fetched):
+    client, broker, consumer, message = fetched
     client.hset("a-hash", "field", "1")
     message.ride_along.append(lambda batch: batch.command("INCR", "a-hash"))  # WRONGTYPE at EXEC
     with pytest.raises(ResponseError):
