@@ -44,12 +44,14 @@ def _keep(history: list[dict[str, Any]]) -> Callable[[EpochRecord], None]:
 
 
 def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs: int = 60,
-        seed: int = 2024, name: str = "training") -> dict[str, Any]:
+        seed: int = 2024, name: str = "training", scheduler: str = "plateau") -> dict[str, Any]:
     """Generate one dataset, train each model key on it, write and return the figures."""
     config = GeneratorConfig(records_per_class=records_per_class, seed=seed)
+    training = TrainingConfig.from_dict({"epochs": epochs, "seed": seed, "scheduler": scheduler})
     figures: dict[str, Any] = {
         "dataset": {"records_per_class": records_per_class, "records": config.n_records,
                     "windows": config.n_records * 5, "seed": seed, "split": "70/15/15 by record"},
+        "training": training.to_dict(),
         "models": {},
     }
     history: list[dict[str, Any]] = []
@@ -61,7 +63,6 @@ def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs:
             if key in ("rf", "svm", "gbm"):
                 result = train_classical(key, None, data, None, Path(tmp) / key)
             else:
-                training = TrainingConfig.from_dict({"epochs": epochs, "seed": seed})
                 history.clear()
                 result = train_deep(key, None, training, data, Path(tmp) / key, on_epoch=_keep(history))
             test = result.test  # a TestMetrics.to_dict()
@@ -121,12 +122,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--name", default="training")
+    parser.add_argument("--scheduler", default="plateau", help="deep models' learning-rate schedule")
     parser.add_argument("--throughput", action="store_true", help="windows/s of every model key instead")
     args = parser.parse_args()
     if args.throughput:
         print(run_throughput(args.records_per_class if args.records_per_class != 320 else 8, args.seed))
         return
-    print(run(args.records_per_class, tuple(args.models), args.epochs, args.seed, args.name))
+    print(run(args.records_per_class, tuple(args.models), args.epochs, args.seed, args.name, args.scheduler))
 
 
 if __name__ == "__main__":
