@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import dramatiq
 import structlog
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 from redis.exceptions import RedisError
 
 from actors.base import Payload
@@ -26,6 +26,7 @@ from actors.jobs import get_job, request_cancel
 from actors.store.campaigns import (
     FINAL_TRIAL_STATES,
     add_wave,
+    create_campaign,
     end_wave,
     get_campaign,
     record_trials,
@@ -39,6 +40,7 @@ from pipeline.errors import InvalidInput
 __all__ = [
     "CampaignId",
     "CampaignRef",
+    "CampaignStart",
     "Flavor",
     "RecordId",
     "TrialPayload",
@@ -53,6 +55,7 @@ __all__ = [
     "notify",
     "project_database",
     "resume_campaign",
+    "start_campaign",
     "stop_campaign",
     "summary",
 ]
@@ -68,6 +71,35 @@ class CampaignRef(Payload):
 
     campaign_id: CampaignId
     fanout_id: str | None = Field(None, max_length=200)
+
+
+class CampaignStart(Payload):
+    """A new campaign (``dataset_id`` + ``spec``, refused on send when its shape is bad), or a resume.
+
+    Each kind names its spec parser in ``parse_spec``; it raises ``InvalidInput``, a
+    ``ValueError``, so a bad spec is refused on send.
+    """
+
+    campaign_id: CampaignId | None = None
+    resume: bool = False
+    dataset_id: RecordId | None = None
+    name: str = Field("", max_length=200)
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def parse_spec(cls, spec: dict[str, Any]) -> Any:
+        """Parse a spec of this campaign kind (subclasses name their parser)."""
+        raise NotImplementedError(f"{cls.__name__} names no spec parser")
+
+    @model_validator(mode="after")
+    def _a_spec_or_a_resume(self) -> CampaignStart:
+        if self.resume and (self.campaign_id is None or self.dataset_id or self.spec):
+            raise ValueError("resume takes campaign_id only: the spec is the campaign's own")
+        if not self.resume:
+            if self.dataset_id is None:
+                raise ValueError("a new campaign needs dataset_id and spec")
+            self.parse_spec(self.spec)
+        return self
 
 
 class TrialPayload(Payload):
@@ -90,6 +122,7 @@ class Flavor:
     ask: Callable[[Database, dict[str, Any], Any, int], list[Any]]  # ask up to n new trials
     conclude: Callable[[Database, dict[str, Any]], dict[str, Any]]  # end-of-campaign work; the best
     failed: Callable[[dict[str, Any]], None]  # announce a campaign in which no trial completed
+    check: Callable[[dict[str, Any]], Any]  # the full check of a new campaign's spec, on receipt
 
 
 @dataclass(frozen=True)
@@ -238,6 +271,22 @@ def _live(entry: dict[str, Any]) -> bool:
         return not get_job(entry.get("message_id") or "").final
     except JobNotFound:
         return False
+
+
+def start_campaign(payload: CampaignStart, job: JobContext, flavor: Flavor) -> dict[str, Any]:
+    """Check a new campaign, record it, create its study and send its first wave; or resume one."""
+    database, campaign_id = project_database(), payload.campaign_id or f"{flavor.kind}-{job.message_id}"
+    if payload.resume:
+        return summary(resume_campaign(database, campaign_id, job.message_id, flavor))
+    spec = flavor.check(payload.spec)
+    _ready_dataset(database, payload.dataset_id)  # type: ignore[arg-type]
+    created, view = create_campaign(
+        database, campaign_id, job.message_id, kind=flavor.kind, name=payload.name, dataset_id=payload.dataset_id,
+        study_name=campaign_id, method=spec.method, space=spec.space.to_dict(), spec=spec.to_dict(),
+        n_trials=spec.n_trials, parallelism=spec.parallelism, metric=spec.metric, direction=spec.direction)
+    if not created and (view["waves"] or view["status"] != "running"):
+        return summary(view)  # a redelivered message: the campaign is already under way
+    return summary(launch_wave(database, view, flavor))
 
 
 def resume_campaign(database: Database, campaign_id: str, job_id: str, flavor: Flavor) -> dict[str, Any]:

@@ -13,29 +13,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
-
-from actors.base import Payload, job_actor
+from actors.base import job_actor
 from actors.campaigns import (
-    CampaignId,
     CampaignRef,
+    CampaignStart,
     Flavor,
-    RecordId,
     TrialPayload,
     begin_trial,
     finalize_campaign,
     finish_trial,
-    launch_wave,
     load_dataset,
     notify,
     project_database,
-    resume_campaign,
+    start_campaign,
     stop_campaign,
     summary,
 )
 from actors.context import JobContext
 from actors.errors import RecordConflict, RecordNotFound, StoreError
-from actors.store.campaigns import create_campaign, set_test_metrics
+from actors.store.campaigns import set_test_metrics
 from actors.store.db import Database
 from actors.store.experiments import (
     claim_experiment,
@@ -45,7 +41,7 @@ from actors.store.experiments import (
     get_experiment,
     record_epoch,
 )
-from actors.training import _ready_dataset, experiment_spec
+from actors.training import experiment_spec
 from config.settings import get_settings, mask_secrets
 from pipeline.artifacts import file_sha256
 from pipeline.errors import InvalidInput, StopRequested
@@ -54,24 +50,13 @@ from pipeline.hpo import check_campaign, parse_campaign
 __all__ = ["HPO", "RunHpoCampaign", "finalize_hpo_campaign", "run_hpo_campaign", "run_hpo_trial", "stop_hpo_campaign"]
 
 
-class RunHpoCampaign(Payload):
-    """A new campaign (``dataset_id`` + ``spec``, refused on send when its shape is bad), or a resume."""
+class RunHpoCampaign(CampaignStart):
+    """A new HPO campaign (``dataset_id`` + ``spec``), or a resume."""
 
-    campaign_id: CampaignId | None = None
-    resume: bool = False
-    dataset_id: RecordId | None = None
-    name: str = Field("", max_length=200)
-    spec: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _a_spec_or_a_resume(self) -> RunHpoCampaign:
-        if self.resume and (self.campaign_id is None or self.dataset_id or self.spec):
-            raise ValueError("resume takes campaign_id only: the spec is the campaign's own")
-        if not self.resume:
-            if self.dataset_id is None:
-                raise ValueError("a new campaign needs dataset_id and spec")
-            parse_campaign(self.spec)  # InvalidInput is a ValueError: the send is refused
-        return self
+    @classmethod
+    def parse_spec(cls, spec: dict[str, Any]) -> Any:
+        """Parse an HPO campaign spec."""
+        return parse_campaign(spec)
 
 
 def _hpo_study(view: dict[str, Any]) -> Any:
@@ -104,24 +89,14 @@ def _hpo_conclude(database: Database, view: dict[str, Any]) -> dict[str, Any]:
 
 
 HPO = Flavor("hpo", "run_hpo_trial", "finalize_hpo_campaign", _hpo_study, _hpo_ask, _hpo_conclude,
-             lambda view: notify("hpo.failed", {"study_id": view["campaign_id"], "error": view["error"] or ""}))
+             lambda view: notify("hpo.failed", {"study_id": view["campaign_id"], "error": view["error"] or ""}),
+             lambda spec: check_campaign(parse_campaign(spec)))
 
 
 @job_actor(schema=RunHpoCampaign)
 def run_hpo_campaign(payload: RunHpoCampaign, job: JobContext) -> dict:
     """Check the campaign, record it, create its study and send its first wave (or resume it)."""
-    database, campaign_id = project_database(), payload.campaign_id or f"hpo-{job.message_id}"
-    if payload.resume:
-        return summary(resume_campaign(database, campaign_id, job.message_id, HPO))
-    spec = check_campaign(parse_campaign(payload.spec))
-    _ready_dataset(database, payload.dataset_id)  # type: ignore[arg-type]
-    created, view = create_campaign(
-        database, campaign_id, job.message_id, kind="hpo", name=payload.name, dataset_id=payload.dataset_id,
-        study_name=campaign_id, method=spec.method, space=spec.space.to_dict(), spec=spec.to_dict(),
-        n_trials=spec.n_trials, parallelism=spec.parallelism, metric=spec.metric, direction=spec.direction)
-    if not created and (view["waves"] or view["status"] != "running"):
-        return summary(view)  # a redelivered message: the campaign is already under way
-    return summary(launch_wave(database, view, HPO))
+    return start_campaign(payload, job, HPO)
 
 
 @job_actor(schema=CampaignRef)

@@ -16,23 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
-
-from actors.base import Payload, job_actor
+from actors.base import job_actor
 from actors.campaigns import (
-    CampaignId,
     CampaignRef,
+    CampaignStart,
     Flavor,
-    RecordId,
     TrialPayload,
     begin_trial,
     finalize_campaign,
     finish_trial,
-    launch_wave,
     load_dataset,
     notify,
     project_database,
-    resume_campaign,
+    start_campaign,
     stop_campaign,
     summary,
 )
@@ -40,7 +36,6 @@ from actors.context import JobContext
 from actors.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.campaigns import (
     claim_candidate,
-    create_campaign,
     list_candidates,
     record_trials,
     start_candidate,
@@ -48,7 +43,7 @@ from actors.store.campaigns import (
 )
 from actors.store.db import Database
 from actors.store.experiments import create_experiment
-from actors.training import _ready_dataset, experiment_spec
+from actors.training import experiment_spec
 from config.settings import get_settings, mask_secrets
 from pipeline.errors import InvalidInput, StopRequested
 from pipeline.nas import arch_from_params, arch_hash, pareto_front, parse_nas_campaign
@@ -63,24 +58,13 @@ NAS_MODEL_KEY = "nas_net"
 _ASK_ATTEMPTS = 20
 
 
-class RunNasCampaign(Payload):
-    """A new NAS campaign (``dataset_id`` + ``spec``, refused on send when bad), or a resume."""
+class RunNasCampaign(CampaignStart):
+    """A new NAS campaign (``dataset_id`` + ``spec``), or a resume."""
 
-    campaign_id: CampaignId | None = None
-    resume: bool = False
-    dataset_id: RecordId | None = None
-    name: str = Field("", max_length=200)
-    spec: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _a_spec_or_a_resume(self) -> RunNasCampaign:
-        if self.resume and (self.campaign_id is None or self.dataset_id or self.spec):
-            raise ValueError("resume takes campaign_id only: the spec is the campaign's own")
-        if not self.resume:
-            if self.dataset_id is None:
-                raise ValueError("a new NAS campaign needs dataset_id and spec")
-            parse_nas_campaign(self.spec)  # InvalidInput is a ValueError: the send is refused
-        return self
+    @classmethod
+    def parse_spec(cls, spec: dict[str, Any]) -> Any:
+        """Parse a NAS campaign spec."""
+        return parse_nas_campaign(spec)
 
 
 def _nas_study(view: dict[str, Any]) -> Any:
@@ -145,24 +129,14 @@ def _nas_conclude(database: Database, view: dict[str, Any]) -> dict[str, Any]:
 
 
 NAS = Flavor("nas", "run_nas_candidate", "finalize_nas_campaign", _nas_study, _nas_ask, _nas_conclude,
-             lambda view: notify("nas.failed", {"search_id": view["campaign_id"], "error": view["error"] or ""}))
+             lambda view: notify("nas.failed", {"search_id": view["campaign_id"], "error": view["error"] or ""}),
+             parse_nas_campaign)
 
 
 @job_actor(schema=RunNasCampaign)
 def run_nas_campaign(payload: RunNasCampaign, job: JobContext) -> dict:
     """Check the NAS campaign, record it, create its study and send its first wave (or resume it)."""
-    database, campaign_id = project_database(), payload.campaign_id or f"nas-{job.message_id}"
-    if payload.resume:
-        return summary(resume_campaign(database, campaign_id, job.message_id, NAS))
-    spec = parse_nas_campaign(payload.spec)
-    _ready_dataset(database, payload.dataset_id)  # type: ignore[arg-type]
-    created, view = create_campaign(
-        database, campaign_id, job.message_id, kind="nas", name=payload.name, dataset_id=payload.dataset_id,
-        study_name=campaign_id, method=spec.method, space=spec.space.to_dict(), spec=spec.to_dict(),
-        n_trials=spec.n_candidates, parallelism=spec.parallelism, metric=spec.metric, direction=spec.direction)
-    if not created and (view["waves"] or view["status"] != "running"):
-        return summary(view)  # a redelivered message: the campaign is already under way
-    return summary(launch_wave(database, view, NAS))
+    return start_campaign(payload, job, NAS)
 
 
 @job_actor(schema=CampaignRef)

@@ -31,6 +31,11 @@ class NasCampaignSpec:
     metric: str = "val_accuracy"
     direction: str = "maximize"
 
+    @property
+    def n_trials(self) -> int:
+        """The campaign's trials are its candidates."""
+        return self.n_candidates
+
     def to_dict(self) -> dict[str, Any]:
         """Return the spec as JSON."""
         data = dataclasses.asdict(self)
