@@ -18,8 +18,9 @@ from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from actors.errors import RecordConflict, RecordNotFound, StoreError
+from actors.errors import RecordConflict, StoreError
 from actors.store.db import Database
+from actors.store.domain import fail_held, row_or_missing
 from actors.store.models import Base, utcnow
 from config.settings import mask_secrets
 
@@ -186,18 +187,13 @@ def complete_feature_set(database: Database, feature_set_id: str, job_id: str, *
 
 def fail_feature_set(database: Database, feature_set_id: str, job_id: str, error: str) -> None:
     """Mark the feature set failed with the reason, if ``job_id`` still holds it running."""
-    with database.session() as session:
-        row = session.get(FeatureSet, feature_set_id, with_for_update=True)
-        if row is not None and row.job_id == job_id and row.status == "running":
-            row.status, row.error = "failed", error[:4000]
+    fail_held(database, FeatureSet, feature_set_id, job_id, error)
 
 
 def get_feature_set(database: Database, feature_set_id: str) -> dict[str, Any]:
     """Return a feature set's summary; raises ``RecordNotFound``."""
     with database.session() as session:
-        row = session.get(FeatureSet, feature_set_id)
-        if row is None:
-            raise RecordNotFound(f"no feature set with id {feature_set_id!r}")
+        row = row_or_missing(session, FeatureSet, feature_set_id, "feature set")
         return feature_set_summary(row)
 
 
@@ -251,18 +247,13 @@ def complete_analysis(
 
 def fail_analysis(database: Database, analysis_id: str, job_id: str, error: str) -> None:
     """Mark the analysis failed with the reason, if ``job_id`` still holds it running."""
-    with database.session() as session:
-        row = session.get(Analysis, analysis_id, with_for_update=True)
-        if row is not None and row.job_id == job_id and row.status == "running":
-            row.status, row.error = "failed", error[:4000]
+    fail_held(database, Analysis, analysis_id, job_id, error)
 
 
 def get_analysis(database: Database, analysis_id: str) -> dict[str, Any]:
     """Return an analysis's summary and result; raises ``RecordNotFound``."""
     with database.session() as session:
-        row = session.get(Analysis, analysis_id)
-        if row is None:
-            raise RecordNotFound(f"no analysis with id {analysis_id!r}")
+        row = row_or_missing(session, Analysis, analysis_id, "analysis")
         return analysis_summary(row)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from actors.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.db import Database
+from actors.store.domain import row_or_missing
 from actors.store.experiments import Experiment
 from actors.store.models import Base, utcnow
 
@@ -151,9 +152,7 @@ def create_campaign(database: Database, campaign_id: str, job_id: str, **fields:
 def get_campaign(database: Database, campaign_id: str) -> dict[str, Any]:
     """Return a campaign's view; raises ``RecordNotFound``."""
     with database.session() as session:
-        row = session.get(Campaign, campaign_id)
-        if row is None:
-            raise RecordNotFound(f"no campaign with id {campaign_id!r}")
+        row = row_or_missing(session, Campaign, campaign_id, "campaign")
         return campaign_view(row)
 
 

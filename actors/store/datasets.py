@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from actors.errors import RecordConflict, RecordNotFound
+from actors.errors import RecordConflict
 from actors.store.db import Database
+from actors.store.domain import fail_held, row_or_missing
 from actors.store.models import Dataset, DatasetImport
 
 __all__ = ["Claim", "claim_dataset", "complete_dataset", "dataset_summary", "fail_dataset", "get_dataset", "record_import"]
@@ -70,10 +71,7 @@ def complete_dataset(database: Database, dataset_id: str, job_id: str, **fields:
 
 def fail_dataset(database: Database, dataset_id: str, job_id: str, error: str) -> None:
     """Mark the dataset failed with the reason, if this job still holds it."""
-    with database.session() as session:
-        row = session.get(Dataset, dataset_id, with_for_update=True)
-        if row is not None and row.job_id == job_id and row.status != "completed":
-            row.status, row.error = "failed", error[:4000]
+    fail_held(database, Dataset, dataset_id, job_id, error)
 
 
 def record_import(
@@ -91,7 +89,5 @@ def record_import(
 def get_dataset(database: Database, dataset_id: str) -> dict[str, Any]:
     """Return a dataset's summary; raises ``RecordNotFound``."""
     with database.session() as session:
-        row = session.get(Dataset, dataset_id)
-        if row is None:
-            raise RecordNotFound(f"no dataset with id {dataset_id!r}")
+        row = row_or_missing(session, Dataset, dataset_id, "dataset")
         return {**dataset_summary(row), "error": row.error, "job_id": row.job_id, "config": row.config}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from typing import Any
 
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from actors.errors import RecordNotFound
 from actors.store.db import Database
 from actors.store.models import Base
 
-__all__ = ["CLAIMABLE_STATUSES", "release_domain_records"]
+__all__ = ["CLAIMABLE_STATUSES", "fail_held", "release_domain_records", "row_or_missing"]
 
 # Statuses in which a domain record is held by its job.
 CLAIMABLE_STATUSES = ("running",)
@@ -27,3 +31,19 @@ def release_domain_records(database: Database, job_id: str, reason: str) -> int:
                 )
                 released += result.rowcount or 0
     return released
+
+
+def fail_held(database: Database, model: type[Base], record_id: str, job_id: str, error: str) -> None:
+    """Mark a record failed with the reason, if ``job_id`` still holds it (a finished one keeps its outcome)."""
+    with database.session() as session:
+        row: Any = session.get(model, record_id, with_for_update=True)
+        if row is not None and row.job_id == job_id and row.status in CLAIMABLE_STATUSES:
+            row.status, row.error = "failed", error[:4000]
+
+
+def row_or_missing(session: Session, model: type[Base], record_id: str, what: str) -> Any:
+    """Return the ``model`` row with ``record_id``; raises ``RecordNotFound`` naming it as ``what``."""
+    row = session.get(model, record_id)
+    if row is None:
+        raise RecordNotFound(f"no {what} with id {record_id!r}")
+    return row

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from actors.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.db import Database
+from actors.store.domain import row_or_missing
 from actors.store.models import Base, utcnow
 
 __all__ = [
@@ -160,9 +161,7 @@ def find_experiment(database: Database, experiment_id: str) -> dict[str, Any] | 
 def get_experiment(database: Database, experiment_id: str) -> dict[str, Any]:
     """Return an experiment's summary, spec and test metrics; raises ``RecordNotFound``."""
     with database.session() as session:
-        row = session.get(Experiment, experiment_id)
-        if row is None:
-            raise RecordNotFound(f"no experiment with id {experiment_id!r}")
+        row = row_or_missing(session, Experiment, experiment_id, "experiment")
         return {**experiment_summary(row), **_spec(row), "metrics": row.metrics,
                 "created_at": row.created_at, "updated_at": row.updated_at}
 

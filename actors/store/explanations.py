@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from actors.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.db import Database
+from actors.store.domain import fail_held, row_or_missing
 from actors.store.models import Base, utcnow
 
 __all__ = [
@@ -188,18 +189,13 @@ def complete_explanation(
 
 def fail_explanation(database: Database, explanation_id: str, job_id: str, error: str) -> None:
     """Mark the explanation failed with the reason, if this job still holds it."""
-    with database.session() as session:
-        row = session.get(Explanation, explanation_id, with_for_update=True)
-        if row is not None and row.job_id == job_id and row.status == "running":
-            row.status, row.error = "failed", error[:4000]
+    fail_held(database, Explanation, explanation_id, job_id, error)
 
 
 def get_explanation(database: Database, explanation_id: str) -> dict[str, Any]:
     """Return an explanation's summary; raises ``RecordNotFound``."""
     with database.session() as session:
-        row = session.get(Explanation, explanation_id)
-        if row is None:
-            raise RecordNotFound(f"no explanation with id {explanation_id!r}")
+        row = row_or_missing(session, Explanation, explanation_id, "explanation")
         return explanation_summary(row)
 
 

@@ -16,7 +16,7 @@ from redis import Redis
 
 from actors.redisbatch import register_script
 
-__all__ = ["FANOUT_OPTION", "FanoutView", "FanoutStore"]
+__all__ = ["FANOUT_OPTION", "FanoutStore", "FanoutView"]
 
 # The message option that makes a message a member of a fan-out.
 FANOUT_OPTION = "pfd_fanout_id"
