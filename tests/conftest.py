@@ -17,7 +17,7 @@ import redis
 # The broker must exist before any actor module (ours or the probes) is imported.
 import actors.app
 import tests.probe_actors  # noqa: F401
-from actors.store.db import migrate
+from actors.store.db import Database, get_database, migrate
 
 
 def _pg_conninfo(url: str) -> str:
@@ -52,10 +52,14 @@ def pg_url() -> Iterator[str]:
     url = recreate_pg_database(env.PG_DATABASE)
     migrate(url)
     yield url
-    from actors.store.db import get_database
-
     get_database(url).dispose()
     drop_pg_database(env.PG_DATABASE)
+
+
+@pytest.fixture(scope="session")
+def database(pg_url: str) -> Database:
+    """The test PostgreSQL database (migrated to head)."""
+    return get_database(pg_url)
 
 
 @pytest.fixture(scope="session")

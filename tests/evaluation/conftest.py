@@ -7,57 +7,26 @@ so the evaluation actors read exactly what training saves.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-from typing import Any
-
 import pytest
 
 from actors.jobs import wait_for_job
-from actors.store.datasets import claim_dataset, complete_dataset
-from actors.store.db import Database, get_database
-from config.settings import get_settings
-from pipeline.artifacts import file_sha256
+from actors.store.db import Database
+from tests.records import copy_dataset_file, make_dataset, record_dataset
 
-NOISE_OFF = {layer: False for layer in (
-    "measurement", "emi", "pink", "drift", "quantization", "sensor_drift", "aliasing", "impulses")}
-# Three classes that clean signals tell apart at a glance.
-SEPARABLE = ["sain", "desequilibre", "oilwhirl"]
 TINY_CNN = {"model_key": "cnn1d", "model_args": {"width": 8, "depth": 2},
             "training": {"epochs": 2, "batch_size": 8, "lr": 1e-2, "scheduler": "none", "seed": 0}}
 
 
-def record_dataset(database: Database, dataset_id: str, path: Path, **fields: Any) -> dict:
-    """Record a completed dataset row for the file at ``path``."""
-    claim_dataset(database, dataset_id, "test-setup", source="generator", name=dataset_id)
-    return complete_dataset(database, dataset_id, "test-setup", path=str(path), checksum=file_sha256(path), **fields)
-
-
 def copy_dataset(database: Database, source: dict, dataset_id: str) -> dict:
     """Record a copy of a dataset's file under another id (same windows, no shared features)."""
-    target = get_settings().artifact_root / "datasets" / f"{dataset_id}.h5"
-    shutil.copyfile(source["path"], target)
-    return record_dataset(database, dataset_id, target, n_records=source["n_records"],
+    return record_dataset(database, dataset_id, copy_dataset_file(source, dataset_id), n_records=source["n_records"],
                           class_counts=source["class_counts"], split_counts=source["split_counts"])
-
-
-@pytest.fixture(scope="session")
-def database(pg_url: str) -> Database:
-    """The test PostgreSQL database (migrated to head)."""
-    return get_database(pg_url)
 
 
 @pytest.fixture(scope="session")
 def tiny_dataset(database: Database) -> dict:
     """Four noise-free records of each of three separable classes (splits 2/1/1 per class)."""
-    from pipeline.datasets.generate import generate_dataset
-    from pipeline.signals.config import GeneratorConfig
-
-    config = GeneratorConfig.from_dict(
-        {"fault_types": SEPARABLE, "records_per_class": 4, "noise": NOISE_OFF, "seed": 1})
-    produced = generate_dataset(config, get_settings().artifact_root / "datasets", "ds-eval-tiny", workers=1)
-    return record_dataset(database, "ds-eval-tiny", Path(produced.hdf5_path), n_records=produced.n_records,
-                          class_counts=produced.class_counts, split_counts=produced.split_counts)
+    return make_dataset(database, "ds-eval-tiny")
 
 
 @pytest.fixture(scope="session")

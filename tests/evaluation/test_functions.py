@@ -9,9 +9,9 @@ import pytest
 
 from pipeline.errors import InvalidInput
 from pipeline.evaluation.compare import pareto_front
-from pipeline.models.profile import count_macs
 from pipeline.evaluation.errors import error_analysis, severity_band
 from pipeline.evaluation.robustness import add_awgn, robustness_report
+from pipeline.models.profile import count_macs
 
 KEYS = ["a", "b", "c"]
 

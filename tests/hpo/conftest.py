@@ -8,21 +8,14 @@ Optuna study in its shared storage, and the job records in Redis.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from actors.store.datasets import claim_dataset, complete_dataset
-from actors.store.db import Database, get_database
-from config.settings import get_settings
-from pipeline.artifacts import file_sha256
+from actors.store.db import Database
 from tests.conftest import wait_until
+from tests.records import make_dataset
 
-NOISE_OFF = {layer: False for layer in (
-    "measurement", "emi", "pink", "drift", "quantization", "sensor_drift", "aliasing", "impulses")}
-# Three classes that clean signals tell apart at a glance; three records each (split 1/1/1).
-SEPARABLE = ["sain", "desequilibre", "oilwhirl"]
 TINY_MODEL = {"width": 8, "depth": 2}
 TINY_TRAINING = {"epochs": 2, "batch_size": 8, "scheduler": "none", "seed": 0}
 
@@ -71,31 +64,10 @@ def campaign_study(pg_url: str, campaign_id: str):  # type: ignore[no-untyped-de
     return optuna.load_study(study_name=campaign_id, storage=open_storage(pg_url))
 
 
-def make_dataset(database: Database, dataset_id: str, *, records_per_class: int = 3, seed: int = 1) -> dict:
-    """Generate a noise-free three-class dataset in the artifact root and record it completed."""
-    from pipeline.datasets.generate import generate_dataset
-    from pipeline.signals.config import GeneratorConfig
-
-    config = GeneratorConfig.from_dict(
-        {"fault_types": SEPARABLE, "records_per_class": records_per_class, "noise": NOISE_OFF, "seed": seed})
-    produced = generate_dataset(config, get_settings().artifact_root / "datasets", dataset_id, workers=1)
-    path = Path(produced.hdf5_path)
-    claim_dataset(database, dataset_id, "test-setup", source="generator", name=dataset_id)
-    return complete_dataset(database, dataset_id, "test-setup", path=str(path), checksum=file_sha256(path),
-                            n_records=produced.n_records, class_counts=produced.class_counts,
-                            split_counts=produced.split_counts, config_hash=produced.config_hash)
-
-
-@pytest.fixture(scope="session")
-def database(pg_url: str) -> Database:
-    """The test PostgreSQL database (migrated to head)."""
-    return get_database(pg_url)
-
-
 @pytest.fixture(scope="session")
 def hpo_dataset(database: Database) -> dict:
-    """Three records of each of three separable classes."""
-    return make_dataset(database, "ds-hpo-tiny")
+    """Three records of each of three separable classes (split 1/1/1)."""
+    return make_dataset(database, "ds-hpo-tiny", records_per_class=3)
 
 
 def wait_for_campaign(database: Database, campaign_id: str, states: tuple[str, ...], timeout: float = 120.0) -> dict:

@@ -18,13 +18,8 @@ from actors.store.models import Job
 from actors.training import train_model
 from pipeline.artifacts import file_sha256
 from tests.conftest import wait_until
-from tests.hpo.conftest import (
-    campaign_study,
-    make_dataset,
-    nas_spec,
-    new_id,
-    wait_for_campaign,
-)
+from tests.hpo.conftest import campaign_study, nas_spec, new_id, wait_for_campaign
+from tests.records import make_dataset
 
 # Three candidates, one at a time, from six architectures (so a draw often repeats a finished one).
 # An epoch of these tiny networks takes ~25 ms: 200 of them keep a candidate training for seconds,
@@ -179,7 +174,7 @@ def test_a_candidate_whose_worker_crashed_is_reaped_and_resume_trains_only_what_
 def test_a_campaign_in_which_no_candidate_completes_fails_and_announces_nas_failed(workers, database):
     from actors.store.notifications import list_inbox
 
-    dataset = make_dataset(database, new_id("ds-nas-gone"))
+    dataset = make_dataset(database, new_id("ds-nas-gone"), records_per_class=3)
     Path(dataset["path"]).unlink()  # every candidate fails on its own input: the file is gone
     campaign_id = new_id("nas-fail")
     run_nas_campaign.send(campaign_id=campaign_id, dataset_id=dataset["dataset_id"],

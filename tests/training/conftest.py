@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,18 @@ from dramatiq.brokers.redis import RedisBroker
 from redis import Redis
 
 from actors.errors import JobNotFound
-from actors.store.datasets import claim_dataset, complete_dataset
-from actors.store.db import Database, get_database
+from actors.store.db import Database
 from actors.store.jobs import JobStore, JobView
-from config.settings import get_settings
-from pipeline.artifacts import file_sha256
 from tests import env
 from tests.conftest import wait_until
 from tests.probe_actors import PROBES
+from tests.records import make_dataset
 from tests.workers import Workers
 
 _MAIN_DB = int(env.REDIS_URL.rsplit("/", 1)[1] or 0)
 # The next database index after the suite's own, unless told otherwise.
 LANE_REDIS_URL = os.environ.get(
     "PFD_TEST_TRAINING_REDIS_URL", f"{env.REDIS_URL.rsplit('/', 1)[0]}/{(_MAIN_DB + 1) % 16}")
-NOISE_OFF = {layer: False for layer in (
-    "measurement", "emi", "pink", "drift", "quantization", "sensor_drift", "aliasing", "impulses")}
-# Three classes that clean signals tell apart at a glance; chance is 1/3.
-SEPARABLE = ["sain", "desequilibre", "oilwhirl"]
 TINY_CNN = {
     "model_key": "cnn1d",
     "model_args": {"width": 8, "depth": 2},
@@ -102,12 +95,6 @@ class Lane:
 
 
 @pytest.fixture(scope="session")
-def database(pg_url: str) -> Database:
-    """The test PostgreSQL database (migrated to head)."""
-    return get_database(pg_url)
-
-
-@pytest.fixture(scope="session")
 def lane(app, database: Database):  # type: ignore[no-untyped-def]
     """The training tests' Redis lane, emptied at the start of the session."""
     client = Redis.from_url(LANE_REDIS_URL)
@@ -116,37 +103,7 @@ def lane(app, database: Database):  # type: ignore[no-untyped-def]
     client.close()
 
 
-def record_dataset(database: Database, dataset_id: str, path: Path, *, status: str = "completed", **fields: Any) -> dict:
-    """Record a dataset row for ``path`` (its checksum taken now unless given)."""
-    claim_dataset(database, dataset_id, "test-setup", source="generator", name=dataset_id)
-    if status != "completed":
-        return {"dataset_id": dataset_id}
-    fields.setdefault("checksum", file_sha256(path))
-    return complete_dataset(database, dataset_id, "test-setup", path=str(path), **fields)
-
-
-def make_dataset(database: Database, dataset_id: str, *, fault_types: list[str], records_per_class: int, seed: int = 1) -> dict:
-    """Generate a noise-free dataset in the artifact root and record it completed."""
-    from pipeline.datasets.generate import generate_dataset
-    from pipeline.signals.config import GeneratorConfig
-
-    config = GeneratorConfig.from_dict(
-        {"fault_types": fault_types, "records_per_class": records_per_class, "noise": NOISE_OFF, "seed": seed})
-    produced = generate_dataset(config, get_settings().artifact_root / "datasets", dataset_id, workers=1)
-    return record_dataset(
-        database, dataset_id, Path(produced.hdf5_path), n_records=produced.n_records,
-        class_counts=produced.class_counts, split_counts=produced.split_counts, config_hash=produced.config_hash,
-    )
-
-
-def copy_dataset_file(source: dict, dataset_id: str) -> Path:
-    """Copy a dataset's file under a new name in the artifact root."""
-    target = get_settings().artifact_root / "datasets" / f"{dataset_id}.h5"
-    shutil.copyfile(source["path"], target)
-    return target
-
-
 @pytest.fixture(scope="session")
 def tiny_dataset(database: Database) -> dict:
     """Four records of each of three separable classes (split 2/1/1 per class)."""
-    return make_dataset(database, "ds-train-tiny", fault_types=SEPARABLE, records_per_class=4)
+    return make_dataset(database, "ds-train-tiny")

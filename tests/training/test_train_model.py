@@ -15,7 +15,8 @@ from actors.store.experiments import (
 )
 from actors.training import train_model
 from pipeline.artifacts import file_sha256
-from tests.training.conftest import TINY_CNN, copy_dataset_file, make_dataset, record_dataset
+from tests.records import copy_dataset_file, make_dataset, record_dataset
+from tests.training.conftest import TINY_CNN
 
 
 @pytest.fixture(scope="module")

@@ -12,64 +12,18 @@ from typing import Any
 
 import pytest
 
-from actors.store.datasets import claim_dataset, complete_dataset
-from actors.store.db import Database, get_database
-from actors.store.experiments import claim_experiment, complete_experiment, create_experiment
-from config.settings import get_settings
-from pipeline.artifacts import file_sha256
+from actors.store.db import Database
+from actors.store.experiments import create_experiment
+from tests.records import make_dataset, record_trained_experiment
 
-NOISE_OFF = {layer: False for layer in (
-    "measurement", "emi", "pink", "drift", "quantization", "sensor_drift", "aliasing", "impulses")}
 MODEL = {"model_key": "cnn1d", "model_args": {"width": 4, "depth": 1}}
 TRAINING = {"epochs": 1, "batch_size": 8, "lr": 1e-2, "scheduler": "none", "seed": 0, "device": "cpu"}
 
 
 @pytest.fixture(scope="session")
-def database(pg_url: str) -> Database:
-    """The test PostgreSQL database (migrated to head)."""
-    return get_database(pg_url)
-
-
-def _dataset(database: Database, dataset_id: str) -> dict[str, Any]:
-    """Generate four noise-free records of three classes and record the dataset completed."""
-    from pipeline.datasets.generate import generate_dataset
-    from pipeline.signals.config import GeneratorConfig
-
-    config = GeneratorConfig.from_dict({"fault_types": ["sain", "desequilibre", "oilwhirl"],
-                                        "records_per_class": 4, "noise": NOISE_OFF, "seed": 1})
-    produced = generate_dataset(config, get_settings().artifact_root / "datasets", dataset_id, workers=1)
-    claim_dataset(database, dataset_id, "test-setup", source="generator", name=dataset_id)
-    return complete_dataset(
-        database, dataset_id, "test-setup", path=produced.hdf5_path, checksum=file_sha256(produced.hdf5_path),
-        n_records=produced.n_records, class_counts=produced.class_counts, split_counts=produced.split_counts,
-        config_hash=produced.config_hash,
-    )
-
-
-@pytest.fixture(scope="session")
 def experiment(database: Database) -> dict[str, Any]:
     """A completed experiment: a tiny cnn1d trained one epoch on a tiny dataset, and its dataset."""
-    import torch
-
-    from pipeline.training import load_training_data
-    from pipeline.training.loop import train_deep
-
-    torch.set_num_threads(1)
-    dataset = _dataset(database, "ds-xai-tiny")
-    experiment_id = "exp-xai-tiny"
-    directory = get_settings().artifact_root / "experiments" / experiment_id
-    spec = {"dataset_id": dataset["dataset_id"], **MODEL, "training_config": TRAINING, "name": "tiny",
-            "campaign_id": None}
-    claim_experiment(database, experiment_id, "test-setup", spec=spec, checkpoint_dir=str(directory))
-    result = train_deep(MODEL["model_key"], MODEL["model_args"], TRAINING,
-                        load_training_data(dataset["path"]), directory)
-    summary = complete_experiment(
-        database, experiment_id, "test-setup", model_args=result.model_args, training_config=result.config,
-        epochs_run=result.epochs_run, best_epoch=result.best_epoch, best_val_accuracy=result.best_val_accuracy,
-        metrics=result.test, model_path=result.model_path, model_sha256=file_sha256(result.model_path),
-        parameter_count=result.parameter_count, duration_s=result.duration_s,
-    )
-    return {**summary, "dataset": dataset}
+    return record_trained_experiment(database, "exp-xai-tiny", make_dataset(database, "ds-xai-tiny"), MODEL, TRAINING)
 
 
 @pytest.fixture(scope="session")
