@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
-__all__ = ["check_dropout", "conv_bn_relu", "stem"]
+__all__ = ["check_dropout", "conv_bn_relu", "stem", "widening_features"]
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1) -> nn.Sequential:
@@ -29,6 +31,23 @@ def stem(out_ch: int, kernel_size: int = 64, stride: int = 8, pool: int = 4) -> 
         nn.ReLU(inplace=True),
         nn.MaxPool1d(pool, pool) if pool > 1 else nn.Identity(),
     )
+
+
+def widening_features(
+    width: int, depth: int, stage: Callable[[int, int], list[nn.Module]]
+) -> tuple[nn.Sequential, int]:
+    """Return the stem then ``depth`` stages, and the last stage's channels.
+
+    Stage ``i`` maps its input channels to ``width * min(2 ** (i + 1), 8)``; ``stage(in, out)``
+    returns its layers, which are laid out flat after the stem.
+    """
+    layers: list[nn.Module] = [stem(width)]
+    channels = width
+    for index in range(depth):
+        out = width * min(2 ** (index + 1), 8)
+        layers += stage(channels, out)
+        channels = out
+    return nn.Sequential(*layers), channels
 
 
 def check_dropout(value: float) -> float:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pipeline.domain import NUM_CLASSES
-from pipeline.models._blocks import check_dropout, conv_bn_relu, stem
+from pipeline.models._blocks import check_dropout, conv_bn_relu, widening_features
 
 __all__ = ["AttentionCNN", "SEBlock1D"]
 
@@ -50,17 +50,8 @@ class AttentionCNN(nn.Module):
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = [stem(width)]
-        channels = width
-        for stage in range(depth):
-            out = width * min(2 ** (stage + 1), 8)
-            layers += [
-                conv_bn_relu(channels, out, 5),
-                SEBlock1D(out, reduction),
-                nn.MaxPool1d(2, 2, ceil_mode=True),
-            ]
-            channels = out
-        self.features = nn.Sequential(*layers)
+        self.features, channels = widening_features(width, depth, lambda c_in, c_out: [
+            conv_bn_relu(c_in, c_out, 5), SEBlock1D(c_out, reduction), nn.MaxPool1d(2, 2, ceil_mode=True)])
         self.score = nn.Conv1d(channels, 1, 1)
         self.head = nn.Sequential(
             nn.Dropout(check_dropout(dropout)), nn.Linear(channels, num_classes)
