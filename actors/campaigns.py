@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import dramatiq
 import structlog
@@ -76,20 +76,17 @@ class CampaignRef(Payload):
 class CampaignStart(Payload):
     """A new campaign (``dataset_id`` + ``spec``, refused on send when its shape is bad), or a resume.
 
-    Each kind names its spec parser in ``parse_spec``; it raises ``InvalidInput``, a
+    Each kind sets ``parse_spec`` to its spec parser; it raises ``InvalidInput``, a
     ``ValueError``, so a bad spec is refused on send.
     """
+
+    parse_spec: ClassVar[Callable[[dict[str, Any]], Any]]
 
     campaign_id: CampaignId | None = None
     resume: bool = False
     dataset_id: RecordId | None = None
     name: str = Field("", max_length=200)
     spec: dict[str, Any] = Field(default_factory=dict)
-
-    @classmethod
-    def parse_spec(cls, spec: dict[str, Any]) -> Any:
-        """Parse a spec of this campaign kind (subclasses name their parser)."""
-        raise NotImplementedError(f"{cls.__name__} names no spec parser")
 
     @model_validator(mode="after")
     def _a_spec_or_a_resume(self) -> CampaignStart:

@@ -53,10 +53,7 @@ __all__ = ["HPO", "RunHpoCampaign", "finalize_hpo_campaign", "run_hpo_campaign",
 class RunHpoCampaign(CampaignStart):
     """A new HPO campaign (``dataset_id`` + ``spec``), or a resume."""
 
-    @classmethod
-    def parse_spec(cls, spec: dict[str, Any]) -> Any:
-        """Parse an HPO campaign spec."""
-        return parse_campaign(spec)
+    parse_spec = staticmethod(parse_campaign)
 
 
 def _hpo_study(view: dict[str, Any]) -> Any:

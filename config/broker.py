@@ -40,7 +40,6 @@ def redis_client(url: str) -> Redis:
                           socket_keepalive_options=_KEEPALIVE)
 
 
-
 def _point_metrics_at(directory: Path) -> None:
     """Make Dramatiq's Prometheus middleware and prometheus_client write to ``directory``."""
     # Both read these when first imported, so this runs before either is.
