@@ -6,7 +6,9 @@ In one run, on the same Redis, each worker one process of 8 threads:
   spells, and while the ``gpu_training`` and ``cpu_processing`` lines are saturated with
   heavy jobs and have a backlog of more;
 - ``dramatiq``: raw Dramatiq with its own polling consumer, idle and after quiet spells;
-- ``celery``: Celery on Redis, a thread pool of 8, idle and after quiet spells.
+- ``celery``: Celery on Redis, a thread pool of 8, idle and after quiet spells;
+- ``redis_ping``: the control, a bare Redis PING from the same driver, idle and under the
+  same load: what the machine itself adds to a round trip's tail.
 
 Run ``python -m bench.bench_latency``; figures in ``bench/results/latency.json``.
 """
@@ -54,6 +56,10 @@ STACKS = {
                  "bench_echo.send().get_result(block=True, timeout=10_000)"),
     "celery": ("from bench.celery_app import bench_echo", "bench_echo.delay().get(timeout=10)"),
 }
+# The control: one bare Redis round trip, no worker, idle and under the same load. Its tail
+# under load is what the machine adds to any round trip, whatever runs on it.
+PING = ("import os\nfrom redis import Redis\nredis = Redis.from_url(os.environ['PFD_REDIS_URL'])", "redis.ping()")
+CALLS = {**STACKS, "redis_ping": PING}
 
 
 def _summary(samples: list[float]) -> dict[str, float]:
@@ -64,7 +70,7 @@ def _summary(samples: list[float]) -> dict[str, float]:
 
 
 def _measure(stack: str, env: dict[str, str], n: int, quiet: int, quiet_s: float) -> dict[str, Any]:
-    setup, call = STACKS[stack]
+    setup, call = CALLS[stack]
     samples = produce(_ROUND_TRIPS.format(setup=setup, call=call, n=n, quiet=quiet, quiet_s=quiet_s), env)
     return {"idle": _summary(samples["busy"]), **({"after_quiet": _summary(samples["quiet"])} if quiet else {})}
 
@@ -88,8 +94,11 @@ def _cpu_busy() -> tuple[float, float]:
     return fields[3] + fields[4], sum(fields)  # (idle + iowait, total)
 
 
-def _loaded(env: dict[str, str], n: int, rounds: int, burn_s: float) -> list[dict[str, Any]]:
-    """``rounds`` batches of round trips while gpu_training and cpu_processing run heavy jobs with more queued."""
+def _loaded(env: dict[str, str], n: int, rounds: int, burn_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``rounds`` batches of round trips while gpu_training and cpu_processing run heavy jobs with more queued.
+
+    Returns the full stack's batches and the bare Redis pings' (``PING``), one after each.
+    """
     heavy_env = {**env, "PFD_CPU_PROCESSES": str(os.cpu_count() or 2)}
     with running(procfile("gpu_training", extra_modules=EXTRA), heavy_env, log_name="gpu"), \
          running(procfile("cpu_processing", extra_modules=EXTRA), heavy_env, log_name="cpu"):
@@ -104,7 +113,7 @@ print(json.dumps(ids))
         running_jobs = lambda: sum(redis.hget(f"pfd:job:{i}", "state") == b"running" for i in burns)  # noqa: E731
         wait_for(lambda: running_jobs() >= 1 + (os.cpu_count() or 2), timeout=120, what="the heavy jobs to start",
                  interval=0.1)
-        batches = []
+        batches, pings = [], []
         for _ in range(rounds):
             idle_before, total_before = _cpu_busy()
             figures = _measure("pfd", env, n, 0, 0)["idle"]
@@ -112,6 +121,7 @@ print(json.dumps(ids))
             figures["cpu_busy_share"] = round(1 - (idle_after - idle_before) / (total_after - total_before), 3)
             figures["heavy_jobs_running"] = running_jobs()
             batches.append(figures)
+            pings.append(_measure("redis_ping", env, n, 0, 0)["idle"])
         produce(f"""
 import json
 from actors.jobs import request_cancel
@@ -119,7 +129,7 @@ for message_id in {burns!r}:
     request_cancel(message_id)
 print(json.dumps({{}}))
 """, env)
-    return batches
+    return batches, pings
 
 
 def _median_of(batches: list[dict[str, Any]]) -> dict[str, float]:
@@ -136,6 +146,7 @@ def run(n: int = 2000, rounds: int = 3, quiet: int = 20, quiet_s: float = 2.0,
     env = bench_env(redis_url)
     migrate(env)
     Redis.from_url(redis_url).flushdb()
+    idle_pings = [_measure("redis_ping", env, n, 0, 0)["idle"] for _ in range(rounds)]
     stacks: dict[str, Any] = {}
     for stack in STACKS:
         with ExitStack() as processes:
@@ -146,15 +157,19 @@ def run(n: int = 2000, rounds: int = 3, quiet: int = 20, quiet_s: float = 2.0,
             stacks[stack] = _measure(stack, env, n, quiet, quiet_s)
             if stack == "pfd":
                 idle = [stacks[stack]["idle"]] + [_measure(stack, env, n, 0, 0)["idle"] for _ in range(rounds - 1)]
-                loaded = _loaded(env, n, rounds, burn_s=120)
+                loaded, loaded_pings = _loaded(env, n, rounds, burn_s=120)
                 stacks[stack].update(idle=_median_of(idle), idle_batches=idle,
                                      under_load=_median_of(loaded), under_load_batches=loaded)
+                stacks["redis_ping"] = {"idle": _median_of(idle_pings), "under_load": _median_of(loaded_pings)}
     Redis.from_url(redis_url).flushdb()
     pfd = stacks["pfd"]
     ratios = {
         "loaded_p99_over_idle_p99": round(pfd["under_load"]["p99_ms"] / pfd["idle"]["p99_ms"], 3),
         "pfd_p50_over_celery_p50": round(pfd["idle"]["p50_ms"] / stacks["celery"]["idle"]["p50_ms"], 3),
         "first_after_quiet_max_ms": pfd["after_quiet"]["max_ms"],
+        # For context: the same ratio of a bare Redis round trip on the same machine.
+        "redis_ping_loaded_p99_over_idle_p99": round(
+            stacks["redis_ping"]["under_load"]["p99_ms"] / stacks["redis_ping"]["idle"]["p99_ms"], 3),
     }
     goals = {"loaded_p99_over_idle_p99": 1.5, "pfd_p50_over_celery_p50": 1.0, "first_after_quiet_max_ms": 100}
     figures = {"round_trips": n, "rounds": rounds, "quiet_spells": quiet, "quiet_s": quiet_s, "stacks": stacks,
