@@ -256,9 +256,11 @@ def finalize_explain_batch(payload: FinalizeExplainBatch, job: JobContext) -> di
     if batch["status"] == "running":
         rows = store.find_explanations(database, [m["explanation_id"] for m in batch["members"]])
         links = [_link(m, rows.get(m["explanation_id"])) for m in batch["members"]]
-        view = get_fanout(payload.fanout_id)
-        done = view.done if view else sum(link["status"] == "completed" for link in links)
-        failed = view.failed if view else len(links) - done
+        # Counted from the links, not the fan-out's counters: Dramatiq's group callback fires
+        # in the last member's after-hooks before JobTracking's (they run in reverse order),
+        # so that member may not be counted yet, while its explanation row is written.
+        done = sum(link["status"] == "completed" for link in links)
+        failed = len(links) - done
         plot = _aggregate_plot(settings, payload.batch_id, [r for r in rows.values() if r["status"] == "completed"])
         batch = store.finish_batch(database, payload.batch_id, status="completed" if done else "failed", done=done,
                              failed=failed, links=links, plot_path=plot)

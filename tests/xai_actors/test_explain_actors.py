@@ -137,6 +137,29 @@ def test_batch_fans_out_over_both_processes_finalizes_once_and_survives_a_bad_me
     assert len(inbox) == 1 and inbox[0]["payload"]["n_signals"] == 7 and inbox[0]["payload"]["n_failed"] == 1
 
 
+def test_finalize_counts_members_from_their_explanations_not_the_lagging_fan_out_counters(
+    workers, single, experiment, database,
+):
+    # Dramatiq fires a group's callback in the last member's after-hooks before the
+    # tracking middleware counts that member: the finalize may see the counters one short.
+    from actors.fanout import fanout_store
+    from actors.store.explanations import create_batch
+    from actors.xai import finalize_explain_batch
+
+    signal, job = single
+    members = [{"signal": signal, "job_id": job.message_id, "explanation_id": job.result["explanation_id"]},
+               {"signal": _signal(experiment, record=1), "job_id": "never-sent", "explanation_id": "never-written"}]
+    batch_id, fanout_id = "xb-lagging-counters", "xai-xb-lagging-counters"
+    create_batch(database, batch_id, "test-job", fanout_id=fanout_id, experiment_id=experiment["experiment_id"],
+                 method="gradcam", params={}, members=members)
+    fanout_store().create(fanout_id, kind="xai_batch", owner_id=batch_id, total=2, finalize=None)  # nothing counted
+    _, finalized = _run(finalize_explain_batch, batch_id=batch_id, fanout_id=fanout_id)
+    assert finalized.state == "succeeded", finalized.error_message
+    batch = get_batch(database, batch_id)
+    assert (batch["status"], batch["done"], batch["failed"]) == ("completed", 1, 1)
+    assert [link["status"] for link in batch["links"]] == ["completed", "failed"]
+
+
 def test_bad_requests_are_refused_at_once_and_never_retried(workers, experiment, pending_experiment, database):
     def one(**changes: Any) -> dict[str, Any]:
         return {"experiment_id": experiment["experiment_id"], "signal": _signal(experiment, record=0),
