@@ -256,9 +256,7 @@ def finalize_explain_batch(payload: FinalizeExplainBatch, job: JobContext) -> di
     if batch["status"] == "running":
         rows = store.find_explanations(database, [m["explanation_id"] for m in batch["members"]])
         links = [_link(m, rows.get(m["explanation_id"])) for m in batch["members"]]
-        # Counted from the links, not the fan-out's counters: Dramatiq's group callback fires
-        # in the last member's after-hooks before JobTracking's (they run in reverse order),
-        # so that member may not be counted yet, while its explanation row is written.
+        # The batch's counts are its links' (the members' explanation rows): one source for both.
         done = sum(link["status"] == "completed" for link in links)
         failed = len(links) - done
         plot = _aggregate_plot(settings, payload.batch_id, [r for r in rows.values() if r["status"] == "completed"])

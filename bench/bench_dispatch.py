@@ -144,6 +144,7 @@ def run(n: int = 20_000, rounds: int = 3, redis_url: str = "redis://127.0.0.1:63
     redis.flushdb()
     medians = {name: _median(rs) for name, rs in runs.items()}
     pfd, tuned, celery = (medians[k]["drain_per_s"] for k in ("pfd", "dramatiq_prefetch64", "celery"))
+    cores = os.cpu_count() or 1
     ratios = {
         "pfd_over_tuned_dramatiq": round(pfd / tuned, 3),
         "pfd_over_celery": round(pfd / celery, 3),
@@ -152,9 +153,9 @@ def run(n: int = 20_000, rounds: int = 3, redis_url: str = "redis://127.0.0.1:63
         "dramatiq_2_over_1_process": round(medians["dramatiq_prefetch64_2_processes"]["drain_per_s"] / tuned, 3),
         # How far the 2-process runs are from what this machine's cores allow at their cost.
         "pfd_2_over_1_process_if_cores_saturated": saturated_scaling(
-            medians["pfd"], medians["pfd_2_processes"], os.cpu_count() or 1),
+            medians["pfd"], medians["pfd_2_processes"], cores),
         "dramatiq_2_over_1_process_if_cores_saturated": saturated_scaling(
-            medians["dramatiq_prefetch64"], medians["dramatiq_prefetch64_2_processes"], os.cpu_count() or 1),
+            medians["dramatiq_prefetch64"], medians["dramatiq_prefetch64_2_processes"], cores),
     }
     busy = {name: cores_busy(stack) for name, stack in medians.items()}
     goals = {"pfd_over_tuned_dramatiq": 0.5, "pfd_over_celery": 2.0, "pfd_2_over_1_process": 1.6}

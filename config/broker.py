@@ -54,7 +54,14 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     ``stub=True`` gives an in-process ``StubBroker`` (for tests of one actor, or the demo
     when no Redis can be had); job state then lives in ``redis`` (a fake one is fine).
     """
-    from actors.middleware import CrashGuard, GracefulShutdown, JobTracking, LogContext, SchemaGuard
+    from actors.middleware import (
+        CrashGuard,
+        FanoutMembers,
+        GracefulShutdown,
+        JobTracking,
+        LogContext,
+        SchemaGuard,
+    )
     from actors.redis_broker import JsonOnlyRedisBroker
     from actors.store.db import get_database
     from actors.store.jobs import JobStore
@@ -110,6 +117,8 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     broker.add_middleware(GracefulShutdown())
     broker.add_middleware(Results(backend=results_backend, result_ttl=ttl_ms))
     broker.add_middleware(GroupCallbacks(limiter_backend, barrier_ttl=max(ttl_ms, 86_400_000)))
+    # After GroupCallbacks, so its after-hook counts a member before the group's callback fires.
+    broker.add_middleware(FanoutMembers(), after=GroupCallbacks)
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(PeriodiqMiddleware(skip_delay=30))
     if settings.prometheus:

@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable
 
 import structlog
-from dramatiq import Message
 from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 
 from actors.context import JobContext, bind_job, unbind_job
 from actors.errors import JobTimedOut
 from actors.metrics import JobMetrics
 from actors.middleware.crash_guard import REFUSED_OPTION
+from actors.middleware.fanout_members import count_member
 from actors.outages import OutageLog
 from actors.redisbatch import Batch
 from actors.store.fanouts import FANOUT_OPTION
@@ -138,6 +138,7 @@ class JobTracking(Middleware):
         with self._running_lock:
             self._running.pop(message.message_id, None)
         duration_ms = (time.monotonic() - context.started) * 1000 if context else 0.0
+        raised = exception is not None
         if exception is None:
             state = (context.outcome if context else None) or "succeeded"
             exception = context.error if context and state == "failed" else None
@@ -151,8 +152,9 @@ class JobTracking(Middleware):
         if isinstance(exception, TimeLimitExceeded):
             error_message = "the job passed its time limit"
         start = context.start_fields if context is not None and not context.announced else None
-        if state in FINAL_JOB_STATES and message.options.get(FANOUT_OPTION):
-            self._count_member(broker, message, failed=state != "succeeded", dead=bool(message.failed))
+        # A member that returned was counted by FanoutMembers, before its group's callback.
+        if raised and state in FINAL_JOB_STATES and message.options.get(FANOUT_OPTION):
+            count_member(broker, message, failed=True, dead=bool(message.failed))
         if state in ("failed", "timed_out"):
             self._announce_failure(broker, message, context, exception, error_message)
         outcome = JobStore.outcome_fields(
@@ -210,20 +212,6 @@ class JobTracking(Middleware):
         except Exception as exc:  # an after-hook must never raise
             log.error("job.failure_event_failed", error=mask_secrets(str(exc)))
 
-    def _count_member(self, broker, message, *, failed: bool, dead: bool) -> None:  # type: ignore[no-untyped-def]
-        """Count a fan-out member once; send the finalize message if Dramatiq's never will."""
-        from actors.fanout import fanout_store
-
-        try:
-            finalize = fanout_store().member_final(
-                message.options[FANOUT_OPTION], message.message_id, failed=failed, dead=dead
-            )
-            if finalize is not None:
-                broker.enqueue(Message(**finalize))
-                log.warning("fanout.backstop_finalize", fanout_id=message.options[FANOUT_OPTION])
-        except Exception as exc:  # an after-hook must never raise
-            log.error("fanout.count_failed", error=mask_secrets(str(exc)))
-
     def after_skip_message(self, broker, message):  # type: ignore[no-untyped-def]
         """Record a skipped message: cancelled before it ran, or refused by the crash guard (failed)."""
         refused = message.options.pop(REFUSED_OPTION, None)
@@ -231,7 +219,7 @@ class JobTracking(Middleware):
         with self._running_lock:
             self._running.pop(message.message_id, None)
         if message.options.get(FANOUT_OPTION):
-            self._count_member(broker, message, failed=True, dead=bool(refused))
+            count_member(broker, message, failed=True, dead=bool(refused))
         context = unbind_job()
         if refused:
             self._announce_failure(broker, message, context, refused, str(refused))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import dramatiq
+
 from actors.fanout import fan_out, get_fanout
 from actors.jobs import get_job
 from tests.conftest import wait_until
@@ -30,6 +32,17 @@ def test_fanout_runs_every_member_and_its_callback_once(workers, redis_client):
         job = get_job(member.message_id)
         assert job.state == "succeeded" and job.fanout_id is not None
     assert int(redis_client.get(f"{key}:finalized")) == 1
+
+
+def test_a_member_is_counted_before_its_groups_callback_can_fire():
+    # After-hooks run in reverse middleware order: the counter must come after GroupCallbacks.
+    from dramatiq.middleware import GroupCallbacks
+
+    import actors.app  # noqa: F401  (builds the broker with every middleware)
+    from actors.middleware import FanoutMembers
+
+    kinds = [type(m) for m in dramatiq.get_broker().middleware]
+    assert kinds.index(FanoutMembers) == kinds.index(GroupCallbacks) + 1
 
 
 def test_a_member_failing_on_its_input_does_not_lose_the_others(workers, redis_client):

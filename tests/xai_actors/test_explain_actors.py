@@ -137,11 +137,10 @@ def test_batch_fans_out_over_both_processes_finalizes_once_and_survives_a_bad_me
     assert len(inbox) == 1 and inbox[0]["payload"]["n_signals"] == 7 and inbox[0]["payload"]["n_failed"] == 1
 
 
-def test_finalize_counts_members_from_their_explanations_not_the_lagging_fan_out_counters(
+def test_finalize_counts_members_from_their_explanations_not_the_fan_out_counters(
     workers, single, experiment, database,
 ):
-    # Dramatiq fires a group's callback in the last member's after-hooks before the
-    # tracking middleware counts that member: the finalize may see the counters one short.
+    # The batch's counts come from its members' explanations, whatever the fan-out's counters say.
     from actors.fanout import fanout_store
     from actors.store.explanations import create_batch
     from actors.xai import finalize_explain_batch
