@@ -30,7 +30,9 @@ demo: $(STAMP)
 workers: $(STAMP) migrate
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
+# The import contracts (pyproject.toml) first: a broken layer fails before any test runs.
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: $(BENCH_STAMP)

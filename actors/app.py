@@ -6,8 +6,8 @@ the one a producer imports before calling ``actor.send(...)``.
 
 from __future__ import annotations
 
-from actors.loader import load_actors
-from config.broker import setup_broker
+from actors.platform.actor_modules import load_actors
+from actors.platform.broker.assembly import setup_broker
 from config.settings import get_settings
 
 broker = setup_broker(get_settings())

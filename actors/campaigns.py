@@ -18,11 +18,11 @@ import structlog
 from pydantic import Field, StringConstraints, model_validator
 from redis.exceptions import RedisError
 
-from actors.base import Payload
-from actors.context import JobContext
-from actors.errors import JobNotFound, PayloadInvalid, TransientError
-from actors.fanout import fan_out, fanout_store
-from actors.jobs import get_job, request_cancel
+from actors.platform.base import Payload
+from actors.platform.context import JobContext
+from actors.platform.errors import JobNotFound, PayloadInvalid, TransientError
+from actors.platform.fanout import fan_out, fanout_store
+from actors.platform.jobs import get_job, request_cancel
 from actors.store.campaigns import (
     FINAL_TRIAL_STATES,
     add_wave,
@@ -33,7 +33,7 @@ from actors.store.campaigns import (
     update_campaign,
 )
 from actors.store.db import Database, get_database
-from actors.training import _load_data, _ready_dataset
+from actors.training import load_training_dataset, ready_dataset
 from config.settings import get_settings, mask_secrets
 from pipeline.errors import InvalidInput
 
@@ -151,7 +151,7 @@ def project_database() -> Database:
 
 def load_dataset(database: Database, dataset_id: str):  # type: ignore[no-untyped-def]
     """Return a completed dataset's splits, checked exactly as ``train_model`` checks them."""
-    return _load_data(_ready_dataset(database, dataset_id))
+    return load_training_dataset(ready_dataset(database, dataset_id))
 
 
 def notify(event: str, payload: dict[str, Any]) -> None:
@@ -276,7 +276,7 @@ def start_campaign(payload: CampaignStart, job: JobContext, flavor: Flavor) -> d
     if payload.resume:
         return summary(resume_campaign(database, campaign_id, job.message_id, flavor))
     spec = flavor.check(payload.spec)
-    _ready_dataset(database, payload.dataset_id)  # type: ignore[arg-type]
+    ready_dataset(database, payload.dataset_id)  # type: ignore[arg-type]
     created, view = create_campaign(
         database, campaign_id, job.message_id, kind=flavor.kind, name=payload.name, dataset_id=payload.dataset_id,
         study_name=campaign_id, method=spec.method, space=spec.space.to_dict(), spec=spec.to_dict(),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from actors.base import Payload, job_actor
-from actors.context import JobContext
-from actors.jobs import job_store
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
+from actors.platform.jobs import job_store
 
 __all__ = ["CancelJob", "cancel_job"]
 

@@ -10,9 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, create_model, model_validator
 
-from actors.base import Payload, job_actor
-from actors.context import JobContext
 from actors.notifications import send_event
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
 from actors.store.datasets import claim_dataset, complete_dataset, fail_dataset, record_import
 from actors.store.db import Database, get_database
 from config.settings import get_settings, mask_secrets

@@ -19,9 +19,9 @@ import structlog
 from pydantic import Field, StringConstraints, field_validator
 from redis.exceptions import RedisError
 
-from actors.base import Payload, job_actor
-from actors.context import JobContext
-from actors.errors import PayloadInvalid
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
+from actors.platform.errors import PayloadInvalid
 from actors.store.analyses import claim_analysis, complete_analysis, fail_analysis, failure_recorded
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database

@@ -17,10 +17,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from actors.base import Payload, job_actor
-from actors.context import JobContext
-from actors.errors import RecordNotFound
-from actors.fanout import fan_out, fanout_store
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
+from actors.platform.errors import RecordNotFound
+from actors.platform.fanout import fan_out, fanout_store
 from actors.store.analyses import (
     claim_analysis,
     claim_feature_set,

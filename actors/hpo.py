@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from actors.base import job_actor
 from actors.campaigns import (
     CampaignRef,
     CampaignStart,
@@ -29,8 +28,9 @@ from actors.campaigns import (
     stop_campaign,
     summary,
 )
-from actors.context import JobContext
-from actors.errors import RecordConflict, RecordNotFound, StoreError
+from actors.platform.base import job_actor
+from actors.platform.context import JobContext
+from actors.platform.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.campaigns import set_test_metrics
 from actors.store.db import Database
 from actors.store.experiments import (

@@ -10,9 +10,9 @@ import structlog
 from periodiq import cron
 from pydantic import Field
 
-from actors.base import Payload, job_actor
-from actors.context import JobContext
-from actors.jobs import job_store
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
+from actors.platform.jobs import job_store
 from actors.store.db import get_database
 from actors.store.domain import release_domain_records
 from config.queues import QUEUES
@@ -130,8 +130,8 @@ class ReportDeadLetters(Payload):
 @job_actor(schema=ReportDeadLetters, periodic=cron(get_settings().schedule_report_dead_letters))
 def report_dead_letters(payload: ReportDeadLetters, job: JobContext) -> dict:
     """Count dead letters per queue and actor; announce them when they pass the threshold."""
-    from actors.deadletters import list_dead_letters
     from actors.notifications import send_event
+    from actors.platform.dead_letters import list_dead_letters
 
     threshold = payload.threshold or get_settings().dead_letter_report_threshold
     counts: dict[str, int] = {}

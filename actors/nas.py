@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.base import job_actor
 from actors.campaigns import (
     CampaignRef,
     CampaignStart,
@@ -32,8 +31,9 @@ from actors.campaigns import (
     stop_campaign,
     summary,
 )
-from actors.context import JobContext
-from actors.errors import RecordConflict, RecordNotFound, StoreError
+from actors.platform.base import job_actor
+from actors.platform.context import JobContext
+from actors.platform.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.campaigns import (
     claim_candidate,
     list_candidates,

@@ -16,9 +16,9 @@ import dramatiq
 import structlog
 from pydantic import Field, StringConstraints, model_validator
 
-from actors.base import Payload, job_actor
-from actors.context import JobContext
-from actors.errors import TransientError
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
+from actors.platform.errors import TransientError
 from actors.store.db import Database, get_database
 from actors.store.models import utcnow
 from actors.store.notifications import (

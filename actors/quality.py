@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
-from actors.base import Payload, job_actor
-from actors.context import JobContext
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
 from config.queues import policy_for
 from config.settings import Settings, get_settings
 from pipeline.artifacts import file_sha256

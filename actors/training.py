@@ -19,9 +19,9 @@ from dramatiq.middleware import TimeLimitExceeded
 from pydantic import Field, StringConstraints, model_validator
 from redis.exceptions import RedisError
 
-from actors.base import Payload, job_actor
-from actors.context import JobContext
-from actors.errors import ActorError, PayloadInvalid, RecordConflict
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
+from actors.platform.errors import ActorError, PayloadInvalid, RecordConflict
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
 from actors.store.experiments import (
@@ -37,7 +37,7 @@ from pipeline.errors import DatasetFileError, InvalidInput, StopRequested
 from pipeline.models import CLASSICAL_KEYS, validate_model_args
 from pipeline.training import TrainingConfig, TrainingData, TrainingResult, load_training_data
 
-__all__ = ["TrainModel", "experiment_spec", "train_model"]
+__all__ = ["TrainModel", "experiment_spec", "load_training_dataset", "ready_dataset", "train_model"]
 
 log = structlog.get_logger("pfd.training")
 
@@ -119,11 +119,11 @@ def _payload_spec(payload: TrainModel, experiment_id: str, database: Database) -
     existing = find_experiment(database, experiment_id)
     if existing is not None and not _same_experiment(existing, spec):
         raise InvalidInput(f"experiment {experiment_id!r} already exists with another dataset, model or training config")
-    _ready_dataset(database, spec["dataset_id"])
+    ready_dataset(database, spec["dataset_id"])
     return spec
 
 
-def _ready_dataset(database: Database, dataset_id: str) -> dict[str, Any]:
+def ready_dataset(database: Database, dataset_id: str) -> dict[str, Any]:
     """Return a completed dataset's record; raises ``RecordNotFound`` or ``InvalidInput``."""
     dataset = get_dataset(database, dataset_id)
     if dataset["status"] != "completed" or not dataset["path"]:
@@ -131,7 +131,7 @@ def _ready_dataset(database: Database, dataset_id: str) -> dict[str, Any]:
     return dataset
 
 
-def _load_data(dataset: dict[str, Any]) -> TrainingData:
+def load_training_dataset(dataset: dict[str, Any]) -> TrainingData:
     """Read the dataset's splits after checking its file against the recorded checksum."""
     path = Path(dataset["path"])
     if not path.is_file():
@@ -225,7 +225,7 @@ def train_model(payload: TrainModel, job: JobContext) -> dict:
                                    recorded["training_config"] or None,
                                    name=recorded["name"], campaign_id=recorded["campaign_id"])
         job.progress(0.0, "loading dataset")
-        data = _load_data(_ready_dataset(database, spec["dataset_id"]))
+        data = load_training_dataset(ready_dataset(database, spec["dataset_id"]))
         result = _train(spec, data, directory, job, database, experiment_id)
         with atomic_path(directory / METRICS_NAME) as tmp:
             tmp.write_text(json.dumps({"experiment_id": experiment_id, **result.to_dict()}, indent=2, sort_keys=True))

@@ -20,12 +20,12 @@ import numpy as np
 import structlog
 from pydantic import Field, StringConstraints
 
-from actors.base import Payload, job_actor
-from actors.context import JobContext
-from actors.errors import JobNotFound, RecordConflict, RecordNotFound
-from actors.fanout import fan_out, fanout_store, get_fanout
-from actors.jobs import get_job
 from actors.notifications import send_event
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
+from actors.platform.errors import JobNotFound, RecordConflict, RecordNotFound
+from actors.platform.fanout import fan_out, fanout_store, get_fanout
+from actors.platform.jobs import get_job
 from actors.store import explanations as store
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database

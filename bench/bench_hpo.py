@@ -87,7 +87,7 @@ def _span(job: Any) -> tuple[float, float]:
 
 def _finalize_spans(campaign_id: str) -> list[tuple[float, float]]:
     """(start, end) of the campaign's finalize jobs, read from the job hashes in Redis."""
-    from actors.jobs import get_job, job_store
+    from actors.platform.jobs import get_job, job_store
 
     store = job_store()
     spans = []
@@ -99,7 +99,7 @@ def _finalize_spans(campaign_id: str) -> list[tuple[float, float]]:
 
 
 def _timings(sent: float, campaign_job: str, view: dict[str, Any]) -> dict[str, Any]:
-    from actors.jobs import get_job
+    from actors.platform.jobs import get_job
 
     waves, trials, workers = [], [], set()
     for wave in view["waves"]:
@@ -142,7 +142,7 @@ def _drive(gpu_workers: int, n_trials: int, parallelism: int, repeats: int) -> d
     settings = get_settings()
     migrate(settings.database_url)
     import actors.app  # noqa: F401  (the producer's broker: sends validate and record jobs)
-    from config.broker import redis_client
+    from actors.platform.broker.connection import redis_client
 
     redis = redis_client(settings.redis_url)
     redis.flushdb()

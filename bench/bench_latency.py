@@ -124,7 +124,7 @@ print(json.dumps(ids))
             pings.append(_measure("redis_ping", env, n, 0, 0)["idle"])
         produce(f"""
 import json
-from actors.jobs import request_cancel
+from actors.platform.jobs import request_cancel
 for message_id in {burns!r}:
     request_cancel(message_id)
 print(json.dumps({{}}))

@@ -35,8 +35,8 @@ KINDS = ("succeed", "progress", "result", "fail", "retry", "cancelled", "fanout"
 _PRODUCE = """
 import json, time, uuid
 import bench.memory_actors as m
-from actors.fanout import fan_out
-from actors.jobs import request_cancel
+from actors.platform.fanout import fan_out
+from actors.platform.jobs import request_cancel
 from actors.notifications import notify
 from redis import Redis
 from config.settings import get_settings

@@ -122,8 +122,8 @@ def _drive(spec: dict[str, Any]) -> dict[str, Any]:
     complete_experiment(database, EXPERIMENT_ID, "bench", model_path=spec["model"])
 
     import actors.app  # noqa: F401  (the broker, after the database is at head)
-    from actors.fanout import get_fanout
-    from actors.jobs import get_job
+    from actors.platform.fanout import get_fanout
+    from actors.platform.jobs import get_job
     from actors.store.explanations import find_batch, find_explanations
     from actors.xai import explain_batch
 

@@ -11,8 +11,8 @@ import numpy as np
 from pydantic import Field
 
 from actors.app import broker  # noqa: F401  (the broker, set up before these actors bind to it)
-from actors.base import Payload, job_actor
-from actors.context import JobContext
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
 from config.queues import CPU_PROCESSING, GPU_TRAINING, HIGH_PRIORITY, ActorPolicy
 from pipeline.errors import StopRequested
 

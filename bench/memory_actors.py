@@ -8,9 +8,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from actors.app import broker  # noqa: F401  (the broker, set up before these actors bind to it)
-from actors.base import Payload, job_actor
-from actors.context import JobContext
-from actors.errors import TransientError
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
+from actors.platform.errors import TransientError
 from config.queues import HIGH_PRIORITY, ActorPolicy
 from pipeline.errors import InvalidInput
 
@@ -76,7 +76,7 @@ def mem_member(payload: Attempt, job: JobContext) -> dict:
 @job_actor(schema=Finalize, name="mem_finalize", policy=ActorPolicy(HIGH_PRIORITY, store_results=True, **_QUICK))
 def mem_finalize(payload: Finalize, job: JobContext) -> dict:
     """Finalize a fan-out: read its counts and record it completed."""
-    from actors.fanout import fanout_store, get_fanout
+    from actors.platform.fanout import fanout_store, get_fanout
 
     view = get_fanout(payload.fanout_id)
     fanout_store().finish(payload.fanout_id, "completed", {"done": view.done, "failed": view.failed})

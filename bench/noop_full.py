@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from actors.base import Payload, job_actor
-from actors.context import JobContext
-from config.broker import setup_broker
+from actors.platform.base import Payload, job_actor
+from actors.platform.broker.assembly import setup_broker
+from actors.platform.context import JobContext
 from config.queues import HIGH_PRIORITY, ActorPolicy
 from config.settings import get_settings
 

@@ -42,7 +42,7 @@ RETRIED_ERRORS = (
     "sqlalchemy.exc.OperationalError",
     "sqlalchemy.exc.DisconnectionError",
     "dramatiq.errors.ConnectionError",
-    "actors.errors.TransientError",
+    "actors.platform.errors.TransientError",
 )
 
 _SECOND = 1_000

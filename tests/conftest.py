@@ -86,7 +86,7 @@ WORKER_LINES = ("high_priority", "gpu_training", "cpu_processing", "notification
 @pytest.fixture(scope="session")
 def workers(app, tmp_path_factory):  # type: ignore[no-untyped-def]
     """The four queue workers, each started exactly as its Procfile line says."""
-    from actors.jobs import get_job
+    from actors.platform.jobs import get_job
     from tests.probe_actors import PROBES
     from tests.workers import Workers
 

@@ -11,9 +11,9 @@ import time
 from pydantic import Field
 from redis import Redis
 
-from actors.base import Payload, job_actor
-from actors.context import JobContext
-from actors.errors import TransientError
+from actors.platform.base import Payload, job_actor
+from actors.platform.context import JobContext
+from actors.platform.errors import TransientError
 from config.queues import QUEUES, ActorPolicy
 from config.settings import get_settings
 from pipeline.progress import check_stop
@@ -129,7 +129,7 @@ def square(payload: Member, job: JobContext) -> dict | None:
 @job_actor(schema=Collect, policy=ActorPolicy("high_priority", time_limit_ms=30_000, **FAST_RETRY))
 def collect(payload: Collect, job: JobContext) -> dict:
     """Finalize a test fan-out: count the calls, record the fan-out's counts."""
-    from actors.fanout import fanout_store, get_fanout
+    from actors.platform.fanout import fanout_store, get_fanout
 
     client = _redis()
     client.incr(f"{payload.key}:finalized")

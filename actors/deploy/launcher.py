@@ -8,13 +8,13 @@ from typing import Any
 
 import dramatiq
 
-from actors.base import job_actor
-from actors.context import JobContext
 from actors.deploy.inputs import deployable_experiment, original_variant
 from actors.deploy.schemas import DeployExperiment, DeployOptions
 from actors.deploy.stages import benchmark_models, export_onnx, optimize_model, quantize_model
-from actors.errors import JobNotFound
-from actors.jobs import get_job
+from actors.platform.base import job_actor
+from actors.platform.context import JobContext
+from actors.platform.errors import JobNotFound
+from actors.platform.jobs import get_job
 from actors.store import deployments as store
 from actors.store.db import get_database
 from config.settings import get_settings

@@ -9,9 +9,9 @@ import dramatiq
 import structlog
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
-from actors.context import JobContext
 from actors.deploy.inputs import deployable_experiment, original_variant
-from actors.errors import ActorError, RecordConflict
+from actors.platform.context import JobContext
+from actors.platform.errors import ActorError, RecordConflict
 from actors.store import deployments as store
 from actors.store.db import Database, get_database
 from config.settings import get_settings, mask_secrets

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from actors.base import Payload
+from actors.platform.base import Payload
 
 __all__ = ["MAX_OPSET", "MAX_PRUNE_AMOUNT", "MIN_OPSET", "BenchmarkModels", "BenchmarkOptions", "DeployExperiment",
            "DeployOptions", "ExportOnnx", "ExportOptions", "OptimizeModel", "OptimizeOptions", "QuantizeModel",

@@ -10,12 +10,12 @@ import dramatiq
 import structlog
 from redis.exceptions import RedisError
 
-from actors.base import job_actor
-from actors.context import JobContext
 from actors.deploy.inputs import split_windows, variant_entry
 from actors.deploy.run_stage import run_stage
 from actors.deploy.schemas import BenchmarkModels, ExportOnnx, OptimizeModel, QuantizeModel
-from actors.errors import PayloadInvalid
+from actors.platform.base import job_actor
+from actors.platform.context import JobContext
+from actors.platform.errors import PayloadInvalid
 from config.settings import mask_secrets
 from pipeline.errors import InvalidInput
 from pipeline.progress import scaled

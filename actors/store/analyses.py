@@ -18,7 +18,7 @@ from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from actors.errors import RecordConflict, StoreError
+from actors.platform.errors import RecordConflict, StoreError
 from actors.store.db import Database
 from actors.store.domain import fail_held, row_or_missing
 from actors.store.models import Base, utcnow

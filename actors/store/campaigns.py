@@ -18,7 +18,7 @@ from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from actors.errors import RecordConflict, RecordNotFound, StoreError
+from actors.platform.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.db import Database
 from actors.store.domain import row_or_missing
 from actors.store.experiments import Experiment

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from actors.errors import RecordConflict
+from actors.platform.errors import RecordConflict
 from actors.store.db import Database
 from actors.store.domain import fail_held, row_or_missing
 from actors.store.models import Dataset, DatasetImport

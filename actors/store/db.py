@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from actors.errors import DatabaseUnavailable, SchemaOutOfDate, StoreError
+from actors.platform.errors import DatabaseUnavailable, SchemaOutOfDate, StoreError
 from config.settings import mask_secrets
 
 __all__ = ["ALEMBIC_DIR", "Database", "check_schema_at_head", "get_database", "head_revision", "migrate"]

@@ -20,7 +20,7 @@ from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from actors.errors import RecordConflict, RecordNotFound, StoreError
+from actors.platform.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.db import Database
 from actors.store.models import Base, utcnow
 

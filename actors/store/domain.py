@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from actors.errors import RecordNotFound
+from actors.platform.errors import RecordNotFound
 from actors.store.db import Database
 from actors.store.models import Base
 

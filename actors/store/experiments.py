@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from actors.errors import RecordConflict, RecordNotFound, StoreError
+from actors.platform.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.db import Database
 from actors.store.domain import row_or_missing
 from actors.store.models import Base, utcnow

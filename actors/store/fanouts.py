@@ -14,7 +14,7 @@ from typing import Any
 
 from redis import Redis
 
-from actors.redisbatch import register_script
+from actors.platform.broker.command_batch import register_script
 
 __all__ = ["FANOUT_OPTION", "FanoutStore", "FanoutView"]
 

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from actors.redisbatch import Batch, register_script
+from actors.platform.broker.command_batch import Batch, register_script
 from actors.store.db import Database
 from actors.store.models import FINAL_JOB_STATES, Job
 
@@ -283,7 +283,7 @@ class JobStore:
 
     def get(self, message_id: str) -> JobView:
         """Return a job by message id; raises ``JobNotFound`` if no record exists."""
-        from actors.errors import JobNotFound
+        from actors.platform.errors import JobNotFound
 
         raw = self.redis.hgetall(self.key(message_id))
         if raw.get(b"actor"):

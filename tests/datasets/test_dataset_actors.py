@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from actors.datasets import generate_dataset, import_mat_dataset
-from actors.errors import PayloadInvalid
-from actors.jobs import get_job, request_cancel, wait_for_job
+from actors.platform.errors import PayloadInvalid
+from actors.platform.jobs import get_job, request_cancel, wait_for_job
 from actors.store.datasets import get_dataset
 from actors.store.db import get_database
 from config.settings import get_settings

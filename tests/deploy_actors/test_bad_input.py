@@ -9,8 +9,8 @@ import pytest
 
 from actors import deploy
 from actors.deploy import deploy_experiment, export_onnx, optimize_model, quantize_model
-from actors.errors import PayloadInvalid
-from actors.jobs import wait_for_job
+from actors.platform.errors import PayloadInvalid
+from actors.platform.jobs import wait_for_job
 
 
 @pytest.mark.parametrize(("actor", "kwargs", "problem"), [

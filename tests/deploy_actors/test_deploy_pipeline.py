@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from actors.deploy import deploy_experiment, export_onnx, quantize_model
-from actors.errors import JobNotFound
-from actors.jobs import get_job, wait_for_job
+from actors.platform.errors import JobNotFound
+from actors.platform.jobs import get_job, wait_for_job
 from actors.store.deployments import STAGES, get_deployment
 from actors.store.notifications import list_inbox
 from pipeline.artifacts import file_sha256

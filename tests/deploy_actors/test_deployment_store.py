@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.errors import RecordConflict
+from actors.platform.errors import RecordConflict
 from actors.store import deployments as store
 from tests.deploy_actors.conftest import MODEL, TRAINING
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.jobs import wait_for_job
+from actors.platform.jobs import wait_for_job
 from actors.store.db import Database
 from tests.records import copy_dataset_file, make_dataset, record_dataset
 

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.image import imread
 
 from actors.evaluation import compare_architectures, error_analysis, robustness_report, roc_analysis
-from actors.jobs import wait_for_job
+from actors.platform.jobs import wait_for_job
 from actors.store.analyses import get_analysis
 from actors.store.experiments import claim_experiment, complete_experiment, create_experiment
 from actors.store.notifications import list_inbox
@@ -110,7 +110,7 @@ def test_an_experiment_with_no_saved_predictions_fails_once_with_a_clear_error(w
 
 
 def test_an_unknown_experiment_fails_once_and_a_duplicate_list_is_refused_on_send(workers):
-    from actors.errors import PayloadInvalid
+    from actors.platform.errors import PayloadInvalid
 
     job = wait_for_job(robustness_report.send(experiment_id="ev-nowhere").message_id, timeout_s=60)
     assert (job.state, job.attempts, job.error_type) == ("failed", 1, "RecordNotFound")

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from actors.errors import JobNotFound, PayloadInvalid
-from actors.fanout import get_fanout
 from actors.features import (
     compute_correlation,
     compute_importance,
@@ -18,7 +16,9 @@ from actors.features import (
     merge_feature_shards,
     select_features,
 )
-from actors.jobs import get_job, wait_for_job
+from actors.platform.errors import JobNotFound, PayloadInvalid
+from actors.platform.fanout import get_fanout
+from actors.platform.jobs import get_job, wait_for_job
 from actors.store.analyses import get_analysis, get_feature_set
 from pipeline.evaluation.feature_sets import extract_dataset_features, load_selection
 from pipeline.features import FEATURE_NAMES, feature_names, load_feature_set

@@ -47,7 +47,7 @@ def new_id(prefix: str) -> str:
 def trials_done(campaign_id: str) -> int:
     """How many trials of a campaign are done (0 while it has no record yet)."""
     from actors.campaigns import campaign_status
-    from actors.errors import RecordNotFound
+    from actors.platform.errors import RecordNotFound
 
     try:
         return campaign_status(campaign_id)["trials_done"]
@@ -72,7 +72,7 @@ def hpo_dataset(database: Database) -> dict:
 
 def wait_for_campaign(database: Database, campaign_id: str, states: tuple[str, ...], timeout: float = 120.0) -> dict:
     """Wait until the campaign exists and is in one of ``states``, with no trial left open."""
-    from actors.errors import RecordNotFound
+    from actors.platform.errors import RecordNotFound
     from actors.store.campaigns import FINAL_TRIAL_STATES, get_campaign
 
     def settled() -> dict | None:

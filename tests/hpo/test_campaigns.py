@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import select
 
 from actors.campaigns import campaign_status
-from actors.errors import RecordNotFound
-from actors.fanout import get_fanout
 from actors.hpo import run_hpo_campaign, stop_hpo_campaign
-from actors.jobs import get_job, wait_for_job
+from actors.platform.errors import RecordNotFound
+from actors.platform.fanout import get_fanout
+from actors.platform.jobs import get_job, wait_for_job
 from actors.store.experiments import Experiment, find_experiment
 from actors.store.models import Job
 from config.settings import get_settings

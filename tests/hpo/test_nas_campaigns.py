@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from actors.campaigns import campaign_status
-from actors.errors import RecordNotFound
-from actors.jobs import get_job, wait_for_job
 from actors.maintenance import reap_stale_jobs
 from actors.nas import run_nas_campaign, stop_nas_campaign
+from actors.platform.errors import RecordNotFound
+from actors.platform.jobs import get_job, wait_for_job
 from actors.store.campaigns import list_candidates
 from actors.store.experiments import find_experiment, get_experiment
 from actors.store.models import Job

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from actors.errors import PayloadInvalid
+from actors.platform.errors import PayloadInvalid
 from pipeline.errors import InvalidInput
 from pipeline.hpo import check_campaign, parse_campaign
 from tests.hpo.conftest import hpo_spec

@@ -9,8 +9,8 @@ import uuid
 import dramatiq
 from sqlalchemy import select
 
-from actors.jobs import get_job, job_store, wait_for_job
 from actors.maintenance import clean_artifacts, reap_stale_jobs, report_dead_letters
+from actors.platform.jobs import get_job, job_store, wait_for_job
 from actors.store.datasets import claim_dataset, get_dataset
 from actors.store.db import get_database
 from actors.store.jobs import JobStore

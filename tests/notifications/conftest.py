@@ -88,7 +88,7 @@ def event_id() -> str:
 @pytest.fixture(scope="package")
 def notify_worker(app, smtp, hooks, tmp_path_factory):  # type: ignore[no-untyped-def]
     """The Procfile's notifications worker, on the tests' private queue, with e-mail and webhook on loopback."""
-    from actors.jobs import get_job
+    from actors.platform.jobs import get_job
     from tests.probe_actors import PROBES
 
     workers = Workers(

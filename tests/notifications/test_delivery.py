@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from actors.errors import PayloadInvalid, TransientError
 from actors.notifications import Notify, deliver, send_event
+from actors.platform.errors import PayloadInvalid, TransientError
 from actors.store.notifications import (
     get_channel_health,
     get_delivery,

@@ -8,8 +8,8 @@ import uuid
 
 import dramatiq
 
-from actors.jobs import wait_for_job
 from actors.notifications import notify
+from actors.platform.jobs import wait_for_job
 from actors.store.notifications import get_delivery, list_inbox
 from pipeline.notify.webhook import SIGNATURE_HEADER, verify
 from tests.conftest import wait_until

@@ -11,8 +11,8 @@ from dramatiq.message import Message
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from actors.redis_broker import JsonOnlyRedisBroker
-from actors.redisbatch import Batch
+from actors.platform.broker.command_batch import Batch
+from actors.platform.broker.redis_broker import JsonOnlyRedisBroker
 from tests.conftest import wait_until
 from tests.servers import RedisServer
 

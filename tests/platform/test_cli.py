@@ -8,7 +8,7 @@ import uuid
 from typer.testing import CliRunner
 
 from actors.cli import app as cli
-from actors.jobs import get_job, wait_for_job
+from actors.platform.jobs import get_job, wait_for_job
 from tests.conftest import wait_until
 from tests.probe_actors import flaky, stepper
 

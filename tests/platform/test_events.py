@@ -8,7 +8,7 @@ import dramatiq
 from sqlalchemy import select
 
 from actors.datasets import generate_dataset
-from actors.jobs import wait_for_job
+from actors.platform.jobs import wait_for_job
 from actors.store.db import get_database
 from actors.store.notifications import InboxItem
 from config.settings import get_settings

@@ -6,8 +6,8 @@ import uuid
 
 import dramatiq
 
-from actors.fanout import fan_out, get_fanout
-from actors.jobs import get_job
+from actors.platform.fanout import fan_out, get_fanout
+from actors.platform.jobs import get_job
 from tests.conftest import wait_until
 from tests.probe_actors import collect, square
 
@@ -39,7 +39,7 @@ def test_a_member_is_counted_before_its_groups_callback_can_fire():
     from dramatiq.middleware import GroupCallbacks
 
     import actors.app  # noqa: F401  (builds the broker with every middleware)
-    from actors.middleware import FanoutMembers
+    from actors.platform.middleware import FanoutMembers
 
     kinds = [type(m) for m in dramatiq.get_broker().middleware]
     assert kinds.index(FanoutMembers) == kinds.index(GroupCallbacks) + 1

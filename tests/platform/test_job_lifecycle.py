@@ -8,9 +8,9 @@ import uuid
 import dramatiq
 import pytest
 
-from actors.deadletters import list_dead_letters
-from actors.errors import PayloadInvalid
-from actors.jobs import get_job, request_cancel, wait_for_job
+from actors.platform.dead_letters import list_dead_letters
+from actors.platform.errors import PayloadInvalid
+from actors.platform.jobs import get_job, request_cancel, wait_for_job
 from tests.conftest import wait_until
 from tests.probe_actors import flaky, spinner, stepper
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors.jobs import wait_for_job
+from actors.platform.jobs import wait_for_job
 from tests.conftest import wait_until
 from tests.probe_actors import PROBES, flaky
 from tests.servers import free_port

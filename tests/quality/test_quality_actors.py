@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.errors import PayloadInvalid
-from actors.jobs import wait_for_job
+from actors.platform.errors import PayloadInvalid
+from actors.platform.jobs import wait_for_job
 from actors.quality import run_quality_checks, run_test_suite
 from pipeline.artifacts import file_sha256
 from tests.conftest import wait_until

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.base import PayloadActor, validate_payload
-from actors.errors import PayloadInvalid
-from actors.jobs import wait_for_job
+from actors.platform.base import PayloadActor, validate_payload
+from actors.platform.errors import PayloadInvalid
+from actors.platform.jobs import wait_for_job
 from tests.conftest import wait_until
 from tests.probe_actors import leaky
 

@@ -9,7 +9,7 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import select
 
-from actors.errors import JobNotFound
+from actors.platform.errors import JobNotFound
 from actors.store.db import Database
 from actors.store.jobs import JobStore
 from actors.store.models import Job

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from actors.errors import SchemaOutOfDate
+from actors.platform.errors import SchemaOutOfDate
 from actors.store.db import Database, check_schema_at_head, head_revision, migrate
 from tests.conftest import recreate_pg_database
 

@@ -18,7 +18,7 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from redis import Redis
 
-from actors.errors import JobNotFound
+from actors.platform.errors import JobNotFound
 from actors.store.db import Database
 from actors.store.jobs import JobStore, JobView
 from tests import env

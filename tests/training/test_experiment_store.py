@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from actors.errors import RecordConflict, RecordNotFound
+from actors.platform.errors import RecordConflict, RecordNotFound
 from actors.store.datasets import claim_dataset
 from actors.store.db import Database, migrate
 from actors.store.experiments import (

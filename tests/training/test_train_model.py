@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.errors import PayloadInvalid
+from actors.platform.errors import PayloadInvalid
 from actors.store.experiments import (
     create_experiment,
     experiment_history,

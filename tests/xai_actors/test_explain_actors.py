@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actors.jobs import get_job, wait_for_job
+from actors.platform.jobs import get_job, wait_for_job
 from actors.store.explanations import get_batch, get_explanation
 from actors.store.notifications import list_inbox
 from actors.xai import explain_batch, explain_signal, explanation_batch
@@ -141,7 +141,7 @@ def test_finalize_counts_members_from_their_explanations_not_the_fan_out_counter
     workers, single, experiment, database,
 ):
     # The batch's counts come from its members' explanations, whatever the fan-out's counters say.
-    from actors.fanout import fanout_store
+    from actors.platform.fanout import fanout_store
     from actors.store.explanations import create_batch
     from actors.xai import finalize_explain_batch
 

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from actors.errors import RecordConflict, RecordNotFound
+from actors.platform.errors import RecordConflict, RecordNotFound
 from actors.store import explanations as store
 from actors.store.datasets import claim_dataset
 from actors.store.db import Database, migrate

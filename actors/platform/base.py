@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 import dramatiq
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from actors.context import JobContext, current_job
-from actors.errors import JobTimedOut, PayloadInvalid
+from actors.platform.context import JobContext, current_job
+from actors.platform.errors import JobTimedOut, PayloadInvalid
 from config.queues import ActorPolicy, policy_for, retried_error_types
 from pipeline.errors import StopRequested
 

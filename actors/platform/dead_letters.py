@@ -9,7 +9,7 @@ from typing import Any
 import dramatiq
 from redis import Redis
 
-from actors.redis_broker import UNDECODABLE_REASON
+from actors.platform.broker.redis_broker import UNDECODABLE_REASON
 
 __all__ = ["DeadLetter", "dead_letter_counts", "list_dead_letters"]
 
@@ -73,7 +73,7 @@ def requeue_dead_letters(broker: dramatiq.Broker, queue: str, message_ids: set[s
 
     Each keeps its message id, so its job record continues (queued again, attempts reset).
     """
-    from actors.jobs import job_store
+    from actors.platform.jobs import job_store
 
     redis: Redis = broker.client  # type: ignore[attr-defined]
     requeued = []

@@ -6,7 +6,7 @@ round trips than it needs:
 - a body it cannot decode, or a lost connection, ends its consumer with the messages it
   prefetched and (for a connection error) the worker's delayed messages and retries; they
   stay in the worker's unacknowledged set until the process restarts. The consumer here
-  (``actors.redis_consumer``) dead-letters such a body unread and waits out an outage;
+  (``actors.platform.broker.consumer``) dead-letters such a body unread and waits out an outage;
 - a retry enqueued while Redis is down fails after its attempt was acked: ``enqueue``
   here waits for Redis;
 - its consumer polls with a back-off of up to a second; here every enqueue also pushes
@@ -32,8 +32,8 @@ from dramatiq.common import current_millis, dq_name
 from dramatiq.message import Message
 from dramatiq.worker import ConsumerThread, WorkerThread
 
-from actors.redis_consumer import REDIS_DOWN, UNDECODABLE_REASON, AckBatch, WakingConsumer
-from actors.redisbatch import Batch, register_script
+from actors.platform.broker.command_batch import Batch, register_script
+from actors.platform.broker.consumer import REDIS_DOWN, UNDECODABLE_REASON, AckBatch, WakingConsumer
 
 __all__ = ["UNDECODABLE_REASON", "WAKE_TOKENS", "JsonOnlyRedisBroker"]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import structlog
 from dramatiq.middleware import Middleware, MiddlewareError
 
-from actors.errors import DatabaseUnavailable, SchemaOutOfDate
+from actors.platform.errors import DatabaseUnavailable, SchemaOutOfDate
 from actors.store.db import Database, check_schema_at_head
 
 __all__ = ["SchemaGuard"]

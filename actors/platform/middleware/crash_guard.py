@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 from dramatiq.middleware import Middleware, SkipMessage
 
-from actors.errors import WorkerCrashLoop
+from actors.platform.errors import WorkerCrashLoop
 from actors.store.jobs import JobStore
 
 __all__ = ["REFUSED_OPTION", "CrashGuard"]

@@ -3,7 +3,7 @@
 Dramatiq's middleware forks an exposition server per ``dramatiq`` command, so every Procfile
 line on a host would need a port of its own. Here each worker process only records into
 the multiprocess directory, and ``pfd metrics`` serves the whole host from one port.
-Import this module only after ``config.broker`` pointed the metrics variables at that
+Import this module only after ``actors.platform.broker.assembly`` pointed the metrics variables at that
 directory (Dramatiq and prometheus_client read them when imported).
 """
 

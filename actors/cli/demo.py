@@ -1,4 +1,4 @@
-"""The main job, end to end: workers from the Procfile, a generated dataset, its MAT import."""
+"""``pfd demo``, the main job end to end: workers from the Procfile, a generated dataset, its MAT import."""
 
 from __future__ import annotations
 
@@ -12,19 +12,20 @@ import time
 from pathlib import Path
 
 import dramatiq
+import typer
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rich.console import Console
 from rich.table import Table
 
-from actors.follow import follow_job
+from actors.cli.common import PROJECT_ROOT, app, console
+from actors.cli.follow import follow_job
 from actors.store.db import migrate
 from actors.store.jobs import JobView
 from config.settings import Settings, get_settings
 
 __all__ = ["run_demo"]
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _redis_answers(url: str) -> bool:
@@ -88,8 +89,8 @@ def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Co
     }
     log = stack.enter_context(open(log_path, "ab"))
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(ROOT / "Procfile")],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(PROJECT_ROOT / "Procfile")],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     stack.callback(_terminate, process)
     console.print(f"Started the Procfile (4 queue workers, periodiq, the recorder, metrics); logs in {log_path}")
@@ -99,8 +100,8 @@ def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Co
 def _start_stub_worker(stack: contextlib.ExitStack, settings: Settings, console: Console) -> None:
     import fakeredis
 
-    from actors.loader import load_actors
-    from config.broker import setup_broker
+    from actors.platform.actor_modules import load_actors
+    from actors.platform.broker.assembly import setup_broker
 
     console.print(
         "[bold yellow]No Redis and no redis-server binary: running every queue's worker in this "
@@ -127,8 +128,8 @@ def run_demo(records_per_class: int = 4, console: Console | None = None) -> int:
         if redis_url is None:
             _start_stub_worker(stack, settings, console)
         else:
-            from actors.loader import load_actors
-            from config.broker import setup_broker
+            from actors.platform.actor_modules import load_actors
+            from actors.platform.broker.assembly import setup_broker
 
             setup_broker(settings)
             load_actors()
@@ -176,3 +177,9 @@ def _print_summary(console: Console, views: list[JobView], elapsed_s: float) -> 
         for key, values in counts.items():
             table.add_row(key, *values)
         console.print(table)
+
+
+@app.command()
+def demo(records_per_class: int = typer.Option(4, min=1, help="Records generated per class.")) -> None:
+    """Start the workers, generate a dataset, import its MAT export, print a summary."""
+    raise typer.Exit(run_demo(records_per_class, console))

@@ -21,13 +21,13 @@ from collections.abc import Callable
 import structlog
 from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 
-from actors.context import JobContext, bind_job, unbind_job
-from actors.errors import JobTimedOut
-from actors.metrics import JobMetrics
-from actors.middleware.crash_guard import REFUSED_OPTION
-from actors.middleware.fanout_members import count_member
-from actors.outages import OutageLog
-from actors.redisbatch import Batch
+from actors.platform.broker.command_batch import Batch
+from actors.platform.context import JobContext, bind_job, unbind_job
+from actors.platform.errors import JobTimedOut
+from actors.platform.metrics import JobMetrics
+from actors.platform.middleware.crash_guard import REFUSED_OPTION
+from actors.platform.middleware.fanout_members import count_member
+from actors.platform.outages import OutageLog
 from actors.store.fanouts import FANOUT_OPTION
 from actors.store.jobs import LIVE_TTL_S, JobStore
 from actors.store.models import FINAL_JOB_STATES
@@ -128,7 +128,7 @@ class JobTracking(Middleware):
         fanout_id = message.options.get(FANOUT_OPTION)
         if not fanout_id:
             return None
-        from actors.fanout import fanout_store
+        from actors.platform.fanout import fanout_store
 
         return lambda fraction: fanout_store().member_progress(fanout_id, message.message_id, fraction)
 

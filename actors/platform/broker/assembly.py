@@ -1,10 +1,9 @@
-"""Broker set-up: one function adds every middleware before any actor module is imported."""
+"""The broker's assembly: one function adds every middleware before any actor module is imported."""
 
 from __future__ import annotations
 
 import functools
 import os
-import socket
 from pathlib import Path
 
 import dramatiq
@@ -16,28 +15,23 @@ from dramatiq.results.backends import RedisBackend as RedisResultBackend
 from periodiq import PeriodiqMiddleware
 from redis import Redis
 
+from actors.platform.broker.connection import redis_client
+from actors.platform.broker.redis_broker import JsonOnlyRedisBroker
+from actors.platform.middleware import (
+    CrashGuard,
+    FanoutMembers,
+    GracefulShutdown,
+    JobTracking,
+    LogContext,
+    SchemaGuard,
+)
+from actors.store.db import get_database
+from actors.store.jobs import JobStore
 from config.logging import configure_logging
+from config.queues import CRASH_GUARDED_QUEUES
 from config.settings import Settings
 
-__all__ = ["redis_client", "setup_broker"]
-
-
-# Idle seconds before the first probe, seconds between probes, probes lost before the
-# connection is dropped (Linux names; elsewhere the system's defaults apply).
-_KEEPALIVE = {getattr(socket, name): value for name, value in
-              (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)) if hasattr(socket, name)}
-
-
-@functools.lru_cache(maxsize=4)
-def redis_client(url: str) -> Redis:
-    """Return the process-wide Redis client for ``url``."""
-    # redis-py 8 reads with a 5 s timeout unless told otherwise, which breaks blocking reads
-    # longer than that (a result awaited with get_result(block=True, timeout=30_000)).
-    # Reads wait as long as the command asks; TCP keepalive notices a server that went away
-    # without closing the connection (a host down, a partition) within about 30 s, instead
-    # of the system's default of two hours during which acks and wake-ups would hang.
-    return Redis.from_url(url, socket_timeout=None, socket_connect_timeout=5, socket_keepalive=True,
-                          socket_keepalive_options=_KEEPALIVE)
+__all__ = ["setup_broker"]
 
 
 def _point_metrics_at(directory: Path) -> None:
@@ -54,19 +48,6 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     ``stub=True`` gives an in-process ``StubBroker`` (for tests of one actor, or the demo
     when no Redis can be had); job state then lives in ``redis`` (a fake one is fine).
     """
-    from actors.middleware import (
-        CrashGuard,
-        FanoutMembers,
-        GracefulShutdown,
-        JobTracking,
-        LogContext,
-        SchemaGuard,
-    )
-    from actors.redis_broker import JsonOnlyRedisBroker
-    from actors.store.db import get_database
-    from actors.store.jobs import JobStore
-    from config.queues import CRASH_GUARDED_QUEUES
-
     configure_logging(settings)
     ttl_ms = settings.result_ttl_s * 1000
     if stub:
@@ -123,7 +104,7 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     broker.add_middleware(PeriodiqMiddleware(skip_delay=30))
     if settings.prometheus:
         _point_metrics_at(settings.metrics_dir)
-        from actors.middleware.worker_metrics import WorkerMetrics
+        from actors.platform.middleware.worker_metrics import WorkerMetrics
 
         broker.add_middleware(WorkerMetrics())
     dramatiq.set_broker(broker)

@@ -11,7 +11,7 @@ import threading
 
 import structlog
 
-from actors.outages import OutageLog
+from actors.platform.outages import OutageLog
 from actors.store.jobs import JobStore
 
 __all__ = ["run_recorder"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from actors.jobs import wait_for_job
+from actors.platform.jobs import wait_for_job
 from actors.store.jobs import JobView
 
 __all__ = ["follow_job"]

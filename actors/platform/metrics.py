@@ -18,8 +18,8 @@ from typing import Any
 
 from redis import Redis
 
-from actors.queues import queue_depths
-from actors.redisbatch import Batch, register_script
+from actors.platform.broker.command_batch import Batch, register_script
+from actors.platform.queue_depths import queue_depths
 
 __all__ = ["DURATION_BUCKETS_S", "ClusterCollector", "JobMetrics", "serve_metrics"]
 

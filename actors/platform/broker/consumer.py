@@ -27,10 +27,10 @@ from dramatiq.brokers.redis import _RedisConsumer
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
-from actors.redisbatch import Batch, load_scripts
+from actors.platform.broker.command_batch import Batch, load_scripts
 
 if TYPE_CHECKING:
-    from actors.redis_broker import JsonOnlyRedisBroker
+    from actors.platform.broker.redis_broker import JsonOnlyRedisBroker
 
 __all__ = ["REDIS_DOWN", "UNDECODABLE_REASON", "AckBatch", "TrackedMessage", "WakingConsumer"]
 

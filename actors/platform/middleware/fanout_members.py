@@ -15,7 +15,7 @@ import structlog
 from dramatiq import Message
 from dramatiq.middleware import Middleware
 
-from actors.context import current_job
+from actors.platform.context import current_job
 from actors.store.fanouts import FANOUT_OPTION
 from config.settings import mask_secrets
 
@@ -26,7 +26,7 @@ log = structlog.get_logger("pfd.jobs")
 
 def count_member(broker, message, *, failed: bool, dead: bool) -> None:  # type: ignore[no-untyped-def]
     """Count a fan-out member once (a repeat is a no-op); send the finalize if Dramatiq's never will."""
-    from actors.fanout import fanout_store
+    from actors.platform.fanout import fanout_store
 
     try:
         finalize = fanout_store().member_final(message.options[FANOUT_OPTION], message.message_id, failed=failed,

@@ -1,0 +1,10 @@
+"""The ``pfd`` command, one module per command group.
+
+``common`` holds the Typer app the groups register on; importing this package registers
+every group, so ``actors.cli:app`` (the console script) has them all.
+"""
+
+from actors.cli import database, demo, jobs, maintenance, queues, services  # noqa: F401  (register commands)
+from actors.cli.common import app
+
+__all__ = ["app"]

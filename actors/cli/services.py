@@ -1,0 +1,78 @@
+"""``pfd workers``, ``pfd record-jobs``, ``pfd metrics``: the long-running processes of the Procfile."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from actors.cli.common import PROJECT_ROOT, app, load_broker
+
+
+@app.command()
+def workers(show: bool = typer.Option(False, help="Only print what the Procfile runs.")) -> None:
+    """Run the Procfile (one worker per queue + the scheduler), or show its lines."""
+    procfile = PROJECT_ROOT / "Procfile"
+    if show:
+        typer.echo(procfile.read_text())
+        return
+    honcho = Path(sys.executable).parent / "honcho"
+    os.execv(str(honcho), [str(honcho), "start", "-f", str(procfile)])
+
+
+@app.command("record-jobs")
+def record_jobs() -> None:
+    """Run the job recorder: write job states from Redis to the database (Procfile line)."""
+    import signal
+    import threading
+
+    from actors.platform.jobs import job_store
+    from actors.platform.recorder import run_recorder
+    from config.settings import get_settings
+
+    load_broker()
+    settings = get_settings()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_recorder(job_store(), interval_s=settings.job_flush_interval_s, batch=settings.job_flush_batch,
+                 settle_s=settings.job_record_settle_s, stop=stop)
+
+
+@app.command()
+def metrics(
+    host: str | None = typer.Option(None, help="Address to bind (default PFD_METRICS_HOST)."),
+    port: int | None = typer.Option(None, help="Port (default PFD_METRICS_PORT; 0: any free port)."),
+    cluster: bool = typer.Option(True, help="Also the Redis-wide series (serve them from one host)."),
+) -> None:
+    """Serve Prometheus metrics: queue depths, job outcomes, this host's worker metrics (Procfile line)."""
+    import signal
+    import threading
+
+    import structlog
+
+    from actors.platform.broker.connection import redis_client
+    from actors.platform.metrics import serve_metrics
+    from config.logging import configure_logging
+    from config.queues import QUEUES
+    from config.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings)
+    server, _ = serve_metrics(
+        host or settings.metrics_host, settings.metrics_port if port is None else port,
+        redis=redis_client(settings.redis_url), queues=QUEUES, worker_metrics_dir=settings.metrics_dir,
+        cluster=cluster,
+    )
+    bound_host, bound_port = server.server_address[:2]
+    log = structlog.get_logger("pfd.metrics")
+    log.info("metrics.serving", url=f"http://{bound_host}:{bound_port}/metrics", cluster=cluster,
+             worker_metrics_dir=str(settings.metrics_dir))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    log.info("metrics.stopped")
