@@ -11,7 +11,7 @@ import structlog
 
 from config.settings import Settings, mask_secrets
 
-__all__ = ["StandardError", "configure_logging"]
+__all__ = ["LineLogger", "StandardError", "configure_logging"]
 
 
 def _mask_event(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -30,9 +30,13 @@ class StandardError:
     line, a tenth of a no-op job's cost. A line written here whole goes straight to the same
     place, the standard error the worker inherited; on a pipe (a Procfile runner, systemd) or
     a file, a single write is never mixed with another process's.
+
+    The lock keeps a line whole when the system writes it in parts. It is reentrant, so a
+    line logged by a signal handler that interrupted a write of the same thread goes out
+    before the rest of the interrupted line instead of waiting for it forever.
     """
 
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
     def write(self, text: str) -> int:
         """Write ``text`` (a whole line) to descriptor 2 and return its length."""
@@ -48,6 +52,24 @@ class StandardError:
     def isatty(self) -> bool:
         """Whether descriptor 2 is a terminal."""
         return os.isatty(2)
+
+
+class LineLogger:
+    """A structlog logger that hands each rendered line to ``stream.write`` whole.
+
+    structlog's own ``WriteLogger`` guards its file with a non-reentrant lock: a signal
+    handler that logs while its thread is inside that lock would wait for itself. Here the
+    only lock is the stream's own (reentrant, see ``StandardError``).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        """Write one rendered line."""
+        self._stream.write(message + "\n")
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = failure = msg
 
 
 def configure_logging(settings: Settings, *, stream: Any = None) -> None:
@@ -71,7 +93,7 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         processors=[*shared, _mask_event, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         # One write per line (print writes the line and its newline separately).
-        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        logger_factory=lambda *_: LineLogger(stream),
         cache_logger_on_first_use=True,
     )
     # Dramatiq and libraries log through the stdlib; render them with the same processors.

@@ -179,3 +179,22 @@ def kill_own_process(payload: Empty, job: JobContext) -> None:
     import signal
 
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job_actor(schema=Work, policy=ActorPolicy("cpu_processing", time_limit_ms=60_000, **FAST_RETRY))
+def chatty_work(payload: Work, job: JobContext) -> dict:
+    """Log a line every millisecond for ``seconds``; record when each message started and finished."""
+    import structlog
+
+    client = _redis()
+    client.hsetnx(f"{payload.key}:started_at", job.message_id, time.time())
+    log = structlog.get_logger("probe.chatty")
+    end = time.monotonic() + payload.seconds
+    lines = 0
+    while time.monotonic() < end:
+        check_stop(job.should_stop)
+        log.info("probe.chatty_line", n=lines)
+        lines += 1
+        time.sleep(0.001)
+    client.hincrby(f"{payload.key}:done", job.message_id, 1)
+    return {"lines": lines}

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from actors.cli.common import PROJECT_ROOT, app, load_broker
+from actors.platform.signals import stop_on_signals
 
 
 @app.command()
@@ -25,18 +26,13 @@ def workers(show: bool = typer.Option(False, help="Only print what the Procfile 
 @app.command("record-jobs")
 def record_jobs() -> None:
     """Run the job recorder: write job states from Redis to the database (Procfile line)."""
-    import signal
-    import threading
-
     from actors.platform.jobs import job_store
     from actors.platform.recorder import run_recorder
     from config.settings import get_settings
 
     load_broker()
     settings = get_settings()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     run_recorder(job_store(), interval_s=settings.job_flush_interval_s, batch=settings.job_flush_batch,
                  settle_s=settings.job_record_settle_s, stop=stop)
 
@@ -48,9 +44,6 @@ def metrics(
     cluster: bool = typer.Option(True, help="Also the Redis-wide series (serve them from one host)."),
 ) -> None:
     """Serve Prometheus metrics: queue depths, job outcomes, this host's worker metrics (Procfile line)."""
-    import signal
-    import threading
-
     import structlog
 
     from actors.platform.broker.connection import redis_client
@@ -70,9 +63,7 @@ def metrics(
     log = structlog.get_logger("pfd.metrics")
     log.info("metrics.serving", url=f"http://{bound_host}:{bound_port}/metrics", cluster=cluster,
              worker_metrics_dir=str(settings.metrics_dir))
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     stop.wait()
     server.shutdown()
     log.info("metrics.stopped")
