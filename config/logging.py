@@ -54,6 +54,15 @@ class StandardError:
         return os.isatty(2)
 
 
+def _drop_discarded_result_warnings(record: logging.LogRecord) -> bool:
+    """Drop Dramatiq's warning that an actor's return value is not stored as a Dramatiq result.
+
+    Our actors return their result on purpose: the job record keeps it whether or not the
+    actor's policy also stores it in the results backend.
+    """
+    return not (record.name.startswith("dramatiq.results") and "returned a value that is not None" in record.getMessage())
+
+
 class LineLogger:
     """A structlog logger that hands each rendered line to ``stream.write`` whole.
 
@@ -104,8 +113,11 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    handler.addFilter(_drop_discarded_result_warnings)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # warnings.warn (torch, the ONNX exporter, scikit-learn) as JSON lines too.
+    logging.captureWarnings(True)
     # Alembic announces its plugins at every schema check (every worker boot): keep quiet.
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))

@@ -37,10 +37,14 @@ class Tagged(Payload):
 
 
 class Steps(Payload):
-    """A loop of ``steps`` steps of ``step_s`` seconds, reporting progress each step."""
+    """A loop of ``steps`` steps of ``step_s`` seconds, reporting progress each step.
+
+    ``dataset_id`` names a domain record the job works on, for its log lines.
+    """
 
     steps: int = Field(ge=1)
     step_s: float = Field(ge=0)
+    dataset_id: str | None = None
 
 
 class Spin(Payload):
@@ -98,11 +102,12 @@ def spinner(payload: Spin, job: JobContext) -> dict:
 
 
 class Member(Payload):
-    """One fan-out member: square ``n``; fail on a domain error, or crash outright."""
+    """One fan-out member: square ``n`` after ``seconds``; fail on a domain error, or crash outright."""
 
     n: int
     fail: bool = False
     crash: bool = False
+    seconds: float = Field(0.0, ge=0)
 
 
 class Collect(Payload):
@@ -116,6 +121,10 @@ class Collect(Payload):
 def square(payload: Member, job: JobContext) -> dict | None:
     """A fan-out member: reports progress, then succeeds, fails cleanly, or crashes."""
     job.progress(0.5, "half way")
+    end = time.monotonic() + payload.seconds
+    while time.monotonic() < end:
+        check_stop(job.should_stop)
+        time.sleep(0.05)
     if payload.crash:
         raise RuntimeError(f"member {payload.n} crashed")
     if payload.fail:
@@ -136,6 +145,29 @@ def collect(payload: Collect, job: JobContext) -> dict:
     view = get_fanout(payload.fanout_id)
     fanout_store().finish(payload.fanout_id, "completed", {"done": view.done, "failed": view.failed})
     return view.to_dict()
+
+
+class Launch(Payload):
+    """A launcher: ``members`` squares of ``seconds`` each, member ``fail`` failing on its input."""
+
+    key: str
+    members: int = Field(ge=1)
+    seconds: float = Field(0.0, ge=0)
+    fail: int | None = None
+
+
+@job_actor(schema=Launch, policy=ActorPolicy("high_priority", time_limit_ms=30_000, **FAST_RETRY))
+def launch_squares(payload: Launch, job: JobContext) -> dict:
+    """Fan out squares with ``collect`` as the finalize, and return at once, as real launchers do."""
+    import uuid
+
+    from actors.platform.fanout import fan_out
+
+    fanout_id = str(uuid.uuid4())
+    members = [square.message(n=n, fail=n == payload.fail, seconds=payload.seconds) for n in range(payload.members)]
+    fan_out(members, kind="test", owner_id=payload.key, fanout_id=fanout_id,
+            finalize=collect.message(fanout_id=fanout_id, key=payload.key))
+    return {"fanout_id": fanout_id, "members": [m.message_id for m in members]}
 
 
 class Work(Payload):

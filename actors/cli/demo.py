@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from actors.cli.common import PROJECT_ROOT, app, console
-from actors.cli.follow import follow_job
+from actors.cli.follow import follow_tree
 from actors.store.db import migrate
 from actors.store.jobs import JobView
 from config.settings import Settings, get_settings
@@ -141,11 +141,11 @@ def run_demo(records_per_class: int = 4, console: Console | None = None) -> int:
         generated_message = generate_dataset.send(
             name="demo", records_per_class=records_per_class, output_format="both", seed=7,
         )
-        generated = follow_job(generated_message.message_id, label="generate_dataset", console=console)
+        generated = follow_tree(generated_message.message_id, label="generate_dataset", console=console).root
         views = [generated]
         if generated.state == "succeeded" and generated.result:
             imported_message = import_mat_dataset.send(name="demo-mat-import", paths=[generated.result["mat_dir"]])
-            views.append(follow_job(imported_message.message_id, label="import_mat_dataset", console=console))
+            views.append(follow_tree(imported_message.message_id, label="import_mat_dataset", console=console).root)
         _print_summary(console, views, time.monotonic() - started)
         return 0 if all(v.state == "succeeded" for v in views) else 1
 

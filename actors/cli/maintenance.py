@@ -18,7 +18,7 @@ def maintenance_run(
     payload: str = typer.Option("{}", "--json", help="The payload as a JSON object (e.g. dry_run)."),
 ) -> None:
     """Run a periodic maintenance actor now, and wait for its result."""
-    from actors.cli.follow import follow_job
+    from actors.cli.follow import follow_tree, print_outcome
 
     broker = load_broker()
     periodic = sorted(n for n, a in broker.actors.items() if "periodic" in a.options)
@@ -26,6 +26,9 @@ def maintenance_run(
         console.print(f"[red]{name!r} is not a periodic actor; periodic actors: {', '.join(periodic)}")
         raise typer.Exit(2)
     message = broker.get_actor(name).send(**json.loads(payload))
-    view = follow_job(message.message_id, label=name, console=console)
-    typer.echo(json.dumps(view.result, indent=2, default=str))
-    raise typer.Exit(0 if view.state == "succeeded" else 1)
+    tree = follow_tree(message.message_id, label=name, console=console)
+    if tree.state == "succeeded":
+        typer.echo(json.dumps(tree.root.result, indent=2, default=str))
+    else:
+        print_outcome(tree, console)
+    raise typer.Exit(0 if tree.state == "succeeded" else 1)

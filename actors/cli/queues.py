@@ -13,35 +13,55 @@ app.add_typer(dlq_app, name="dlq")
 
 @app.command()
 def queues(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Show each queue's depth, messages held by workers, delayed (retrying) and dead-lettered ones."""
+    """Show each queue's depth (queued, held by workers, delayed for a retry, dead) and its live workers."""
+    from actors.platform.jobs import job_store
     from actors.platform.queue_depths import queue_depths
     from config.queues import QUEUES
 
     broker = load_broker()
     depths = queue_depths(broker.client, QUEUES)
-    table = Table("queue", "queued", "in flight", "delayed", "dead")
+    workers = job_store().live_workers()
+    table = Table("queue", "queued", "in flight", "delayed", "dead", "live workers")
+    rows = []
     for depth in depths:
-        table.add_row(depth.queue, str(depth.queued), str(depth.in_flight), str(depth.delayed), str(depth.dead))
-    emit([d.to_dict() for d in depths], as_json, table)
+        alive = workers.get(depth.queue, [])
+        rows.append({**depth.to_dict(), "workers": alive})
+        table.add_row(depth.queue, str(depth.queued), str(depth.in_flight), str(depth.delayed), str(depth.dead),
+                      str(len(alive)) if alive else "[yellow]none")
+    emit(rows, as_json, table)
 
 
 @dlq_app.command("list")
 def dlq_list(
     queue: str | None = typer.Argument(None, help="One queue (default: all)."),
     limit: int = typer.Option(50, min=1),
+    wide: bool = typer.Option(False, help="ISO times."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List dead-lettered messages, newest first."""
-    from dataclasses import asdict
+    """List dead-lettered messages, newest first, with why each failed."""
+    from dataclasses import asdict, replace
 
+    from actors.cli.display import human_time, id_column
     from actors.platform.dead_letters import list_dead_letters
+    from actors.platform.errors import JobNotFound
+    from actors.platform.jobs import get_job
     from config.queues import QUEUES
 
     broker = load_broker()
     letters = [l for q in ([queue] if queue else QUEUES) for l in list_dead_letters(broker.client, q, limit=limit)]
-    table = Table("queue", "message id", "actor", "failed at", "reason")
+    for i, letter in enumerate(letters):
+        if letter.readable and not letter.reason:
+            # Dramatiq keeps a traceback only for some failures; the job record always says why.
+            try:
+                job = get_job(letter.message_id)
+            except JobNotFound:
+                continue
+            if job.error_type:
+                letters[i] = replace(letter, reason=f"{job.error_type}: {job.error_message}")
+    table = Table("queue", id_column("message id"), "actor", "failed", "reason")
     for letter in letters:
-        table.add_row(letter.queue, letter.message_id, letter.actor, f"{letter.failed_at:.0f}", letter.reason)
+        table.add_row(letter.queue, letter.message_id, letter.actor, human_time(letter.failed_at, wide=wide),
+                      letter.reason)
     emit([asdict(l) for l in letters], as_json, table)
 
 
@@ -60,10 +80,17 @@ def dlq_retry(
 
 
 @dlq_app.command("purge")
-def dlq_purge(queue: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Delete every dead-lettered message of QUEUE."""
-    from actors.platform.dead_letters import purge_dead_letters
+def dlq_purge(
+    queue: str,
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation (scripts)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Delete every dead-lettered message of QUEUE (asks first, unless --yes)."""
+    from actors.platform.dead_letters import dead_letter_counts, purge_dead_letters
 
     broker = load_broker()
+    waiting = dead_letter_counts(broker.client, (queue,))[queue]
+    if waiting and not yes:
+        typer.confirm(f"delete {waiting} dead-lettered message(s) of {queue!r} for good?", abort=True)
     count = purge_dead_letters(broker.client, queue)
     emit({"queue": queue, "purged": count}, as_json, None if as_json else one_row("purged", str(count)))

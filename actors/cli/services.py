@@ -1,4 +1,4 @@
-"""``pfd workers``, ``pfd record-jobs``, ``pfd metrics``: the long-running processes of the Procfile."""
+"""``pfd workers``, ``worker``, ``scheduler``, ``record-jobs``, ``metrics``: the long-running processes of the Procfile."""
 
 from __future__ import annotations
 
@@ -21,6 +21,39 @@ def workers(show: bool = typer.Option(False, help="Only print what the Procfile 
         return
     honcho = Path(sys.executable).parent / "honcho"
     os.execv(str(honcho), [str(honcho), "start", "-f", str(procfile)])
+
+
+# Every argument after the command goes to Dramatiq or periodiq as it is.
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@app.command(context_settings=_PASS_THROUGH)
+def worker(context: typer.Context) -> None:
+    """Run a Dramatiq worker (the `dramatiq` command's arguments) with every line of every process as JSON.
+
+    Dramatiq's own main process would write plain-text lines; here it logs through the same
+    structlog set-up as the worker processes it forks (Procfile lines).
+    """
+    from dramatiq.cli import main, make_argument_parser
+
+    from config.logging import configure_logging
+    from config.settings import get_settings
+
+    configure_logging(get_settings())
+    args = make_argument_parser().parse_args([*context.args, "--skip-logging"])
+    raise typer.Exit(main(args) or 0)
+
+
+@app.command(context_settings=_PASS_THROUGH)
+def scheduler(context: typer.Context) -> None:
+    """Run periodiq (the `periodiq` command's arguments) with every line as JSON (Procfile line)."""
+    import periodiq
+
+    from config.logging import configure_logging
+    from config.settings import get_settings
+
+    configure_logging(get_settings())
+    raise typer.Exit(periodiq.main(periodiq.make_argument_parser().parse_args(context.args)) or 0)
 
 
 @app.command("record-jobs")

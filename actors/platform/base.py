@@ -10,13 +10,16 @@ import dramatiq
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from actors.platform.context import JobContext, current_job
-from actors.platform.errors import JobTimedOut, PayloadInvalid
+from actors.platform.errors import JobTimedOut, PayloadInvalid, RecordNotFound
 from config.queues import ActorPolicy, policy_for, retried_error_types
-from pipeline.errors import StopRequested
+from pipeline.errors import InvalidInput, StopRequested
 
 __all__ = ["Payload", "PayloadActor", "RetryTransient", "job_actor", "validate_payload"]
 
 P = TypeVar("P", bound=BaseModel)
+
+# Bad input and hit time limits: the job's record and its job.finished line say all there is.
+EXPECTED_FAILURES: tuple[type[BaseException], ...] = (PayloadInvalid, InvalidInput, RecordNotFound, JobTimedOut)
 
 
 class Payload(BaseModel):
@@ -117,6 +120,9 @@ def job_actor(
             retry_when=RetryTransient(actor_policy),
             store_results=actor_policy.store_results,
             reports_own_failures=actor_policy.reports_own_failures,
+            # Expected failures: Dramatiq logs them without a traceback (job.finished says
+            # why, at WARNING) and never retries them. A bug keeps its traceback.
+            throws=EXPECTED_FAILURES,
             **options,
         )
         actor.schema = schema

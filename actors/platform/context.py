@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from actors.store.jobs import JobStore
 
-__all__ = ["JobContext", "bind_job", "current_job", "unbind_job"]
+__all__ = [
+    "PARENT_OPTION", "ROOT_OPTION", "JobContext", "bind_job", "current_job", "lineage_options", "unbind_job",
+]
+
+# A running job logs its progress at most this often, plus at each new milestone.
+PROGRESS_LOG_INTERVAL_S = 10.0
+_MILESTONES = ("epoch", "trial", "stage", "wave", "candidate")
+
+_log = structlog.get_logger("pfd.jobs")
+
+# Message options that place a job in its tree: the job that sent it, and the tree's root.
+PARENT_OPTION = "pfd_parent_id"
+ROOT_OPTION = "pfd_root_id"
 
 _local = threading.local()
 
@@ -26,6 +41,8 @@ class JobContext:
     store: JobStore | None = None
     deadline: float | None = None
     fanout_id: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
     cancel_seen: bool = False
     outcome: str | None = None
     started: float = field(default_factory=time.monotonic)
@@ -35,9 +52,16 @@ class JobContext:
     cancel_check: Callable[[], bool] | None = None
     error: BaseException | None = None
     on_member_progress: Callable[[float], None] | None = None
+    _last_progress_log: float = field(default=-math.inf, repr=False)
+    _last_milestone: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def progress(self, fraction: float, status: str = "", **metrics: Any) -> None:
-        """Record progress (0..1); also learns of a cancel request at once."""
+        """Record progress (0..1); also learns of a cancel request at once.
+
+        Also a ``job.progress`` log line, at most every ``PROGRESS_LOG_INTERVAL_S`` and at every
+        new epoch, trial or stage, so a log reader follows long work without a line per batch.
+        """
+        self._log_progress(fraction, status, metrics)
         if self.store is None:
             return
         start = None if self.announced else self.start_fields
@@ -46,6 +70,14 @@ class JobContext:
             self.cancel_seen = True
         if self.on_member_progress is not None:
             self.on_member_progress(fraction)
+
+    def _log_progress(self, fraction: float, status: str, metrics: dict[str, Any]) -> None:
+        now = time.monotonic()
+        milestone = {key: metrics[key] for key in _MILESTONES if key in metrics}
+        if milestone == self._last_milestone and now - self._last_progress_log < PROGRESS_LOG_INTERVAL_S:
+            return
+        self._last_milestone, self._last_progress_log = milestone, now
+        _log.info("job.progress", progress=round(float(fraction), 4), status=status[:200], **_json_safe(metrics))
 
     def fail(self, error: BaseException) -> None:
         """End the job ``failed`` with ``error`` without raising (no retry, no dead letter).
@@ -77,6 +109,19 @@ def _json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
             value = value.item()
         safe[key] = value if isinstance(value, (int, float, str, bool, type(None), list, dict)) else str(value)
     return safe
+
+
+def lineage_options(options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The options that make a message a child of this thread's tracked job (none outside one).
+
+    Sends from inside a job are stamped by the tracking middleware on their own; this is for
+    messages built now and enqueued later by Dramatiq (a pipeline's stages, a group's
+    completion callback), when the sending job is no longer the thread's current one.
+    """
+    context = getattr(_local, "job", None)
+    if context is None or (options and options.get(ROOT_OPTION)):
+        return {}
+    return {PARENT_OPTION: context.message_id, ROOT_OPTION: context.root_id or context.message_id}
 
 
 def bind_job(context: JobContext) -> None:

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 import dramatiq
 
 from actors.platform.broker.connection import redis_client
+from actors.platform.context import ROOT_OPTION, lineage_options
 from actors.store.fanouts import FANOUT_OPTION, FanoutStore, FanoutView
 from config.settings import get_settings
 
-__all__ = ["FANOUT_OPTION", "fanout_store", "fan_out", "get_fanout"]
+__all__ = ["FANOUT_OPTION", "fan_out", "fanout_store", "get_fanout"]
 
 
 @functools.cache
@@ -44,10 +45,14 @@ def fan_out(
     if not members:
         raise ValueError("a fan-out needs at least one member")
     fanout_id = fanout_id or str(uuid.uuid4())
-    stamped = [m.copy(options={FANOUT_OPTION: fanout_id}) for m in members]
+    stamped = [m.copy(options={FANOUT_OPTION: fanout_id, **lineage_options(m.options)}) for m in members]
+    if finalize is not None:
+        # Enqueued later, by the last member's worker: a child of the launcher, not of that member.
+        finalize = finalize.copy(options=lineage_options(finalize.options))
     fanout_store().create(
         fanout_id, kind=kind, owner_id=owner_id, total=len(stamped),
         finalize=finalize.asdict() if finalize is not None else None,
+        root_id=stamped[0].options.get(ROOT_OPTION),
     )
     group = dramatiq.group(stamped)
     if finalize is not None:

@@ -11,9 +11,10 @@ import dramatiq
 from actors.platform.broker.connection import redis_client
 from actors.store.db import get_database
 from actors.store.jobs import JobStore, JobView
+from actors.store.trees import JobTree, find_root, read_tree
 from config.settings import Settings, get_settings
 
-__all__ = ["get_job", "job_store", "request_cancel", "wait_for_job"]
+__all__ = ["get_job", "get_tree", "job_store", "request_cancel", "wait_for_job", "wait_for_tree"]
 
 
 @functools.cache
@@ -41,6 +42,41 @@ def request_cancel(message_id: str) -> JobView:
     return job_store().request_cancel(message_id)
 
 
+def get_tree(any_id: str) -> JobTree:
+    """Return the tree that ``any_id`` belongs to, resolved from any id; raises ``JobNotFound``.
+
+    ``any_id`` may be a message id (of the root or of any job in the tree), a fan-out id, or
+    the id of a domain record (dataset, experiment, campaign, deployment, analysis, ...).
+    """
+    from actors.platform.fanout import fanout_store
+
+    store = job_store()
+    root_id, kind, subject_id = find_root(store, fanout_store(), any_id)
+    tree = read_tree(store, root_id)
+    tree.resolved_from, tree.subject_id = kind, subject_id
+    return tree
+
+
+def wait_for_tree(
+    any_id: str,
+    *,
+    timeout_s: float = 600.0,
+    poll_s: float = 0.2,
+    on_update: Callable[[JobTree], None] | None = None,
+) -> JobTree:
+    """Poll a tree (resolved from any id) until every job in it is final; raises ``TimeoutError``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        tree = get_tree(any_id)
+        if on_update is not None:
+            on_update(tree)
+        if tree.final:
+            return tree
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"the work of {any_id} is still {tree.state} after {timeout_s:g} s")
+        time.sleep(poll_s)
+
+
 def wait_for_job(
     message_id: str,
     *,
@@ -48,13 +84,17 @@ def wait_for_job(
     poll_s: float = 0.1,
     on_update: Callable[[JobView], None] | None = None,
 ) -> JobView:
-    """Poll a job until it reaches a final state; raises ``TimeoutError`` past the deadline."""
+    """Poll a job until it and every job it launched are final; return the job's own view.
+
+    A launcher (a batch, a deployment, a campaign) ends long before the work it sent: the
+    wait goes on until that work is final too. Raises ``TimeoutError`` past the deadline.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         view = get_job(message_id)
         if on_update is not None:
             on_update(view)
-        if view.final:
+        if view.final and read_tree(job_store(), view.root_id or message_id).subtree(message_id).final:
             return view
         if time.monotonic() >= deadline:
             raise TimeoutError(f"job {message_id} still {view.state} after {timeout_s:g} s")

@@ -49,6 +49,7 @@ class FanoutView:
     progress: float
     state: str
     result: dict[str, Any] | None
+    root_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the view as JSON-safe data."""
@@ -68,13 +69,16 @@ class FanoutStore:
         base = f"{self.prefix}:fanout:{fanout_id}"
         return [base, f"{base}:final", f"{base}:progress"]
 
-    def create(self, fanout_id: str, *, kind: str, owner_id: str, total: int, finalize: dict[str, Any] | None) -> None:
-        """Record a new fan-out of ``total`` members and the finalize message to send."""
+    def create(
+        self, fanout_id: str, *, kind: str, owner_id: str, total: int, finalize: dict[str, Any] | None,
+        root_id: str | None = None,
+    ) -> None:
+        """Record a new fan-out of ``total`` members, the finalize message to send, and the tree it is in."""
         head, final, progress = self._keys(fanout_id)
         pipe = self.redis.pipeline()
         pipe.hset(head, mapping={
             "kind": kind, "owner_id": owner_id, "total": total, "done": 0, "failed": 0, "dead": 0,
-            "state": "running", "finalize": json.dumps(finalize) if finalize else "",
+            "state": "running", "finalize": json.dumps(finalize) if finalize else "", "root_id": root_id or "",
         })
         for key in (head, final, progress):
             pipe.expire(key, self.ttl_s)
@@ -111,4 +115,5 @@ class FanoutStore:
             done=int(h["done"]), failed=int(h["failed"]),
             progress=sum(float(f) for f in fractions) / total if total else 1.0,
             state=h["state"], result=json.loads(h["result"]) if h.get("result") else None,
+            root_id=h.get("root_id") or None,
         )

@@ -25,7 +25,7 @@ from actors.platform.broker.command_batch import Batch, register_script
 from actors.store.db import Database
 from actors.store.models import FINAL_JOB_STATES, Job
 
-__all__ = ["LIVE_TTL_S", "JobStore", "JobView"]
+__all__ = ["LIVE_TTL_S", "JobStore", "JobView", "view_from_hash", "view_from_row"]
 
 # A job's hash lives this long while not final; a final one lives for the cache TTL.
 LIVE_TTL_S = 7 * 24 * 3600
@@ -107,6 +107,8 @@ class JobView:
     result: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     fanout_id: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
     worker: str | None = None
     cancel_requested: bool = False
     version: int = 0
@@ -159,20 +161,38 @@ class JobStore:
         keys = [self.key(message_id), self.dirty_key, message_id, self.cancels_key, self.final_dirty_key]
         batch.script(self._record, keys, argv)
 
-    def enqueued(self, message_id: str, actor: str, queue: str, *, fanout_id: str | None = None) -> None:
+    def tree_key(self, root_id: str) -> str:
+        """Return the Redis key of the set of a tree's descendants (every job but the root)."""
+        return f"{self.prefix}:tree:{root_id}"
+
+    def enqueued(
+        self, message_id: str, actor: str, queue: str, *,
+        fanout_id: str | None = None, parent_id: str | None = None, root_id: str | None = None,
+    ) -> None:
         """Record a newly sent message as ``queued``."""
         batch = Batch(self.redis)
-        self.enqueued_into(batch, message_id, actor, queue, fanout_id=fanout_id)
+        self.enqueued_into(batch, message_id, actor, queue, fanout_id=fanout_id, parent_id=parent_id, root_id=root_id)
         batch.execute()
 
-    def enqueued_into(self, batch: Batch, message_id: str, actor: str, queue: str, *, fanout_id: str | None = None) -> None:
-        """Queue the record of a newly sent message as ``queued`` on ``batch``."""
+    def enqueued_into(
+        self, batch: Batch, message_id: str, actor: str, queue: str, *,
+        fanout_id: str | None = None, parent_id: str | None = None, root_id: str | None = None,
+    ) -> None:
+        """Queue the record of a newly sent message as ``queued`` on ``batch``.
+
+        A child (``parent_id`` given) joins its root's tree set, so the tree can be read
+        while its jobs live in Redis only.
+        """
         fields: dict[str, Any] = {
             "message_id": message_id, "actor": actor, "queue": queue, "state": "queued",
-            "enqueued_at": time.time(), "progress": 0.0,
+            "enqueued_at": time.time(), "progress": 0.0, "root_id": root_id or message_id,
         }
         if fanout_id:
             fields["fanout_id"] = fanout_id
+        if parent_id:
+            fields["parent_id"] = parent_id
+            batch.command("SADD", self.tree_key(root_id or parent_id), message_id)
+            batch.command("EXPIRE", self.tree_key(root_id or parent_id), LIVE_TTL_S)
         self.record_into(batch, message_id, fields, ttl_s=LIVE_TTL_S)
 
     @staticmethod
@@ -287,12 +307,12 @@ class JobStore:
 
         raw = self.redis.hgetall(self.key(message_id))
         if raw.get(b"actor"):
-            return _view_from_hash(raw)
+            return view_from_hash(raw)
         with self.database.session() as session:
             row = session.get(Job, message_id)
             if row is None:
                 raise JobNotFound(f"no job with message id {message_id!r}")
-            return _view_from_row(row)
+            return view_from_row(row)
 
     def flush(self, limit: int = 500, *, settle_s: float = 0.0) -> int:
         """Write up to ``limit`` dirty jobs to the database; return how many were written.
@@ -352,7 +372,27 @@ class JobStore:
             rows = session.scalars(
                 select(Job).where(Job.state == "running", Job.started_at < cutoff).limit(limit)
             ).all()
-            return [_view_from_row(row) for row in rows]
+            return [view_from_row(row) for row in rows]
+
+    def beat(self, worker: str, queues: list[str], *, ttl_s: int) -> None:
+        """Say that ``worker`` is alive and consumes ``queues``, for the next ``ttl_s`` seconds."""
+        self.redis.set(f"{self.prefix}:worker:{worker}", json.dumps({"at": time.time(), "queues": queues}), ex=ttl_s)
+
+    def live_workers(self) -> dict[str, list[str]]:
+        """Return the workers alive now (by heartbeat), per queue they consume."""
+        keys = list(self.redis.scan_iter(match=f"{self.prefix}:worker:*", count=1000))
+        by_queue: dict[str, list[str]] = {}
+        for key, value in zip(keys, self.redis.mget(keys) if keys else []):
+            if value is None:
+                continue
+            worker = key.decode().removeprefix(f"{self.prefix}:worker:")
+            try:
+                queues = json.loads(value).get("queues", [])
+            except (ValueError, AttributeError):  # a heartbeat from before queues were named
+                queues = []
+            for queue in queues:
+                by_queue.setdefault(queue, []).append(worker)
+        return {queue: sorted(workers) for queue, workers in by_queue.items()}
 
     def worker_alive(self, worker: str | None) -> bool:
         """Return whether ``worker`` has sent a heartbeat recently."""
@@ -387,7 +427,8 @@ def _json(value: str | None) -> Any:
     return json.loads(value) if value else None
 
 
-def _view_from_hash(raw: dict[bytes, bytes]) -> JobView:
+def view_from_hash(raw: dict[bytes, bytes]) -> JobView:
+    """A job's view from its Redis hash."""
     h = _decode_hash(raw)
     return JobView(
         message_id=h["message_id"], actor=h.get("actor", ""), queue=h.get("queue", ""),
@@ -398,19 +439,20 @@ def _view_from_hash(raw: dict[bytes, bytes]) -> JobView:
         error_type=h.get("error_type") or None, error_message=h.get("error_message") or None,
         result=_json(h.get("result")), metrics=_json(h.get("metrics")) or {},
         fanout_id=h.get("fanout_id") or None, worker=h.get("worker") or None,
+        parent_id=h.get("parent_id") or None, root_id=h.get("root_id") or None,
         cancel_requested=h.get("cancel") == "1", version=int(h.get("version") or 0),
     )
 
 
 def _row_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
-    view = _view_from_hash(raw)
+    view = view_from_hash(raw)
     row = {
         "message_id": view.message_id, "actor": view.actor, "queue": view.queue,
         "state": view.state, "progress": view.progress, "status": view.status,
         "attempts": view.attempts, "duration_ms": view.duration_ms,
         "error_type": view.error_type, "error_message": view.error_message,
         "result": view.result, "metrics": view.metrics or None, "fanout_id": view.fanout_id,
-        "worker": view.worker, "version": view.version, "updated_at": datetime.now(UTC),
+        "parent_id": view.parent_id, "root_id": view.root_id, "worker": view.worker, "version": view.version, "updated_at": datetime.now(UTC),
     }
     for name in _TIME_FIELDS:
         stamp = getattr(view, name)
@@ -418,7 +460,8 @@ def _row_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     return row
 
 
-def _view_from_row(row: Job) -> JobView:
+def view_from_row(row: Job) -> JobView:
+    """A job's view from its database row."""
     def stamp(value: datetime | None) -> float | None:
         if value is None:
             return None
@@ -431,5 +474,5 @@ def _view_from_row(row: Job) -> JobView:
         finished_at=stamp(row.finished_at), duration_ms=row.duration_ms,
         error_type=row.error_type, error_message=row.error_message, result=row.result,
         metrics=row.metrics or {}, fanout_id=row.fanout_id, worker=row.worker,
-        version=row.version,
+        parent_id=row.parent_id, root_id=row.root_id, version=row.version,
     )

@@ -45,7 +45,7 @@ class Job(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     status: Mapped[str] = mapped_column(String(500), default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    enqueued_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None] = mapped_column(index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     duration_ms: Mapped[float | None]
@@ -54,6 +54,8 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None]
     metrics: Mapped[dict[str, Any] | None]
     fanout_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    parent_id: Mapped[str | None] = mapped_column(String(64))
+    root_id: Mapped[str | None] = mapped_column(String(64), index=True)
     worker: Mapped[str | None] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -24,7 +24,7 @@ def _json(*args: str):  # type: ignore[no-untyped-def]
 def test_status_shows_the_job_record(workers):
     message = stepper.send(steps=1, step_s=0)
     wait_for_job(message.message_id, timeout_s=30)
-    status = _json("status", message.message_id)
+    status = _json("status", message.message_id)["job"]
     assert (status["state"], status["actor"], status["queue"]) == ("succeeded", "stepper", "cpu_processing")
     assert runner.invoke(cli, ["status", "no-such-id"]).exit_code == 1
 

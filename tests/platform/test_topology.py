@@ -12,7 +12,7 @@ def test_procfile_has_one_worker_line_per_queue_and_the_scheduler():
     for queue in QUEUES:
         assert f"--queues {queue} " in lines[queue] + " "
     assert lines["gpu_training"].endswith("--processes 1 --threads 1")
-    assert lines["scheduler"].startswith("periodiq actors.app")
+    assert lines["scheduler"].startswith("pfd scheduler actors.app")
 
 
 def test_message_sent_to_each_queue_is_processed_only_by_that_queues_worker(workers):

@@ -22,7 +22,14 @@ import structlog
 from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 
 from actors.platform.broker.command_batch import Batch
-from actors.platform.context import JobContext, bind_job, unbind_job
+from actors.platform.context import (
+    PARENT_OPTION,
+    ROOT_OPTION,
+    JobContext,
+    bind_job,
+    lineage_options,
+    unbind_job,
+)
 from actors.platform.errors import JobTimedOut
 from actors.platform.metrics import JobMetrics
 from actors.platform.middleware.crash_guard import REFUSED_OPTION
@@ -64,6 +71,7 @@ class JobTracking(Middleware):
         self.announce_after_s = announce_after_s
         self.record = record
         self.worker_name = ""
+        self.worker_queues: list[str] = []
         self._running: dict[str, JobContext] = {}
         self._running_lock = threading.Lock()
         self._cancelled: frozenset[str] = frozenset()
@@ -89,9 +97,12 @@ class JobTracking(Middleware):
         """Record a new message as queued (a retry was already recorded as retrying)."""
         if message.options.get("retries"):
             return
+        # A message sent from inside a job is a child of that job, in that job's tree.
+        message.options.update(lineage_options(message.options))
         write = functools.partial(
             self.store.enqueued_into, message_id=message.message_id, actor=message.actor_name,
             queue=message.queue_name.removesuffix(".DQ"), fanout_id=message.options.get(FANOUT_OPTION),
+            parent_id=message.options.get(PARENT_OPTION), root_id=message.options.get(ROOT_OPTION),
         )
         ride_along = getattr(broker, "ride_along_enqueue", None)
         if ride_along is None or not ride_along(write):
@@ -111,6 +122,8 @@ class JobTracking(Middleware):
             store=self.store,
             deadline=time.monotonic() + limit_ms / 1000 - _DEADLINE_MARGIN_S if limit_ms else None,
             fanout_id=message.options.get(FANOUT_OPTION),
+            parent_id=message.options.get(PARENT_OPTION),
+            root_id=message.options.get(ROOT_OPTION) or message_id,
             start_fields=JobStore.start_fields(
                 message_id, message.actor_name, queue, attempt=attempt, worker=self.worker_name, started_at=time.time()
             ),
@@ -120,6 +133,7 @@ class JobTracking(Middleware):
         bind_job(context)
         if message_id in self._cancelled:
             raise SkipMessage("cancelled before it started")
+        log.info("job.started", attempt=attempt, worker=self.worker_name)
         with self._running_lock:
             self._running[message_id] = context
 
@@ -235,6 +249,7 @@ class JobTracking(Middleware):
     def after_worker_boot(self, broker, worker):  # type: ignore[no-untyped-def]
         """Start this process's ticker: announces starts, reads cancels, beats (and records)."""
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_queues = sorted({name.removesuffix(".DQ") for name in worker.consumers})
         self._stop.clear()
         self._ticker = threading.Thread(target=self._tick_loop, name="pfd-job-ticker", daemon=True)
         self._ticker.start()
@@ -265,10 +280,7 @@ class JobTracking(Middleware):
                 self._cancelled = frozenset(self.store.cancel_requests())
                 now = time.monotonic()
                 if now - last_beat >= self.heartbeat_s:
-                    self.store.redis.set(
-                        f"{self.store.prefix}:worker:{self.worker_name}", time.time(),
-                        ex=max(int(self.heartbeat_s * 3), 1),
-                    )
+                    self.store.beat(self.worker_name, self.worker_queues, ttl_s=max(int(self.heartbeat_s * 3), 1))
                     last_beat = now
                 if self.record and (stopping or now - last_flush >= self.flush_interval_s):
                     settle_s = 0.0 if stopping else self.settle_s
