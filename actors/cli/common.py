@@ -9,6 +9,7 @@ import dramatiq
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["PROJECT_ROOT", "app", "console", "emit", "load_broker", "one_row"]
 
@@ -25,12 +26,13 @@ def load_broker() -> dramatiq.Broker:
     return actors.app.broker
 
 
-def emit(data: object, as_json: bool, table: Table | None = None) -> None:
-    """Print ``data`` as JSON (``--json``, or when there is no table), else the table."""
+def emit(data: object, as_json: bool, table: Table | Text | None = None) -> None:
+    """Print ``data`` as JSON (``--json``, or when there is no table), else the table (or line)."""
     if as_json or table is None:
         typer.echo(json.dumps(data, indent=2, default=str))
     else:
-        console.print(table)
+        # A line of text is never folded at the terminal's width: ids in it stay whole.
+        console.print(table, soft_wrap=isinstance(table, Text))
 
 
 def one_row(label: str, value: str) -> Table:

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Column, Table
 from rich.text import Text
@@ -126,23 +127,25 @@ def tree_view(tree: JobTree) -> RenderableType:
 
 
 def job_table(jobs: list[JobView], *, wide: bool = False) -> Table:
-    """Jobs as a table: full ids, actor, queue, state, progress, when sent, duration, error."""
-    table = Table(id_column("message id"), "actor", "queue", "state", "progress", "sent", "duration", "error")
+    """Jobs as a table: whole ids, actor, state, when sent, duration (``wide``: queue, progress, error, root)."""
+    table = Table(id_column("message id"), "actor", "state", "sent", "duration", box=box.SIMPLE_HEAD)
     if wide:
-        table.add_column("root id")
+        for column in ("queue", "progress", "error", "root id"):
+            table.add_column(column)
     for job in jobs:
-        row = [job.message_id, job.actor, job.queue, _state(job.state), f"{job.progress:.0%}",
-               human_time(job.enqueued_at, wide=wide), _duration(job.duration_ms),
-               error_line(job)[:80] if job.error_type else ""]
+        row = [job.message_id, job.actor, _state(job.state), human_time(job.enqueued_at, wide=wide),
+               _duration(job.duration_ms)]
         if wide:
-            row.append(job.root_id or job.message_id)
+            row += [job.queue, f"{job.progress:.0%}", error_line(job) if job.error_type else "",
+                    job.root_id or job.message_id]
         table.add_row(*row)
     return table
 
 
 def record_table(records: list[dict[str, Any]], columns: tuple[str, ...], *, wide: bool = False) -> Table:
     """Domain records as a table of ``columns`` (full ids, human times)."""
-    table = Table(*(id_column(c) if c.endswith("_id") and i == 0 else c for i, c in enumerate(columns)))
+    table = Table(*(id_column(c) if c.endswith("_id") and i == 0 else c for i, c in enumerate(columns)),
+                  box=box.SIMPLE_HEAD)
     for record in records:
         cells = []
         for column in columns:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich import box
 from rich.table import Table
 
 from actors.cli.common import app, emit, load_broker, one_row
@@ -50,15 +51,16 @@ def dlq_list(
     broker = load_broker()
     letters = [l for q in ([queue] if queue else QUEUES) for l in list_dead_letters(broker.client, q, limit=limit)]
     for i, letter in enumerate(letters):
-        if letter.readable and not letter.reason:
-            # Dramatiq keeps a traceback only for some failures; the job record always says why.
+        if letter.readable:
+            # The job record says why the last attempt failed; Dramatiq's traceback, when it
+            # kept one, may be an earlier attempt's.
             try:
                 job = get_job(letter.message_id)
             except JobNotFound:
                 continue
             if job.error_type:
                 letters[i] = replace(letter, reason=f"{job.error_type}: {job.error_message}")
-    table = Table("queue", id_column("message id"), "actor", "failed", "reason")
+    table = Table("queue", id_column("message id"), "actor", "failed", "reason", box=box.SIMPLE_HEAD)
     for letter in letters:
         table.add_row(letter.queue, letter.message_id, letter.actor, human_time(letter.failed_at, wide=wide),
                       letter.reason)
