@@ -8,12 +8,14 @@ constructor, so the two cannot drift.
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.domain import NUM_CLASSES
 
-__all__ = ["ARGUMENTS", "Argument"]
+__all__ = ["ARGUMENTS", "Argument", "type_name"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,15 @@ class Argument:
     hint: Any
     default: Any = None
     required: bool = False
+
+
+def type_name(hint: Any) -> str:
+    """A type hint as a user reads it: ``int``, ``int or null``, ``list``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(type_name(h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        return "list"
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def _deep(**arguments: Argument) -> dict[str, Argument]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.errors import InvalidInput
-from pipeline.models.arguments import ARGUMENTS
+from pipeline.models.arguments import ARGUMENTS, type_name
 
 __all__ = [
     "CLASSICAL_KEYS",
@@ -104,14 +104,6 @@ def _accepts(value: Any, hint: Any) -> tuple[bool, Any]:
     return False, value
 
 
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(h) for h in typing.get_args(hint))
-    if typing.get_origin(hint) is list:
-        return "list"
-    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
-
-
 def validate_model_args(key: str, args: dict[str, Any] | None, *, build: bool = True) -> dict[str, Any]:
     """Check ``args`` for model ``key`` and return them completed with the defaults.
 
@@ -143,7 +135,7 @@ def validate_model_args(key: str, args: dict[str, Any] | None, *, build: bool = 
         ok, value = _accepts(value, param.hint)
         if not ok:
             raise InvalidInput(
-                f"argument {name!r} of model {key!r} must be {_type_name(param.hint)}, "
+                f"argument {name!r} of model {key!r} must be {type_name(param.hint)}, "
                 f"got {args.get(name)!r}"
             )
         if isinstance(value, (int, float)) and not isinstance(value, bool):
