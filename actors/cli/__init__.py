@@ -4,7 +4,7 @@
 every group, so ``actors.cli:app`` (the console script) has them all.
 """
 
-from actors.cli import database, demo, jobs, maintenance, queues, services  # noqa: F401  (register commands)
+from actors.cli import database, demo, jobs, maintenance, queues, reference, services  # noqa: F401  (register commands)
 from actors.cli.common import app
 
 __all__ = ["app"]
