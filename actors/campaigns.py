@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar
 
 import dramatiq
 import structlog
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 from redis.exceptions import RedisError
 
 from actors.platform.base import Payload
@@ -23,6 +23,7 @@ from actors.platform.context import JobContext
 from actors.platform.errors import JobNotFound, PayloadInvalid, TransientError
 from actors.platform.fanout import fan_out, fanout_store
 from actors.platform.jobs import get_job, request_cancel
+from actors.platform.references import DatasetId, RecordId
 from actors.store.campaigns import (
     FINAL_TRIAL_STATES,
     add_wave,
@@ -61,7 +62,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("pfd.campaigns")
-RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 # Shorter than a record id: trial experiments are named "<campaign id>-t<number>" (64 at most).
 CampaignId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")]
 
@@ -74,28 +74,34 @@ class CampaignRef(Payload):
 
 
 class CampaignStart(Payload):
-    """A new campaign (``dataset_id`` + ``spec``, refused on send when its shape is bad), or a resume.
+    """A new campaign (``dataset_id`` + ``spec``, refused on send when the spec is bad), or a resume.
 
-    Each kind sets ``parse_spec`` to its spec parser; it raises ``InvalidInput``, a
-    ``ValueError``, so a bad spec is refused on send.
+    Each kind sets ``parse_spec`` to its spec check; it raises ``InvalidInput``, a
+    ``ValueError``, so a bad spec is refused on send with the field it names.
     """
 
     parse_spec: ClassVar[Callable[[dict[str, Any]], Any]]
 
     campaign_id: CampaignId | None = None
     resume: bool = False
-    dataset_id: RecordId | None = None
+    dataset_id: DatasetId | None = Field(None, description="the completed dataset every trial trains on")
     name: str = Field("", max_length=200)
-    spec: dict[str, Any] = Field(default_factory=dict)
+    spec: dict[str, Any] = Field(default_factory=dict, description="the campaign: model_key, space, method, "
+                                 "n_trials, parallelism, training, ... (see docs/actors.md)")
+
+    @field_validator("spec")
+    @classmethod
+    def _spec_accepted(cls, spec: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not info.data.get("resume"):
+            cls.parse_spec(spec)
+        return spec
 
     @model_validator(mode="after")
     def _a_spec_or_a_resume(self) -> CampaignStart:
         if self.resume and (self.campaign_id is None or self.dataset_id or self.spec):
             raise ValueError("resume takes campaign_id only: the spec is the campaign's own")
-        if not self.resume:
-            if self.dataset_id is None:
-                raise ValueError("a new campaign needs dataset_id and spec")
-            self.parse_spec(self.spec)
+        if not self.resume and self.dataset_id is None:
+            raise ValueError("a new campaign needs dataset_id and spec")
         return self
 
 

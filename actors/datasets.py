@@ -13,6 +13,7 @@ from pydantic import Field, StringConstraints, create_model, model_validator
 from actors.notifications import send_event
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
+from actors.platform.references import RecordId
 from actors.store.datasets import claim_dataset, complete_dataset, fail_dataset, record_import
 from actors.store.db import Database, get_database
 from config.settings import get_settings, mask_secrets
@@ -23,7 +24,6 @@ from pipeline.signals.config import AugmentationConfig, NoiseConfig
 
 __all__ = ["GenerateDataset", "ImportMatDataset", "generate_dataset", "import_mat_dataset"]
 
-DatasetId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 FaultKey = Literal[CLASS_KEYS]  # type: ignore[valid-type]
 SeverityBand = Literal[tuple(SEVERITY_BANDS)]  # type: ignore[valid-type]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -42,7 +42,7 @@ Augmentation = _switches("Augmentation", AugmentationConfig)
 class GenerateDataset(Payload):
     """Payload of ``generate_dataset``: what to generate, and in which formats."""
 
-    dataset_id: DatasetId | None = None
+    dataset_id: RecordId | None = Field(None, description="the new dataset's id (default: ds-<message id>)")
     name: str = Field("", max_length=200)
     fault_types: list[FaultKey] = Field(default_factory=lambda: list(CLASS_KEYS), min_length=1, max_length=len(CLASS_KEYS))
     records_per_class: int = Field(10, ge=1, le=5_000)
@@ -79,7 +79,7 @@ class ImportMatDataset(Payload):
     """Payload of ``import_mat_dataset``: MAT files or folders under an import root."""
 
     paths: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(min_length=1, max_length=100_000)
-    dataset_id: DatasetId | None = None
+    dataset_id: RecordId | None = Field(None, description="the new dataset's id (default: ds-<message id>)")
     name: str = Field("", max_length=200)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     split_ratios: tuple[Probability, Probability, Probability] = (0.70, 0.15, 0.15)

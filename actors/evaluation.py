@@ -16,12 +16,13 @@ from typing import Annotated, Any
 
 import dramatiq
 import structlog
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, field_validator
 from redis.exceptions import RedisError
 
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
 from actors.platform.errors import PayloadInvalid
+from actors.platform.references import ExperimentId, RecordId
 from actors.store.analyses import claim_analysis, complete_analysis, fail_analysis, failure_recorded
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
@@ -34,14 +35,13 @@ __all__ = ["compare_architectures", "error_analysis", "robustness_report", "roc_
 
 log = structlog.get_logger("pfd.evaluation")
 
-RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Compute = Callable[[Database, Path], tuple[dict[str, Any], dict[str, str], dict[str, float]]]
 
 
 class ExperimentAnalysis(Payload):
     """An analysis of one experiment (``analysis_id`` defaults to one from the message id)."""
 
-    experiment_id: RecordId
+    experiment_id: ExperimentId
     analysis_id: RecordId | None = None
 
 
@@ -56,7 +56,7 @@ class ErrorAnalysis(ExperimentAnalysis):
 class CompareArchitectures(Payload):
     """Payload of ``compare_architectures``: the experiments, and how latency is sampled."""
 
-    experiment_ids: list[RecordId] = Field(min_length=1, max_length=20)
+    experiment_ids: list[ExperimentId] = Field(min_length=1, max_length=20)
     analysis_id: RecordId | None = None
     latency_windows: int = Field(8, ge=1, le=64)
     repeats: int = Field(3, ge=1, le=20)

@@ -21,6 +21,7 @@ from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
 from actors.platform.errors import RecordNotFound
 from actors.platform.fanout import fan_out, fanout_store
+from actors.platform.references import DatasetId, RecordId
 from actors.store.analyses import (
     claim_analysis,
     claim_feature_set,
@@ -42,7 +43,6 @@ from pipeline.progress import scaled
 __all__ = ["ExtractFeatures", "compute_correlation", "compute_importance", "extract_feature_shard",
            "extract_features", "feature_set_id", "merge_feature_shards", "select_features"]
 
-RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 def _domains(value: list[str] | None) -> list[str]:
@@ -65,7 +65,7 @@ def feature_set_id(dataset_id: str, domains: list[str]) -> str:
 class FeatureSource(Payload):
     """A dataset and the feature domains to use (all five when ``domains`` is left out)."""
 
-    dataset_id: RecordId
+    dataset_id: DatasetId
     domains: list[str] | None = Field(None, min_length=1, max_length=5)
 
     @field_validator("domains")

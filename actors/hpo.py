@@ -29,6 +29,7 @@ from actors.campaigns import (
     summary,
 )
 from actors.platform.base import job_actor
+from actors.platform.catalog import options_of_dataclass
 from actors.platform.context import JobContext
 from actors.platform.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.campaigns import set_test_metrics
@@ -41,11 +42,19 @@ from actors.store.experiments import (
     get_experiment,
     record_epoch,
 )
-from actors.training import experiment_spec
+from actors.training import experiment_spec, training_option_rows
 from config.settings import get_settings, mask_secrets
 from pipeline.artifacts import file_sha256
 from pipeline.errors import InvalidInput, StopRequested
-from pipeline.hpo import check_campaign, parse_campaign
+from pipeline.hpo import (
+    DIRECTIONS,
+    METHODS,
+    METRICS,
+    CampaignSpec,
+    check_campaign,
+    parse_campaign,
+)
+from pipeline.models import DEEP_KEYS
 
 __all__ = ["HPO", "RunHpoCampaign", "finalize_hpo_campaign", "run_hpo_campaign", "run_hpo_trial", "stop_hpo_campaign"]
 
@@ -53,7 +62,18 @@ __all__ = ["HPO", "RunHpoCampaign", "finalize_hpo_campaign", "run_hpo_campaign",
 class RunHpoCampaign(CampaignStart):
     """A new HPO campaign (``dataset_id`` + ``spec``), or a resume."""
 
-    parse_spec = staticmethod(parse_campaign)
+    # The worker's full check, less the model builds: no torch in a producer.
+    parse_spec = staticmethod(lambda raw: check_campaign(parse_campaign(raw), build=False))
+
+    @classmethod
+    def documented_options(cls) -> dict[str, list[dict[str, Any]]]:
+        """The campaign spec's fields; its ``training`` and ``model_args`` are ``train_model``'s."""
+        return {"spec": options_of_dataclass(
+            CampaignSpec, {"model_key": DEEP_KEYS, "method": METHODS, "metric": tuple(METRICS), "direction": DIRECTIONS},
+            {"space": "parameter name -> {type: float | int | categorical, low, high, log, step, choices, "
+                      "target: model | training}",
+             "model_args": "the base model arguments (train_model's model_args)",
+             "training": "the base training options (train_model's training)"}), "spec.training": training_option_rows()}
 
 
 def _hpo_study(view: dict[str, Any]) -> Any:

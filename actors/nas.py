@@ -32,6 +32,7 @@ from actors.campaigns import (
     summary,
 )
 from actors.platform.base import job_actor
+from actors.platform.catalog import option_row, options_of_dataclass
 from actors.platform.context import JobContext
 from actors.platform.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.campaigns import (
@@ -43,10 +44,12 @@ from actors.store.campaigns import (
 )
 from actors.store.db import Database
 from actors.store.experiments import create_experiment
-from actors.training import experiment_spec
+from actors.training import experiment_spec, training_option_rows
 from config.settings import get_settings, mask_secrets
 from pipeline.errors import InvalidInput, StopRequested
 from pipeline.nas import arch_from_params, arch_hash, pareto_front, parse_nas_campaign
+from pipeline.nas.campaign import NAS_METHODS, NasCampaignSpec
+from pipeline.nas.space import OPS
 from pipeline.training.config import TrainingConfig
 
 __all__ = ["NAS", "NAS_MODEL_KEY", "RunNasCampaign", "finalize_nas_campaign", "run_nas_campaign", "run_nas_candidate",
@@ -62,6 +65,20 @@ class RunNasCampaign(CampaignStart):
     """A new NAS campaign (``dataset_id`` + ``spec``), or a resume."""
 
     parse_spec = staticmethod(parse_nas_campaign)
+
+    @classmethod
+    def documented_options(cls) -> dict[str, list[dict[str, Any]]]:
+        """The NAS spec's fields and its search space's; ``training`` is ``train_model``'s."""
+        space = [option_row("min_layers", "int", 1), option_row("max_layers", "int", 4),
+                 option_row("ops", "list", list(OPS), allowed=OPS, description="at least one convolution"),
+                 option_row("widths", "list[int]", [8, 16, 32]),
+                 option_row("stem_widths", "list[int]", description="default: the first of widths")]
+        spec = options_of_dataclass(NasCampaignSpec, {"method": NAS_METHODS}, {
+            "space": "the search space (spec.space below; every key has a default)",
+            "training": "train_model's training options"})
+        # A NAS campaign always maximises validation accuracy; the parser fills in an empty space.
+        spec = [{**row, "required": False} for row in spec if row["name"] not in ("metric", "direction")]
+        return {"spec": spec, "spec.space": space, "spec.training": training_option_rows()}
 
 
 def _nas_study(view: dict[str, Any]) -> Any:

@@ -10,18 +10,21 @@ completed experiment returns the recorded result without training again.
 from __future__ import annotations
 
 import json
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Annotated, Any
 
 import dramatiq
 import structlog
 from dramatiq.middleware import TimeLimitExceeded
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 from redis.exceptions import RedisError
 
 from actors.platform.base import Payload, job_actor
+from actors.platform.catalog import option_row, options_of_dataclass
 from actors.platform.context import JobContext
 from actors.platform.errors import ActorError, PayloadInvalid, RecordConflict
+from actors.platform.references import DatasetId, ExperimentId, RecordId
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
 from actors.store.experiments import (
@@ -34,32 +37,60 @@ from actors.store.experiments import (
 from config.settings import get_settings, mask_secrets
 from pipeline.artifacts import atomic_path, file_sha256
 from pipeline.errors import DatasetFileError, InvalidInput, StopRequested
-from pipeline.models import CLASSICAL_KEYS, validate_model_args
+from pipeline.models import CLASSICAL_KEYS, MODEL_KEYS, is_deep, validate_model_args
+from pipeline.models.arguments import ARGUMENTS, type_name
 from pipeline.training import TrainingConfig, TrainingData, TrainingResult, load_training_data
+from pipeline.training.config import DEVICES, OPTIMIZERS, SCHEDULERS
 
-__all__ = ["TrainModel", "experiment_spec", "load_training_dataset", "ready_dataset", "train_model"]
+__all__ = ["TrainModel", "experiment_spec", "load_training_dataset", "ready_dataset", "train_model", "training_option_rows",
+           "training_options"]
 
 log = structlog.get_logger("pfd.training")
 
-RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 METRICS_NAME = "metrics.json"
+TRAINING_OPTIONS = tuple(f.name for f in dataclass_fields(TrainingConfig))
 
 
 class TrainModel(Payload):
     """Payload of ``train_model``: an experiment id, or ``dataset_id`` + ``model_key`` (+ options) to create one.
 
     ``model_args`` are the model's constructor arguments; ``training`` the optimiser, loader
-    and schedule options (``TrainingConfig``, deep models only). Both are checked by the
-    worker before anything is claimed.
+    and schedule options (``TrainingConfig``, deep models only). Both are checked on send
+    against the model's declared arguments, and again by the worker (which also builds the
+    model once) before anything is claimed.
     """
 
-    experiment_id: RecordId | None = None
-    dataset_id: RecordId | None = None
-    model_key: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
-    model_args: dict[str, Any] = Field(default_factory=dict)
-    training: dict[str, Any] = Field(default_factory=dict)
+    experiment_id: ExperimentId | None = Field(
+        None, description="an existing experiment to train; with dataset_id and model_key, the id of the new one")
+    dataset_id: DatasetId | None = Field(None, description="the completed dataset a new experiment trains on")
+    model_key: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = Field(
+        None, description="the model of a new experiment: " + ", ".join(MODEL_KEYS))
+    model_args: dict[str, Any] = Field(default_factory=dict, description="the model's constructor arguments")
+    training: dict[str, Any] = Field(
+        default_factory=dict, description="TrainingConfig options (deep models only): " + ", ".join(TRAINING_OPTIONS))
     name: str = Field("", max_length=200)
     campaign_id: RecordId | None = None
+
+    @field_validator("model_key")
+    @classmethod
+    def _known_model(cls, key: str | None) -> str | None:
+        if key is not None:
+            is_deep(key)  # raises InvalidInput naming the valid keys
+        return key
+
+    @field_validator("model_args")
+    @classmethod
+    def _model_accepts(cls, args: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.data.get("model_key"):
+            validate_model_args(info.data["model_key"], args, build=False)
+        return args
+
+    @field_validator("training")
+    @classmethod
+    def _training_accepts(cls, training: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if info.data.get("model_key"):
+            training_options(info.data["model_key"], training)
+        return training
 
     @model_validator(mode="after")
     def _one_way_to_name_the_experiment(self) -> TrainModel:
@@ -77,6 +108,35 @@ class TrainModel(Payload):
         """True when the payload carries the fields to create the experiment."""
         return self.dataset_id is not None
 
+    def references(self) -> list[tuple[str, str, str]]:
+        """The records that must exist: not the experiment this message creates."""
+        return [ref for ref in super().references() if not (self.creates and ref[0] == "experiment_id")]
+
+    @classmethod
+    def documented_options(cls) -> dict[str, list[dict[str, Any]]]:
+        """Training options, and every model's arguments (``<model>.<argument>``)."""
+        return {"training": training_option_rows(), "model_args": [
+            option_row(f"{key}.{name}", type_name(arg.hint), arg.default, required=arg.required)
+            for key, args in ARGUMENTS.items() for name, arg in args.items()]}
+
+
+def training_option_rows() -> list[dict[str, Any]]:
+    """The rows of ``TrainingConfig`` (deep models' training options), for schemas that take them."""
+    return options_of_dataclass(TrainingConfig, {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "device": DEVICES})
+
+
+def training_options(model_key: str, training: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate training options for a model; return the full ``TrainingConfig`` (``{}`` for a classical model).
+
+    Raises:
+        InvalidInput: an unknown option, a wrong type or range, or options for a classical model.
+    """
+    if model_key in CLASSICAL_KEYS:
+        if training:
+            raise InvalidInput(f"training options apply to deep models only; {model_key!r} takes none, got {sorted(training)}")
+        return {}
+    return TrainingConfig.from_dict(training).to_dict()
+
 
 def experiment_spec(
     dataset_id: str, model_key: str, model_args: dict[str, Any] | None, training: dict[str, Any] | None,
@@ -89,12 +149,7 @@ def experiment_spec(
             options for a classical model.
     """
     args = validate_model_args(model_key, model_args)
-    if model_key in CLASSICAL_KEYS:
-        if training:
-            raise InvalidInput(f"training options apply to deep models only; {model_key!r} takes none, got {sorted(training)}")
-        config: dict[str, Any] = {}
-    else:
-        config = TrainingConfig.from_dict(training).to_dict()
+    config = training_options(model_key, training)
     return {"dataset_id": dataset_id, "model_key": model_key, "model_args": args,
             "training_config": config, "name": name, "campaign_id": campaign_id}
 

@@ -18,14 +18,16 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import structlog
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from actors.notifications import send_event
 from actors.platform.base import Payload, job_actor
+from actors.platform.catalog import option_row
 from actors.platform.context import JobContext
 from actors.platform.errors import JobNotFound, RecordConflict, RecordNotFound
 from actors.platform.fanout import fan_out, fanout_store, get_fanout
 from actors.platform.jobs import get_job
+from actors.platform.references import DatasetId, ExperimentId
 from actors.store import explanations as store
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
@@ -33,17 +35,16 @@ from actors.store.experiments import get_experiment
 from config.settings import Settings, get_settings, mask_secrets
 from pipeline.domain import WINDOW_LENGTH, WINDOWS_PER_RECORD
 from pipeline.errors import InvalidInput
-from pipeline.xai.registry import validate_method_params
+from pipeline.xai.registry import METHODS, validate_method_params
 
 __all__ = ["ExplainBatch", "ExplainSignal", "FinalizeExplainBatch", "SignalRef", "explain_batch", "explain_signal",
            "explanation_batch", "finalize_explain_batch"]
 
 log = structlog.get_logger("pfd.xai")
 
-RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 # Short enough that "xai-" + the id fits a fan-out id and a notification event id.
 BatchId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,55}$")]
-Method = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 MAX_BATCH = 10_000
 # Bad input: the job fails at once, never retried; a fan-out member fails alone.
 REFUSED = (InvalidInput, RecordNotFound, RecordConflict)
@@ -52,28 +53,46 @@ REFUSED = (InvalidInput, RecordNotFound, RecordConflict)
 class SignalRef(Payload):
     """A signal: one 1 s window of one record of a dataset split (no signal table needed)."""
 
-    dataset_id: RecordId
+    dataset_id: DatasetId
     split: Literal["train", "val", "test"]
     record: int = Field(ge=0)
     window: int = Field(0, ge=0, lt=WINDOWS_PER_RECORD)
 
 
-class ExplainSignal(Payload):
+class MethodRequest(Payload):
+    """An experiment to explain, a method and its parameters (checked on send against the method's)."""
+
+    experiment_id: ExperimentId = Field(description="a completed experiment: its model is explained")
+    method: Method
+    params: dict[str, Any] = Field(default_factory=dict, description="the method's parameters, listed by method below")
+
+    @field_validator("params")
+    @classmethod
+    def _method_accepts(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "method" in info.data:
+            validate_method_params(info.data["method"], params)
+        return params
+
+    @classmethod
+    def documented_options(cls) -> dict[str, list[dict[str, Any]]]:
+        """Every method's parameters (``<method>.<parameter>``), their defaults and ranges."""
+        return {"params": [
+            option_row(f"{method}.{name}", p.kind.__name__, p.default, allowed=p.choices, description=p.help,
+                       bounds=[f"{sign} {int(v) if float(v).is_integer() else v}" for sign, v in (("≥", p.low), ("≤", p.high))
+                                   if v is not None])
+            for method, spec in METHODS.items() for name, p in spec.params.items()]}
+
+
+class ExplainSignal(MethodRequest):
     """Payload of ``explain_signal``: a completed experiment, a signal, a method and its parameters."""
 
-    experiment_id: RecordId
     signal: SignalRef
-    method: Method
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
-class ExplainBatch(Payload):
+class ExplainBatch(MethodRequest):
     """Payload of ``explain_batch``: the signals to explain with one experiment and method."""
 
-    experiment_id: RecordId
     signals: list[SignalRef] = Field(min_length=1, max_length=MAX_BATCH)
-    method: Method
-    params: dict[str, Any] = Field(default_factory=dict)
     batch_id: BatchId | None = None
 
 

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     # dead-lettered on its next start (crash-guarded queues only).
     crash_guard_max_starts: int = Field(3, ge=1)
 
+    # A producer that can read the database refuses, at send, a payload naming a dataset or
+    # experiment that does not exist; set 0 on producers that have no route to it (the
+    # worker still refuses such a job as soon as it starts).
+    send_checks_records: bool = True
+
     # Logging.
     log_json: bool | None = None
     log_level: str = "INFO"

@@ -4,7 +4,17 @@
 every group, so ``actors.cli:app`` (the console script) has them all.
 """
 
-from actors.cli import database, demo, jobs, logs, maintenance, queues, records, services  # noqa: F401  (register commands)
+from actors.cli import (  # noqa: F401  (register commands)
+    database,
+    demo,
+    jobs,
+    logs,
+    maintenance,
+    queues,
+    records,
+    reference,
+    services,
+)
 from actors.cli.common import app
 
 __all__ = ["app"]

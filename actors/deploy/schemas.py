@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from actors.platform.base import Payload
+from actors.platform.references import ExperimentId, RecordId
 
 __all__ = ["MAX_OPSET", "MAX_PRUNE_AMOUNT", "MIN_OPSET", "BenchmarkModels", "BenchmarkOptions", "DeployExperiment",
            "DeployOptions", "ExportOnnx", "ExportOptions", "OptimizeModel", "OptimizeOptions", "QuantizeModel",
@@ -23,7 +24,6 @@ def _unique(values: list[Any]) -> list[Any]:
     return values
 
 
-RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 WindowCap = Annotated[int | None, Field(ge=1, le=100_000)]  # at most this many windows of the split (None: all)
 Method = Literal["dynamic_int8", "static_int8", "fp16"]
 Methods = Annotated[list[Method], AfterValidator(_unique)]
@@ -77,7 +77,7 @@ class Target(Payload):
     """Which deployment a stage works on; neither id in a pipeline, where the piped summary says."""
 
     deployment_id: RecordId | None = None
-    experiment_id: RecordId | None = None
+    experiment_id: ExperimentId | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> Target:
@@ -104,5 +104,5 @@ class DeployOptions(Payload):
 class DeployExperiment(Payload):
     """Payload of ``deploy_experiment``: a completed deep-model experiment and the stages' options."""
 
-    experiment_id: RecordId
+    experiment_id: ExperimentId
     options: DeployOptions = Field(default_factory=DeployOptions)

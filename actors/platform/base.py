@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import dramatiq
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from actors.platform.context import JobContext, current_job
 from actors.platform.errors import JobTimedOut, PayloadInvalid, RecordNotFound
+from actors.platform.references import check_references, named_records
 from config.queues import ActorPolicy, policy_for, retried_error_types
 from pipeline.errors import InvalidInput, StopRequested
 
@@ -27,28 +29,55 @@ class Payload(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    def references(self) -> list[tuple[str, str, str]]:
+        """The ``(field, kind, id)`` of every record this payload names that must exist (checked at send)."""
+        return named_records(self)
+
+    @classmethod
+    def documented_options(cls) -> dict[str, list[dict[str, Any]]]:
+        """What each free-form dict field takes, as rows (``actors.platform.catalog.option_row``); none by default."""
+        return {}
+
 
 def validate_payload(actor_name: str, schema: type[P], kwargs: dict[str, Any]) -> P:
     """Validate ``kwargs`` against ``schema``; raise ``PayloadInvalid`` with every problem named."""
     try:
         return schema.model_validate(kwargs)
     except ValidationError as exc:
+        # A schema's own check raises ValueError: its message is the problem, without pydantic's prefix.
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise PayloadInvalid(f"invalid payload for {actor_name}: {problems}") from None
 
 
 class PayloadActor(dramatiq.Actor):
-    """An actor whose keyword payload is validated when a message is built (on send)."""
+    """An actor whose keyword payload is validated when a message is built, and whose ids are checked on send."""
 
     schema: type[BaseModel] | None = None
 
+    def _json_kwargs(self, kwargs: dict[str, Any] | None) -> tuple[dict[str, Any] | None, BaseModel | None]:
+        if self.schema is None:
+            return kwargs, None
+        payload = validate_payload(self.actor_name, self.schema, kwargs or {})
+        return payload.model_dump(mode="json"), payload
+
     def message_with_options(self, *, args=(), kwargs=None, **options):  # type: ignore[no-untyped-def]
         """Validate the payload, then build the message with JSON-normalised arguments."""
-        if self.schema is not None:
-            kwargs = validate_payload(self.actor_name, self.schema, kwargs or {}).model_dump(mode="json")
-        return super().message_with_options(args=args, kwargs=kwargs, **options)
+        return super().message_with_options(args=args, kwargs=self._json_kwargs(kwargs)[0], **options)
+
+    def send_with_options(self, *, args=(), kwargs=None, delay=None, **options):  # type: ignore[no-untyped-def]
+        """Validate the payload, refuse ids that name no record (when this producer can read the
+        database), then enqueue. Messages built with ``message()`` for a group or pipeline skip the
+        id check: their worker refuses a missing record as soon as it starts."""
+        if isinstance(delay, timedelta):
+            delay = int(delay.total_seconds() * 1000)
+        kwargs, payload = self._json_kwargs(kwargs)
+        if isinstance(payload, Payload):
+            check_references(self.actor_name, payload.references())
+        message = dramatiq.Actor.message_with_options(self, args=args, kwargs=kwargs, **options)
+        return self.broker.enqueue(message, delay=delay)
 
 
 class RetryTransient:

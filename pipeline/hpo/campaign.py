@@ -1,15 +1,15 @@
 """What an HPO campaign searches and how: base model, space, method, trials, metric.
 
-``parse_campaign`` checks the shape (cheap, no torch: a producer calls it when it sends);
-``check_campaign`` then checks the space against the model and ``TrainingConfig`` (a
-worker calls it before anything fans out), so a campaign whose every trial would fail on
-its arguments is refused at once instead of after its first wave.
+``parse_campaign`` checks the shape; ``check_campaign`` then checks the space, the base
+model arguments and training options against the model and ``TrainingConfig``. A producer
+runs both when it sends (``build=False``: no torch); the worker runs them again with every
+bound built before anything fans out, so a campaign whose every trial would fail on its
+arguments is refused at once instead of after its first wave.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,9 +112,9 @@ def parse_campaign(raw: dict[str, Any]) -> CampaignSpec:
 
 
 def _resolve_targets(spec: CampaignSpec) -> SearchSpace:
-    from pipeline.models.registry import model_constructor
+    from pipeline.models.arguments import ARGUMENTS
 
-    model_names = set(inspect.signature(model_constructor(spec.model_key)).parameters)
+    model_names = set(ARGUMENTS[spec.model_key])
     training_names = {f.name for f in dataclasses.fields(TrainingConfig)}
     targets = {}
     for param in spec.space.params:
@@ -135,12 +135,13 @@ def _resolve_targets(spec: CampaignSpec) -> SearchSpace:
     return spec.space.with_targets(targets)
 
 
-def check_campaign(spec: CampaignSpec) -> CampaignSpec:
+def check_campaign(spec: CampaignSpec, *, build: bool = True) -> CampaignSpec:
     """Check the campaign against its model and ``TrainingConfig``; return it with targets resolved.
 
     Every parameter is tried at its bounds (every choice of a categorical) on top of the
     base arguments, so a value the model or ``TrainingConfig`` refuses is named now.
     Combinations are not enumerated: a trial whose combination is refused fails alone.
+    ``build=False`` checks arguments against their declarations only (no model is built).
 
     Raises:
         InvalidInput: not a deep model, a parameter neither the model nor training takes,
@@ -151,13 +152,13 @@ def check_campaign(spec: CampaignSpec) -> CampaignSpec:
     if spec.model_key not in DEEP_KEYS:
         raise InvalidInput(f"HPO searches deep models; {spec.model_key!r} is not one of {', '.join(DEEP_KEYS)}")
     spec = dataclasses.replace(spec, space=_resolve_targets(spec))
-    validate_model_args(spec.model_key, spec.model_args)
+    validate_model_args(spec.model_key, spec.model_args, build=build)
     TrainingConfig.from_dict(spec.training)
     for param in spec.space.params:
         for value in param.extremes():
             model, training = spec.trial_arguments({param.name: value})
             try:
-                validate_model_args(spec.model_key, model)
+                validate_model_args(spec.model_key, model, build=build)
                 TrainingConfig.from_dict(training)
             except InvalidInput as exc:
                 raise InvalidInput(f"parameter {param.name!r} = {value!r} is refused: {exc}") from None

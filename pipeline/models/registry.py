@@ -1,10 +1,10 @@
 """Every model key, its constructor, and validation of constructor arguments.
 
 Constructors are imported only when needed, so importing this module stays cheap (no torch,
-no sklearn). ``validate_model_args`` checks names, types and simple ranges from the
-constructor's signature, then builds the model once (deep models on torch's ``meta``
-device, which allocates nothing) so that every constructor-level check runs before a job
-starts.
+no sklearn). ``validate_model_args`` checks names, types and simple ranges against
+``ARGUMENTS`` (the constructors' signatures, declared without torch), then builds the model
+once (deep models on torch's ``meta`` device, which allocates nothing) so that every
+constructor-level check runs before a job starts.
 
 The deep keys come in two kinds. ``DEEP_KEYS`` are the built-in architectures: each builds
 from its default arguments, so anything that enumerates models (tests, benchmarks,
@@ -16,13 +16,13 @@ arguments have no default, so a build without them is refused. ``is_deep`` cover
 from __future__ import annotations
 
 import importlib
-import inspect
 import types
 import typing
 from collections.abc import Callable
 from typing import Any
 
 from pipeline.errors import InvalidInput
+from pipeline.models.arguments import ARGUMENTS, type_name
 
 __all__ = [
     "CLASSICAL_KEYS",
@@ -104,47 +104,38 @@ def _accepts(value: Any, hint: Any) -> tuple[bool, Any]:
     return False, value
 
 
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(h) for h in typing.get_args(hint))
-    if typing.get_origin(hint) is list:
-        return "list"
-    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
-
-
-def validate_model_args(key: str, args: dict[str, Any] | None) -> dict[str, Any]:
+def validate_model_args(key: str, args: dict[str, Any] | None, *, build: bool = True) -> dict[str, Any]:
     """Check ``args`` for model ``key`` and return them completed with the defaults.
+
+    Names, types, required arguments and simple ranges come from ``ARGUMENTS`` (no torch);
+    with ``build`` the model is then built once (deep models on the ``meta`` device) so every
+    constructor-level check runs too. A producer checks with ``build=False`` when it sends;
+    the worker builds before a job starts.
 
     Raises:
         InvalidInput: unknown key, unknown argument, wrong type, out-of-range value, or a
             combination the constructor refuses; the message names the argument.
     """
-    constructor = model_constructor(key)
+    _check_key(key)
+    params = ARGUMENTS[key]
     args = dict(args or {})
-    target = constructor.__init__ if inspect.isclass(constructor) else constructor
-    hints = typing.get_type_hints(target)
-    params = {
-        name: p
-        for name, p in inspect.signature(constructor).parameters.items()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
     unknown = sorted(set(args) - set(params))
     if unknown:
         raise InvalidInput(
             f"unknown argument(s) {', '.join(unknown)} for model {key!r}; "
             f"valid: {', '.join(params)}"
         )
-    missing = [name for name, p in params.items() if p.default is p.empty and name not in args]
+    missing = [name for name, p in params.items() if p.required and name not in args]
     if missing:
         why = "the architecture a NAS campaign recorded" if key in SEARCHED_KEYS else "they have no default"
         raise InvalidInput(f"model {key!r} needs argument(s) {', '.join(missing)} ({why})")
     resolved: dict[str, Any] = {}
     for name, param in params.items():
         value = args.get(name, param.default)
-        ok, value = _accepts(value, hints.get(name, type(param.default)))
+        ok, value = _accepts(value, param.hint)
         if not ok:
             raise InvalidInput(
-                f"argument {name!r} of model {key!r} must be {_type_name(hints.get(name))}, "
+                f"argument {name!r} of model {key!r} must be {type_name(param.hint)}, "
                 f"got {args.get(name)!r}"
             )
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -152,7 +143,8 @@ def validate_model_args(key: str, args: dict[str, Any] | None) -> dict[str, Any]
             if not low_ok or (name == "num_classes" and value < 2):
                 raise InvalidInput(f"argument {name!r} of model {key!r} is out of range: {value!r}")
         resolved[name] = value
-    _trial_build(key, constructor, resolved)
+    if build:
+        _trial_build(key, model_constructor(key), resolved)
     return resolved
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typing
 
+import dramatiq
 import pytest
 
 from actors import deploy
@@ -57,7 +58,11 @@ def test_an_experiment_without_a_checkpoint_is_refused_by_every_entry_point(work
 def test_a_missing_deployment_or_experiment_is_refused(workers):
     job = _failed(quantize_model, deployment_id="dep-does-not-exist")
     assert (job.error_type, job.error_message) == ("RecordNotFound", "no deployment with id 'dep-does-not-exist'")
-    job = _failed(deploy_experiment, experiment_id="exp-does-not-exist")
-    assert job.error_type == "RecordNotFound"
+    with pytest.raises(PayloadInvalid, match="experiment_id: no experiment with id 'exp-does-not-exist'"):
+        deploy_experiment.send(experiment_id="exp-does-not-exist")
+    # A producer that cannot read the database sends it anyway: the worker refuses it at once.
+    message = dramatiq.get_broker().enqueue(deploy_experiment.message(experiment_id="exp-does-not-exist"))
+    job = wait_for_job(message.message_id, timeout_s=60)
+    assert (job.state, job.attempts, job.error_type) == ("failed", 1, "RecordNotFound")
     job = _failed(optimize_model)
     assert job.error_type == "InvalidInput" and "needs deployment_id or experiment_id" in job.error_message

@@ -112,7 +112,11 @@ def test_an_experiment_with_no_saved_predictions_fails_once_with_a_clear_error(w
 def test_an_unknown_experiment_fails_once_and_a_duplicate_list_is_refused_on_send(workers):
     from actors.platform.errors import PayloadInvalid
 
-    job = wait_for_job(robustness_report.send(experiment_id="ev-nowhere").message_id, timeout_s=60)
+    with pytest.raises(PayloadInvalid, match="no experiment with id 'ev-nowhere'"):
+        robustness_report.send(experiment_id="ev-nowhere")
+    # Sent by a producer that cannot read the database, the worker refuses it at once.
+    message = dramatiq.get_broker().enqueue(robustness_report.message(experiment_id="ev-nowhere"))
+    job = wait_for_job(message.message_id, timeout_s=60)
     assert (job.state, job.attempts, job.error_type) == ("failed", 1, "RecordNotFound")
     with pytest.raises(PayloadInvalid, match="listed twice"):
         compare_architectures.send(experiment_ids=["ev-rf", "ev-rf"])

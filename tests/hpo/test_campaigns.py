@@ -140,10 +140,11 @@ def test_a_trial_that_fails_does_not_lose_the_others(workers, database, hpo_data
 
 def test_a_space_the_model_refuses_is_refused_before_any_trial_is_sent(workers, database, hpo_dataset):
     campaign_id = new_id("hpo-bad")
-    spec = hpo_spec(space={"lr": {"type": "float", "low": 1e-3, "high": 50.0}})
+    # Only a built model refuses this bound (a value out of its declared range is refused on send).
+    spec = hpo_spec(space={"dropout": {"type": "float", "low": 0.1, "high": 1.5}})
     message = run_hpo_campaign.send(campaign_id=campaign_id, dataset_id=hpo_dataset["dataset_id"], spec=spec)
     job = wait_for_job(message.message_id, timeout_s=60)
     assert (job.state, job.error_type, job.attempts) == ("failed", "InvalidInput", 1)
-    assert "'lr' = 50.0 is refused" in job.error_message
+    assert "'dropout' = 1.5 is refused" in job.error_message
     with pytest.raises(RecordNotFound):
         campaign_status(campaign_id)  # no record, so no study and no wave

@@ -64,8 +64,8 @@ def test_dotdot_escape_fails_at_once_on_the_worker(workers):
 @pytest.mark.parametrize(
     ("payload", "match"),
     [
-        ({"markers": "not hang; rm -rf /"}, r"markers: Value error, markers expression .* contains ';'"),
-        ({"keyword": "$(reboot)"}, r"keyword: Value error, keyword expression .* contains '\$'"),
+        ({"markers": "not hang; rm -rf /"}, r"markers: markers expression .* contains ';'"),
+        ({"keyword": "$(reboot)"}, r"keyword: keyword expression .* contains '\$'"),
         ({"timeout_s": 10**6}, "timeout_s: Input should be less than or equal to 3600"),
     ],
 )

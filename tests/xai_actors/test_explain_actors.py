@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from actors.platform.errors import PayloadInvalid
 from actors.platform.jobs import get_job, wait_for_job
 from actors.store.explanations import get_batch, get_explanation
 from actors.store.notifications import list_inbox
@@ -168,15 +169,21 @@ def test_bad_requests_are_refused_at_once_and_never_retried(workers, experiment,
         return {"experiment_id": experiment["experiment_id"], "signals": [_signal(experiment, record=0)],
                 "method": "gradcam", **changes}
 
-    cases = [
-        (explain_signal, one(method="saliency"), "unknown explanation method 'saliency'"),
+    refused_on_send = [
+        (explain_signal, one(method="saliency"), "method: Input should be 'shap'"),
         (explain_signal, one(method="integrated_gradients", params={"n_steps": 0}),
          "'n_steps' of method 'integrated_gradients' must be in [1"),
         (explain_signal, one(params={"steps": 3}), "unknown parameter(s) steps"),
+        (explain_batch, many(method="lime", params={"n_samples": 1}), "'n_samples' of method 'lime' must be in [10"),
+    ]
+    for actor, kwargs, reason in refused_on_send:
+        with pytest.raises(PayloadInvalid) as refused:
+            actor.send(**kwargs)
+        assert reason in str(refused.value)
+    cases = [
         (explain_signal, one(experiment_id=pending_experiment), "is pending, not completed"),
         (explain_signal, one(signal=_signal(experiment, record=3)), "record index 3 is out of range: split 'test'"),
         (explain_batch, many(experiment_id=pending_experiment), "is pending, not completed"),
-        (explain_batch, many(method="lime", params={"n_samples": 1}), "'n_samples' of method 'lime' must be in [10"),
         (explain_batch, many(signals=[_signal(experiment, record=0)] * 2), "the same signal more than once"),
     ]
     messages = [actor.send(**kwargs) for actor, kwargs, _ in cases]
