@@ -30,12 +30,18 @@ def send(
     payload: str = typer.Option("{}", "--json", help="The payload as a JSON object."),
     wait: bool = typer.Option(False, help="Follow the job and all it launches until they end."),
     timeout_s: float = typer.Option(3600.0, "--timeout", help="With --wait: give up after this many seconds."),
+    schema: bool = typer.Option(False, "--schema", help="Send nothing: show what ACTOR's payload takes."),
 ) -> None:
     """Send a message to ACTOR with a JSON payload (validated before it is sent)."""
     from dramatiq.errors import ActorNotFound
 
     from actors.platform.errors import PayloadInvalid
 
+    if schema:
+        from actors.cli.reference import schema as show_schema
+
+        show_schema(actor, as_json=False)
+        return
     broker = load_broker()
     try:
         kwargs = json.loads(payload)
