@@ -59,7 +59,13 @@ def _scaling(quick: bool) -> dict:
     return bench_scaling.run(quick=quick)
 
 
-BENCHMARKS = {"generation": _generation, "tracking": _tracking, "features": _features, "dispatch": _dispatch,
+def _listings(quick: bool) -> dict:
+    from bench import bench_listings
+
+    return bench_listings.run(rows=2_000 if quick else 100_000, repeats=3 if quick else 20)
+
+
+BENCHMARKS = {"listings": _listings, "generation": _generation, "tracking": _tracking, "features": _features, "dispatch": _dispatch,
               "latency": _latency, "memory": _memory, "scaling": _scaling}
 
 

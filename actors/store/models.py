@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -37,6 +37,12 @@ class Job(Base):
     """One Dramatiq message and everything that happened to it."""
 
     __tablename__ = "jobs"
+    # Listings filter by one of these and show the newest first (pfd jobs, the dashboard).
+    __table_args__ = (
+        Index("ix_jobs_state_enqueued_at", "state", "enqueued_at"),
+        Index("ix_jobs_actor_enqueued_at", "actor", "enqueued_at"),
+        Index("ix_jobs_queue_enqueued_at", "queue", "enqueued_at"),
+    )
 
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     actor: Mapped[str] = mapped_column(String(100), index=True)
