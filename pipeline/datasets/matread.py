@@ -1,9 +1,11 @@
 """Read one MATLAB file into a signal, a label and metadata (DOMAIN.md "MAT import").
 
 v4 to v7.2 go through ``scipy.io.loadmat``, v7.3 through h5py (``matformat``). Memory stays
-bounded: every variable is first listed with its declared dimensions (headers only) and a
-variable declaring more than ``max_elements`` elements is refused before anything is
-loaded; only the variables the import needs are loaded at all.
+bounded: every variable is first listed with its declared dimensions (headers only), a
+signal declaring more than ``max_elements`` elements is refused before anything is loaded,
+only the variables the import needs are loaded at all, and what they will take once
+loaded (the metadata struct and scalars together: ``METADATA_MAX_BYTES``) is checked
+against what the file declares first.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ from pipeline.datasets.matformat import MatVar, detect_format, list_variables, l
 from pipeline.domain import CLASS_KEYS, DISPLAY_NAMES, FS
 from pipeline.errors import MatFileError
 
-__all__ = ["MAX_ELEMENTS", "MatSignal", "json_safe", "label_from_name", "read_mat"]
+__all__ = ["FS_RANGE", "MAX_ELEMENTS", "METADATA_MAX_BYTES", "MatSignal", "json_safe",
+           "label_from_name", "read_mat"]
 
 MAX_ELEMENTS = 50_000_000  # ~400 MB as float64: far above any real record, far below RAM
+METADATA_MAX_BYTES = 16 << 20  # metadata struct and scalars of one file, once loaded
+# Resampling by over 1000x either way is refused: no vibration record needs it, and the
+# polyphase filter grows with the factor (a factor of 10^6 would take gigabytes).
+FS_RANGE = (FS / 1000, FS * 1000)
 SIGNAL_NAMES = ("signal", "x", "data", "y")
 LABEL_NAMES = ("label", "fault_type", "class", "fault")
 FS_NAMES = ("fs", "sampling_rate", "sample_rate")
@@ -166,27 +173,32 @@ def read_mat(
     """Read a MAT file's signal (resampled to 20,480 Hz), label and metadata.
 
     Signal: first of ``signal``, ``x``, ``data``, ``y``, else the largest numeric array.
-    Label: ``label``/``fault_type``/``class``/``fault`` (top level, then in the metadata
-    struct), else a class key in the file or directory names below ``root``; None if none.
-    Without ``fs`` the signal is taken to be at 20,480 Hz (``metadata["fs_assumed"]``).
+    Label: ``label``/``fault_type``/``class``/``fault``
+    (top level, then in the metadata struct), else a class key in the file or directory
+    names below ``root``; None if none. Without ``fs`` the signal is taken to be at 20,480
+    Hz (``metadata["fs_assumed"]``).
 
     Raises:
-        MatFileError: empty, not a MAT file, truncated, a variable over ``max_elements``,
-            no numeric array, a bad label or fs, non-finite samples.
+        MatFileError: empty, not a MAT file, truncated or damaged, a link or external data
+            (v7.3), a variable over its budget, no numeric array, a bad label or fs,
+            non-finite samples.
     """
     path = Path(path)
     if not path.is_file():
         raise MatFileError(f"MAT file not found: {path}")
     fmt = detect_format(path)
     variables = list_variables(path, fmt)
-    plan = _plan(variables, path, max_elements)
-    loaded = load_variables(path, fmt, plan, _METADATA_MAX_ELEMENTS)
-    return _interpret(variables, loaded, plan[0], path, Path(root) if root else None, fmt,
+    signal, others = _plan(variables, path, max_elements)
+    loaded = load_variables(path, fmt, signal, others, max_elements=max_elements,
+                            metadata_bytes=METADATA_MAX_BYTES,
+                            field_limit=_METADATA_MAX_ELEMENTS)
+    return _interpret(variables, loaded, signal, path, Path(root) if root else None, fmt,
                       max_elements)
 
 
-def _plan(variables: dict[str, MatVar], path: Path, max_elements: int) -> list[str]:
-    """Choose the variables to load (signal first) and refuse oversized ones."""
+def _plan(variables: dict[str, MatVar], path: Path,
+          max_elements: int) -> tuple[str, list[str]]:
+    """Choose the signal and the other variables to load; refuse an oversized signal."""
     candidates = {n: v for n, v in variables.items() if v.kind == "numeric" and v.size > 1}
     signal = _find(SIGNAL_NAMES, candidates, {"numeric"})
     if signal is None and candidates:
@@ -204,7 +216,7 @@ def _plan(variables: dict[str, MatVar], path: Path, max_elements: int) -> list[s
         (v.kind in ("numeric", "logical") and v.size == 1)
         or (v.kind == "char" and v.size <= _STRING_MAX_CHARS))]
     struct = _find(METADATA_NAMES, variables, {"struct"})
-    return [signal, *small, *([struct] if struct else [])]
+    return signal, [*small, *([struct] if struct else [])]
 
 
 def _interpret(
@@ -212,11 +224,10 @@ def _interpret(
     root: Path | None, fmt: str, max_elements: int,
 ) -> MatSignal:
     signal, extra = _as_signal(loaded[signal_name], signal_name, path)
-    struct_name = _find(METADATA_NAMES, variables, {"struct"})
-    struct = loaded.get(struct_name) if struct_name else None
-    metadata: dict[str, Any] = dict(json_safe(struct) or {}) if isinstance(struct, dict) else {}
-    scalars = {n: json_safe(v) for n, v in loaded.items() if n not in (signal_name, struct_name)
-               and not n.startswith("__")}
+    struct_name = _find(METADATA_NAMES, {n: variables[n] for n in loaded}, {"struct"})
+    struct = json_safe(loaded[struct_name]) if struct_name else None
+    metadata: dict[str, Any] = dict(struct) if isinstance(struct, dict) else {}
+    scalars = {n: json_safe(v) for n, v in loaded.items() if n not in (signal_name, struct_name)}
     metadata.update(scalars)
     label = _lookup_label(loaded, metadata, variables, path) or label_from_name(path, root)
     fs = _lookup_fs(loaded, metadata, variables, path)
@@ -226,10 +237,15 @@ def _interpret(
                 f"resampling {signal.size} samples from {fs:g} Hz to {FS} Hz exceeds the "
                 f"limit of {max_elements} elements: {path}")
         signal = _resample(signal, fs)
+    with np.errstate(over="ignore"):  # an overflow is refused just below
+        samples = signal.astype(np.float32)
+    if not np.all(np.isfinite(samples)):  # finite as float64, yet beyond float32's range
+        raise MatFileError(f"signal {signal_name!r} holds values beyond float32's range "
+                           f"(±{np.finfo(np.float32).max:.3g}): {path}")
     metadata.update(extra)
     metadata.update({"format": fmt, "signal_variable": signal_name,
                      "source_fs": fs, "fs_assumed": fs is None})
-    return MatSignal(signal=signal.astype(np.float32), fs=float(FS), label=label,
+    return MatSignal(signal=samples, fs=float(FS), label=label,
                      metadata=metadata, format=fmt, source_fs=fs, variable=signal_name)
 
 
@@ -254,14 +270,23 @@ def _lookup_label(loaded: dict[str, Any], metadata: dict[str, Any],
 
 def _lookup_fs(loaded: dict[str, Any], metadata: dict[str, Any],
                variables: dict[str, MatVar], path: Path) -> float | None:
-    found = _lookup(FS_NAMES, loaded, metadata, variables)
-    if found is None:
-        return None
-    value = json_safe(found[1])
+    top = _find(FS_NAMES, {n: variables[n] for n in loaded}, {"numeric", "char", "logical"})
+    if top is not None:
+        name, value = top, json_safe(loaded[top])
+    else:
+        lowered = {k.lower(): k for k in metadata if metadata[k] not in (None, "")}
+        name = next((lowered[n] for n in FS_NAMES if n in lowered), "")
+        if not name:
+            return None
+        value = metadata[name]
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise MatFileError(
-            f"sampling rate {found[0]!r} = {value!r} is not a positive number: {path}")
+            f"sampling rate {name!r} = {value!r} is not a positive number: {path}")
+    low, high = FS_RANGE
+    if not low <= value <= high:
+        raise MatFileError(
+            f"sampling rate {name!r} = {value:g} Hz is outside {low:g} to {high:g} Hz: "
+            f"resampling to {FS} Hz by a factor over 1000 is refused: {path}")
     return float(value)
-
