@@ -5,7 +5,8 @@ bounded: every variable is first listed with its declared dimensions (headers on
 signal declaring more than ``max_elements`` elements is refused before anything is loaded,
 only the variables the import needs are loaded at all, and what they will take once
 loaded (the metadata struct and scalars together: ``METADATA_MAX_BYTES``) is checked
-against what the file declares first.
+against what the file declares first. Variables named ``__...`` are MATLAB's own (the
+``__function_workspace__`` of function handles) and never read.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import scipy.signal
 
 from pipeline.datasets.matformat import MatVar, detect_format, list_variables, load_variables
+from pipeline.datasets.matvars import describe
 from pipeline.domain import CLASS_KEYS, DISPLAY_NAMES, FS
 from pipeline.errors import MatFileError
 
@@ -172,15 +174,15 @@ def read_mat(
 ) -> MatSignal:
     """Read a MAT file's signal (resampled to 20,480 Hz), label and metadata.
 
-    Signal: first of ``signal``, ``x``, ``data``, ``y``, else the largest numeric array.
-    Label: ``label``/``fault_type``/``class``/``fault``
+    Signal: first of ``signal``, ``x``, ``data``, ``y`` (one of them empty is refused),
+    else the largest numeric array. Label: ``label``/``fault_type``/``class``/``fault``
     (top level, then in the metadata struct), else a class key in the file or directory
     names below ``root``; None if none. Without ``fs`` the signal is taken to be at 20,480
     Hz (``metadata["fs_assumed"]``).
 
     Raises:
         MatFileError: empty, not a MAT file, truncated or damaged, a link or external data
-            (v7.3), a variable over its budget, no numeric array, a bad label or fs,
+            (v7.3), a variable over its budget, no usable numeric array, a bad label or fs,
             non-finite samples.
     """
     path = Path(path)
@@ -199,12 +201,17 @@ def read_mat(
 def _plan(variables: dict[str, MatVar], path: Path,
           max_elements: int) -> tuple[str, list[str]]:
     """Choose the signal and the other variables to load; refuse an oversized signal."""
-    candidates = {n: v for n, v in variables.items() if v.kind == "numeric" and v.size > 1}
-    signal = _find(SIGNAL_NAMES, candidates, {"numeric"})
-    if signal is None and candidates:
-        signal = max(candidates.values(), key=lambda v: v.size).name
+    usable = {n: v for n, v in variables.items() if not n.startswith("__")}
+    # A scalar named x or y is a parameter, not a signal; an empty one names a missing signal.
+    named = _find(SIGNAL_NAMES, {n: v for n, v in usable.items() if v.size != 1}, {"numeric"})
+    if named is not None and variables[named].size == 0:
+        raise MatFileError(f"variable {named!r} is empty; it names the signal, so no other "
+                           f"array is taken in its place: {path}")
+    candidates = [v for v in usable.values() if v.kind == "numeric" and v.size > 1]
+    signal = named or (max(candidates, key=lambda v: v.size).name if candidates else None)
     if signal is None:
-        raise MatFileError(f"no numeric array in MAT file: {path}")
+        raise MatFileError(f"no numeric array to take the signal from; the file holds "
+                           f"{describe(variables)}: {path}")
     var = variables[signal]
     if var.size > max_elements:
         dims = "x".join(str(d) for d in var.shape)
@@ -212,10 +219,10 @@ def _plan(variables: dict[str, MatVar], path: Path,
             f"variable {signal!r} declares {var.size} elements ({dims}), over the limit of "
             f"{max_elements}: {path}"
         )
-    small = [n for n, v in variables.items() if n != signal and (
+    small = [n for n, v in usable.items() if n != signal and (
         (v.kind in ("numeric", "logical") and v.size == 1)
         or (v.kind == "char" and v.size <= _STRING_MAX_CHARS))]
-    struct = _find(METADATA_NAMES, variables, {"struct"})
+    struct = _find(METADATA_NAMES, usable, {"struct"})
     return signal, [*small, *([struct] if struct else [])]
 
 

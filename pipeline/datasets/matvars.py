@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pipeline.errors import MatFileError
 
-__all__ = ["NUMERIC_CLASSES", "OBJECT_BYTES", "Budget", "MatVar", "kind_of"]
+__all__ = ["NUMERIC_CLASSES", "OBJECT_BYTES", "Budget", "MatVar", "describe", "kind_of"]
 
 NUMERIC_CLASSES = frozenset({"double", "single", "int8", "int16", "int32", "int64",
                              "uint8", "uint16", "uint32", "uint64"})
@@ -34,6 +34,16 @@ def kind_of(mclass: str | None) -> str:
     if mclass in NUMERIC_CLASSES:
         return "numeric"
     return mclass if mclass in ("char", "logical", "struct") else "other"
+
+
+def describe(variables: dict[str, MatVar], most: int = 10) -> str:
+    """List variables as ``name (class, 3x4)`` for a failure reason."""
+    if not variables:
+        return "no variables (a header only)"
+    items = [f"{v.name} ({v.mclass or v.kind}, {'x'.join(map(str, v.shape)) or 'scalar'})"
+             for v in list(variables.values())[:most]]
+    more = len(variables) - most
+    return ", ".join(items) + (f" and {more} more" if more > 0 else "")
 
 
 class Budget:

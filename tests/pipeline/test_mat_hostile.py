@@ -302,7 +302,40 @@ def test_reading_logical_values_as_such_keeps_complex_ones_complex(tmp_path):
     assert metadata["z"] is None and metadata["ok"] == 1  # as stored: not silently real
 
 
+# ---- 6. the signal is never MATLAB's own bytes, and a named one is never replaced --------
+
+
+def test_function_workspace_is_never_taken_as_the_signal(tmp_path):
+    # MATLAB saves function handles' workspace as an unnamed uint8-backed double array.
+    workspace = matrix(b"", 6, (1, 300_000), element(2, bytes(range(256)) * 1171 + bytes(224)))
+    path = v5_file(tmp_path / "sain_fn.mat", doubles(b"vibration", tone(4000, FS)), workspace)
+    read = read_mat(path)
+    assert read.variable == "vibration" and read.signal.size == 4000
+
+
+def test_an_empty_signal_variable_is_a_failure_not_replaced(tmp_path):
+    scipy.io.savemat(tmp_path / "sain_empty.mat", {"signal": np.zeros((0, 0)),
+                                                   "other": tone(4000, FS)})
+    with pytest.raises(MatFileError, match="variable 'signal' is empty"):
+        read_mat(tmp_path / "sain_empty.mat")
+
+
 # ---- 7. smaller things ----------------------------------------------------------------
+
+
+def test_a_header_only_file_says_it_holds_no_variables(tmp_path):
+    path = v5_file(tmp_path / "sain_header.mat")
+    with pytest.raises(MatFileError, match=r"holds no variables \(a header only\)"):
+        read_mat(path)
+
+
+def test_a_sparse_matrix_is_named_as_what_was_found(tmp_path):
+    import scipy.sparse
+
+    scipy.io.savemat(tmp_path / "sain_sparse.mat",
+                     {"A": scipy.sparse.random(100, 100, density=0.1, random_state=0)})
+    with pytest.raises(MatFileError, match=r"holds A \(sparse, 100x100\)"):
+        read_mat(tmp_path / "sain_sparse.mat")
 
 
 def test_metadata_booleans_come_back_as_booleans(tmp_path):
