@@ -83,6 +83,7 @@ class ImportMatDataset(Payload):
     name: str = Field("", max_length=200)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     split_ratios: tuple[Probability, Probability, Probability] = (0.70, 0.15, 0.15)
+    label: FaultKey | None = None  # every file's class; a file saying otherwise is refused
 
 
 @contextmanager
@@ -159,7 +160,7 @@ def import_mat_dataset(payload: ImportMatDataset, job: JobContext) -> dict:
         imported = import_mat_files(
             payload.paths, root, settings.artifact_root / "datasets", dataset_id,
             on_progress=job.progress, should_stop=job.should_stop,
-            split_ratios=payload.split_ratios, seed=payload.seed,
+            split_ratios=payload.split_ratios, seed=payload.seed, label=payload.label,
         )
         checksum = file_sha256(imported.hdf5_path)
     record_import(database, dataset_id, job.message_id, sources=payload.paths,

@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from pipeline.datasets.hdf5 import DatasetWriter, check_dataset_id, dataset_attrs, split_indices
+from pipeline.datasets.matlabel import check_label
 from pipeline.datasets.matread import MAX_ELEMENTS, MatSignal, read_mat
 from pipeline.domain import CLASS_KEYS, FS, RECORD_LENGTH, class_index
 from pipeline.errors import DatasetFileError, InvalidInput, MatFileError, UnsafePath
@@ -32,7 +33,7 @@ from pipeline.signals.generator import Record
 
 __all__ = ["IMPORTER_VERSION", "ImportedDataset", "import_mat_files", "resolve_under_root"]
 
-IMPORTER_VERSION = "pfd-mat-import/1.0"
+IMPORTER_VERSION = "pfd-mat-import/1.1"  # 1.1: labels by precedence, files checked first
 _MAT_SUFFIX = ".mat"
 _MAX_REASONS_IN_ERROR = 20
 
@@ -103,14 +104,17 @@ def import_mat_files(
     output_dir: str | os.PathLike[str], dataset_id: str,
     on_progress: ProgressFn = no_progress, should_stop: StopFn = never_stop,
     split_ratios: Sequence[float] = (0.70, 0.15, 0.15), seed: int = 0,
-    max_elements: int = MAX_ELEMENTS, overwrite: bool = False,
+    max_elements: int = MAX_ELEMENTS, overwrite: bool = False, label: str | None = None,
 ) -> ImportedDataset:
     """Import MAT files (directories are searched for ``*.mat``) into ``{dataset_id}.h5``.
 
-    Progress: 0-90 % once per file read, the rest while writing the split file. An existing
-    ``{dataset_id}.h5`` is refused unless ``overwrite`` (a retry of a crashed import).
+    ``label``, a class key, is every file's label; a file whose own label variable, folder
+    or name says otherwise is refused (``read_mat``). Progress: 0-90 % once per file read,
+    the rest while writing the split file. An existing ``{dataset_id}.h5`` is refused unless
+    ``overwrite`` (a retry of a crashed import).
 
     Raises:
+        InvalidInput: no paths, a bad root, ratios or label.
         UnsafePath: a path (or a file found under a directory) lies outside ``root``.
         MatFileError: not one file could be read (the message lists every reason).
         StopRequested: ``should_stop()`` answered true.
@@ -120,6 +124,7 @@ def import_mat_files(
     ratios = check_split_ratios(tuple(split_ratios))
     if not paths:
         raise InvalidInput("no MAT files or folders given")
+    check_label(label)
     base = Path(root).resolve()
     if not base.is_dir():
         raise InvalidInput(f"import root is not a directory: {root}")
@@ -133,7 +138,7 @@ def import_mat_files(
         raise DatasetFileError(f"dataset file already exists: {hdf5_path}")
     staging = output / f"{dataset_id}.staging.h5"
     try:
-        labels, rows, failures = _stage(files, base, staging, max_elements,
+        labels, rows, failures = _stage(files, base, staging, max_elements, label,
                                         on_progress, should_stop)
         if not labels:
             reasons = "; ".join(f"{f['path']}: {f['reason']}"
@@ -142,7 +147,7 @@ def import_mat_files(
                                f"{reasons}")
         config = {"source": "mat_import", "files": [str(p.relative_to(base)) for p in files],
                   "split_ratios": list(ratios), "seed": int(seed),
-                  "max_elements": int(max_elements)}
+                  "max_elements": int(max_elements), "label": label}
         config_hash = hashlib.sha256(
             json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         attrs = dataset_attrs(source="mat_import", split_ratios=ratios, seed=seed,
@@ -177,7 +182,7 @@ def import_mat_files(
 
 
 def _stage(
-    files: list[Path], base: Path, staging: Path, max_elements: int,
+    files: list[Path], base: Path, staging: Path, max_elements: int, label: str | None,
     on_progress: ProgressFn, should_stop: StopFn,
 ) -> tuple[list[int], list[tuple[float, dict[str, Any]]], list[dict[str, str]]]:
     """Read every file once, appending its records to an uncompressed staging file.
@@ -196,7 +201,7 @@ def _stage(
             check_stop(should_stop)
             rel = str(path.relative_to(base))
             try:
-                read = read_mat(path, root=base, max_elements=max_elements)
+                read = read_mat(path, root=base, max_elements=max_elements, label=label)
                 if read.label is None:
                     raise MatFileError("no label found: no label variable and no class key "
                                        "in the file or folder names")

@@ -6,7 +6,7 @@ signal declaring more than ``max_elements`` elements is refused before anything 
 only the variables the import needs are loaded at all, and what they will take once
 loaded (the metadata struct and scalars together: ``METADATA_MAX_BYTES``) is checked
 against what the file declares first. Variables named ``__...`` are MATLAB's own (the
-``__function_workspace__`` of function handles) and never read.
+``__function_workspace__`` of function handles) and never read. Labels: ``matlabel``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,18 @@ import numpy as np
 import scipy.signal
 
 from pipeline.datasets.matformat import MatVar, detect_format, list_variables, load_variables
+from pipeline.datasets.matlabel import (
+    check_label,
+    name_sources,
+    resolve_label,
+    variable_sources,
+)
 from pipeline.datasets.matvars import describe
-from pipeline.domain import CLASS_KEYS, DISPLAY_NAMES, FS
+from pipeline.domain import FS
 from pipeline.errors import MatFileError
 
 __all__ = ["FS_RANGE", "MAX_ELEMENTS", "METADATA_MAX_BYTES", "MatSignal", "json_safe",
-           "label_from_name", "read_mat"]
+           "read_mat"]
 
 MAX_ELEMENTS = 50_000_000  # ~400 MB as float64: far above any real record, far below RAM
 METADATA_MAX_BYTES = 16 << 20  # metadata struct and scalars of one file, once loaded
@@ -35,7 +41,6 @@ METADATA_MAX_BYTES = 16 << 20  # metadata struct and scalars of one file, once l
 # polyphase filter grows with the factor (a factor of 10^6 would take gigabytes).
 FS_RANGE = (FS / 1000, FS * 1000)
 SIGNAL_NAMES = ("signal", "x", "data", "y")
-LABEL_NAMES = ("label", "fault_type", "class", "fault")
 FS_NAMES = ("fs", "sampling_rate", "sample_rate")
 METADATA_NAMES = ("metadata", "info", "params")
 _METADATA_MAX_ELEMENTS = 64  # larger arrays are data, not metadata
@@ -93,51 +98,6 @@ def _find(names: tuple[str, ...], variables: dict[str, MatVar], kinds: set[str])
     return None
 
 
-def label_from_name(path: Path, root: Path | None = None) -> str | None:
-    """Find a class key in the file name, then each parent directory (nearest first).
-
-    Within one name the longest key wins, so ``mixed_cavit_jeu`` beats ``jeu``. With
-    ``root``, only directories below it are looked at.
-    """
-    parts = [path.stem]
-    parents = path.parent
-    if root is not None:
-        try:
-            parents = parents.relative_to(root)
-        except ValueError:
-            parents = Path()
-    parts.extend(reversed(parents.parts))
-    for part in parts:
-        lowered = part.lower()
-        found = [key for key in CLASS_KEYS if key in lowered]
-        if found:
-            return max(found, key=len)
-    return None
-
-
-def _label_value(value: Any, variable: str, path: Path) -> str:
-    value = json_safe(value)
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in CLASS_KEYS:
-            return text
-        by_name = {name.lower(): key for key, name in DISPLAY_NAMES.items()}
-        if text in by_name:
-            return by_name[text]
-        if text.isdigit():
-            value = int(text)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(CLASS_KEYS):
-        return CLASS_KEYS[value]
-    raise MatFileError(
-        f"label {value!r} in variable {variable!r} is not a class key or index "
-        f"(valid keys: {', '.join(CLASS_KEYS)}): {path}"
-    )
-
-
 def _as_signal(value: Any, name: str, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     array = np.asarray(value)
     if np.iscomplexobj(array) or array.dtype.kind not in "fiu":
@@ -170,22 +130,25 @@ def _resample(signal: np.ndarray, fs: float) -> np.ndarray:
 
 def read_mat(
     path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
-    max_elements: int = MAX_ELEMENTS,
+    max_elements: int = MAX_ELEMENTS, label: str | None = None,
 ) -> MatSignal:
     """Read a MAT file's signal (resampled to 20,480 Hz), label and metadata.
 
     Signal: first of ``signal``, ``x``, ``data``, ``y`` (one of them empty is refused),
-    else the largest numeric array. Label: ``label``/``fault_type``/``class``/``fault``
-    (top level, then in the metadata struct), else a class key in the file or directory
-    names below ``root``; None if none. Without ``fs`` the signal is taken to be at 20,480
-    Hz (``metadata["fs_assumed"]``).
+    else the largest numeric array. Label, in this order (``matlabel``): ``label`` given
+    here, ``label``/``fault_type``/``class``/``fault`` (top level, then in the metadata
+    struct), a class key among the folder names below ``root``, then in the file name;
+    None if none, a failure if two sources differ. Without ``fs`` the signal is taken to be
+    at 20,480 Hz (``metadata["fs_assumed"]``).
 
     Raises:
+        InvalidInput: ``label`` is not a class key.
         MatFileError: empty, not a MAT file, truncated or damaged, a link or external data
-            (v7.3), a variable over its budget, no usable numeric array, a bad label or fs,
-            non-finite samples.
+            (v7.3), a variable over its budget, no usable numeric array, a bad or
+            disputed label, a bad fs, non-finite samples.
     """
     path = Path(path)
+    check_label(label)
     if not path.is_file():
         raise MatFileError(f"MAT file not found: {path}")
     fmt = detect_format(path)
@@ -194,8 +157,9 @@ def read_mat(
     loaded = load_variables(path, fmt, signal, others, max_elements=max_elements,
                             metadata_bytes=METADATA_MAX_BYTES,
                             field_limit=_METADATA_MAX_ELEMENTS)
+    request = [("the request", label)] if label else []
     return _interpret(variables, loaded, signal, path, Path(root) if root else None, fmt,
-                      max_elements)
+                      max_elements, request)
 
 
 def _plan(variables: dict[str, MatVar], path: Path,
@@ -228,7 +192,7 @@ def _plan(variables: dict[str, MatVar], path: Path,
 
 def _interpret(
     variables: dict[str, MatVar], loaded: dict[str, Any], signal_name: str, path: Path,
-    root: Path | None, fmt: str, max_elements: int,
+    root: Path | None, fmt: str, max_elements: int, request: list[tuple[str, str]],
 ) -> MatSignal:
     signal, extra = _as_signal(loaded[signal_name], signal_name, path)
     struct_name = _find(METADATA_NAMES, {n: variables[n] for n in loaded}, {"struct"})
@@ -236,7 +200,9 @@ def _interpret(
     metadata: dict[str, Any] = dict(struct) if isinstance(struct, dict) else {}
     scalars = {n: json_safe(v) for n, v in loaded.items() if n not in (signal_name, struct_name)}
     metadata.update(scalars)
-    label = _lookup_label(loaded, metadata, variables, path) or label_from_name(path, root)
+    label = resolve_label([*request, *variable_sources(
+        scalars, struct if isinstance(struct, dict) else None, struct_name, path),
+        *name_sources(path, root)], path)
     fs = _lookup_fs(loaded, metadata, variables, path)
     if fs is not None:
         if signal.size * FS / fs > max_elements:  # a tiny fs would blow the signal up
@@ -254,25 +220,6 @@ def _interpret(
                      "source_fs": fs, "fs_assumed": fs is None})
     return MatSignal(signal=samples, fs=float(FS), label=label,
                      metadata=metadata, format=fmt, source_fs=fs, variable=signal_name)
-
-
-def _lookup(names: tuple[str, ...], loaded: dict[str, Any], metadata: dict[str, Any],
-            variables: dict[str, MatVar]) -> tuple[str, Any] | None:
-    top = _find(names, {n: variables[n] for n in loaded if n in variables},
-                {"numeric", "char", "logical"})
-    if top is not None:
-        return top, loaded[top]
-    lowered = {k.lower(): k for k in metadata}
-    for name in names:
-        if name in lowered and metadata[lowered[name]] not in (None, ""):
-            return lowered[name], metadata[lowered[name]]
-    return None
-
-
-def _lookup_label(loaded: dict[str, Any], metadata: dict[str, Any],
-                  variables: dict[str, MatVar], path: Path) -> str | None:
-    found = _lookup(LABEL_NAMES, loaded, metadata, variables)
-    return _label_value(found[1], found[0], path) if found else None
 
 
 def _lookup_fs(loaded: dict[str, Any], metadata: dict[str, Any],

@@ -153,3 +153,16 @@ def test_import_path_outside_the_import_roots_is_refused(workers, tmp_path):
     assert "import root" in job.error_message
     traversal = import_mat_dataset.send(paths=[str(get_settings().import_roots[0] / ".." / ".." / "etc")])
     assert wait_for_job(traversal.message_id, timeout_s=60).error_type == "UnsafePath"
+
+
+def test_import_with_a_label_in_the_request_labels_every_file(generated, workers):
+    _, job = generated
+    message = import_mat_dataset.send(paths=[job.result["mat_dir"]], label="sain")
+    imported = wait_for_job(message.message_id, timeout_s=120)
+    # The exported files name their own classes: the two that are not sain are refused.
+    assert imported.state == "succeeded", imported.error_message
+    assert imported.result["class_counts"] == {"sain": 3}
+    assert len(imported.result["failures"]) == 6
+    assert all("the request says 'sain'" in f["reason"] for f in imported.result["failures"])
+    with pytest.raises(PayloadInvalid, match="label"):
+        import_mat_dataset.send(paths=[job.result["mat_dir"]], label="rust")

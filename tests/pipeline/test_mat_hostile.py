@@ -18,7 +18,7 @@ import scipy.io
 
 from pipeline.datasets import export_mat, import_mat_files, read_mat
 from pipeline.domain import FS, RECORD_LENGTH
-from pipeline.errors import MatFileError
+from pipeline.errors import InvalidInput, MatFileError
 from pipeline.signals import GeneratorConfig, generate_record
 from tests.pipeline.test_matio import tone
 
@@ -300,6 +300,54 @@ def test_reading_logical_values_as_such_keeps_complex_ones_complex(tmp_path):
         "z": np.array([1 + 2j]), "ok": True}})
     metadata = read_mat(tmp_path / "sain_m.mat").metadata
     assert metadata["z"] is None and metadata["ok"] == 1  # as stored: not silently real
+
+
+# ---- 5. labels: whole tokens, documented precedence, disagreement refused ---------------
+
+
+def _plain(path: Path, **extra: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, {"x": tone(RECORD_LENGTH, FS), **extra})
+    return path
+
+
+def test_label_comes_from_the_folder_when_the_file_name_holds_no_whole_key(tmp_path):
+    path = _plain(tmp_path / "sain" / "mesure_jeudi.mat")
+    assert read_mat(path, root=tmp_path).label == "sain"  # "jeudi" is not "jeu"
+
+
+@pytest.mark.parametrize(("name", "label"), [
+    ("saint_etienne.mat", None), ("jeu01.mat", "jeu"), ("run-7_USURE.mat", "usure"),
+    ("train_000001_mixed_cavit_jeu.mat", "mixed_cavit_jeu"), ("oilwhirl.mat", "oilwhirl"),
+])
+def test_file_names_name_a_class_by_whole_tokens_only(tmp_path, name, label):
+    assert read_mat(_plain(tmp_path / name), root=tmp_path).label == label
+
+
+@pytest.mark.parametrize(("where", "extra", "first", "second"), [
+    ("sain/jeu_01.mat", {}, "folder 'sain' says 'sain'", "file name 'jeu_01.mat' says 'jeu'"),
+    ("sain/run.mat", {"label": "jeu"}, "variable 'label' says 'jeu'", "folder 'sain' says 'sain'"),
+    ("run.mat", {"label": "jeu", "fault": "sain"}, "variable 'label' says 'jeu'",
+     "variable 'fault' says 'sain'"),
+    ("cavitation/jeu/run.mat", {}, "folder 'jeu' says 'jeu'", "folder 'cavitation'"),
+    ("sain_vs_jeu.mat", {}, "file name 'sain_vs_jeu.mat' says 'sain'", "says 'jeu'"),
+])
+def test_sources_that_disagree_on_the_label_fail_naming_both(tmp_path, where, extra, first, second):
+    path = _plain(tmp_path / where, **extra)
+    with pytest.raises(MatFileError, match="label sources disagree") as raised:
+        read_mat(path, root=tmp_path)
+    assert first in str(raised.value) and second in str(raised.value)
+
+
+def test_a_label_in_the_request_comes_first_and_must_agree(tmp_path):
+    root = tmp_path / "root"
+    _plain(root / "run_a.mat")
+    _plain(root / "run_b.mat", label="jeu")
+    result = import_mat_files(["."], root, tmp_path / "out", "req", label="usure")
+    assert result.class_counts == {"usure": 1}
+    assert "the request says 'usure' but variable 'label' says 'jeu'" in result.failures[0]["reason"]
+    with pytest.raises(InvalidInput, match="not a class key"):
+        import_mat_files(["."], root, tmp_path / "out", "req2", label="rust")
 
 
 # ---- 6. the signal is never MATLAB's own bytes, and a named one is never replaced --------
