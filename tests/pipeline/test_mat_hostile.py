@@ -179,6 +179,24 @@ def test_a_sampling_rate_far_below_the_records_is_refused_before_resampling(tmp_
         read_mat(tmp_path / "slow.mat")
 
 
+def test_a_memory_error_reading_one_file_fails_that_file_only(tmp_path, monkeypatch):
+    from pipeline.datasets import mat_import
+
+    for name in ("a", "b"):
+        scipy.io.savemat(tmp_path / f"jeu_{name}.mat", {"x": tone(RECORD_LENGTH, FS)})
+    real = mat_import.read_mat
+
+    def tight(path, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(path).name == "jeu_a.mat":
+            raise MemoryError
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(mat_import, "read_mat", tight)
+    result = import_mat_files(["."], tmp_path, tmp_path / "out", "mem")
+    assert result.n_records == 1
+    assert result.failures == [{"path": "jeu_a.mat", "reason": "ran out of memory reading it"}]
+
+
 # ---- 3. decompression bomb ------------------------------------------------------------
 
 _PEAK_SCRIPT = textwrap.dedent("""
@@ -369,6 +387,28 @@ def test_an_empty_signal_variable_is_a_failure_not_replaced(tmp_path):
 
 
 # ---- 7. smaller things ----------------------------------------------------------------
+
+
+def test_a_link_out_of_the_root_inside_a_folder_is_refused_alone(tmp_path):
+    root = tmp_path / "root"
+    _plain(root / "jeu" / "good.mat")
+    outside = _plain(tmp_path / "elsewhere" / "jeu_secret.mat")
+    os.symlink(outside, root / "jeu" / "link.mat")
+    os.symlink(root / "jeu" / "gone.mat", root / "jeu" / "dangling.mat")
+    result = import_mat_files([str(root)], root, tmp_path / "out", "links")
+    reasons = {f["path"]: f["reason"] for f in result.failures}
+    assert result.n_records == 1 and result.n_files == 3
+    assert "outside the import root" in reasons["jeu/link.mat"]
+    assert "does not exist" in reasons["jeu/dangling.mat"]
+
+
+def test_when_every_file_fails_the_error_keeps_all_reasons(tmp_path):
+    for k in range(25):
+        (tmp_path / f"bad_{k:02d}.mat").write_text(f"not MATLAB {k}\n" * 10)
+    with pytest.raises(MatFileError, match=r"\(25 failed\).*; and 5 more$") as raised:
+        import_mat_files(["."], tmp_path, tmp_path / "out", "all-bad")
+    failures = raised.value.failures  # type: ignore[attr-defined]
+    assert [f["path"] for f in failures] == [f"bad_{k:02d}.mat" for k in range(25)]
 
 
 def test_a_header_only_file_says_it_holds_no_variables(tmp_path):
