@@ -83,6 +83,7 @@ class ImportMatDataset(Payload):
     name: str = Field("", max_length=200)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     split_ratios: tuple[Probability, Probability, Probability] = (0.70, 0.15, 0.15)
+    label: FaultKey | None = None  # every file's class; a file saying otherwise is refused
 
 
 @contextmanager
@@ -146,6 +147,7 @@ def _import_root(paths: list[str], roots: tuple[Path, ...]) -> Path:
 def import_mat_dataset(payload: ImportMatDataset, job: JobContext) -> dict:
     """Import MATLAB files (v4 to v7.3) into a dataset in the standard HDF5 layout."""
     from pipeline.datasets.matio import import_mat_files
+    from pipeline.errors import MatFileError
 
     settings = get_settings()
     database = get_database(settings.database_url)
@@ -156,11 +158,19 @@ def import_mat_dataset(payload: ImportMatDataset, job: JobContext) -> dict:
     if claim.done:
         return claim.summary
     with _failure_recorded(database, dataset_id, job.message_id):
-        imported = import_mat_files(
-            payload.paths, root, settings.artifact_root / "datasets", dataset_id,
-            on_progress=job.progress, should_stop=job.should_stop,
-            split_ratios=payload.split_ratios, seed=payload.seed,
-        )
+        try:
+            imported = import_mat_files(
+                payload.paths, root, settings.artifact_root / "datasets", dataset_id,
+                on_progress=job.progress, should_stop=job.should_stop,
+                split_ratios=payload.split_ratios, seed=payload.seed, label=payload.label,
+            )
+        except MatFileError as error:
+            # Every file failed: the job's message names the first reasons, the record all.
+            failures = getattr(error, "failures", None)
+            if failures is not None:
+                record_import(database, dataset_id, job.message_id, sources=payload.paths,
+                              n_files=len(failures), failures=failures)
+            raise
         checksum = file_sha256(imported.hdf5_path)
     record_import(database, dataset_id, job.message_id, sources=payload.paths,
                   n_files=imported.n_files, failures=imported.failures)

@@ -1,10 +1,11 @@
 """Import MAT files into a dataset: one like any other (same HDF5 layout, ``source="mat_import"``).
 
-A file that cannot be used is listed in ``failures`` with its reason and the others go on.
-Signals are cut into consecutive 102,400-sample records (a tail shorter than a record is
-dropped and counted in the metadata); a signal shorter than one record is refused rather
-than zero-padded, because padding would teach a model that silence marks a class.
-Every path is resolved (symlinks included) and must stay under the import root.
+A file that cannot be used is listed in ``failures`` with its reason and the others go on;
+so is a link found inside a folder that leads out of the import root or nowhere. Signals
+are cut into consecutive 102,400-sample records (a tail shorter than a record is dropped
+and counted in the metadata); a signal shorter than one record is refused rather than
+zero-padded, because padding would teach a model that silence marks a class. Every path is
+resolved (symlinks included) and must stay under the import root.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import h5py
 import numpy as np
 
 from pipeline.datasets.hdf5 import DatasetWriter, check_dataset_id, dataset_attrs, split_indices
+from pipeline.datasets.matlabel import check_label
 from pipeline.datasets.matread import MAX_ELEMENTS, MatSignal, read_mat
 from pipeline.domain import CLASS_KEYS, FS, RECORD_LENGTH, class_index
 from pipeline.errors import DatasetFileError, InvalidInput, MatFileError, UnsafePath
@@ -32,7 +34,7 @@ from pipeline.signals.generator import Record
 
 __all__ = ["IMPORTER_VERSION", "ImportedDataset", "import_mat_files", "resolve_under_root"]
 
-IMPORTER_VERSION = "pfd-mat-import/1.0"
+IMPORTER_VERSION = "pfd-mat-import/1.1"  # 1.1: labels by precedence, files checked first
 _MAT_SUFFIX = ".mat"
 _MAX_REASONS_IN_ERROR = 20
 
@@ -58,22 +60,41 @@ def resolve_under_root(path: str | os.PathLike[str], root: str | os.PathLike[str
     return resolved
 
 
-def _expand(paths: Sequence[str | os.PathLike[str]], root: Path) -> list[Path]:
+def _expand(paths: Sequence[str | os.PathLike[str]],
+            root: Path) -> tuple[list[Path], list[dict[str, str]]]:
+    """Files to read, and the entries found in folders that cannot be (with the reason).
+
+    A path given outside ``root`` refuses the whole request; an entry found inside a folder
+    that links out of ``root`` or nowhere is refused alone.
+    """
     files: list[Path] = []
+    refused: list[dict[str, str]] = []
     for item in paths:
         resolved = resolve_under_root(item, root)
-        if resolved.is_dir():
-            found = sorted(p for p in resolved.rglob("*")
-                           if p.suffix.lower() == _MAT_SUFFIX and p.is_file())
-            files.extend(resolve_under_root(p, root) for p in found)
-        else:
+        if not resolved.is_dir():
             files.append(resolved)
-    return list(dict.fromkeys(files))  # a file named twice is imported once
+            continue
+        for found in sorted(p for p in resolved.rglob("*") if p.suffix.lower() == _MAT_SUFFIX):
+            rel = str(found.relative_to(root))
+            try:
+                target = resolve_under_root(found, root)
+            except UnsafePath as error:
+                refused.append({"path": rel, "reason": str(error)})
+                continue
+            if target.is_file():
+                files.append(target)
+            elif not target.exists():
+                refused.append({"path": rel, "reason": f"a link to {str(target)!r}, which "
+                                                       f"does not exist"})
+    return list(dict.fromkeys(files)), refused  # a file named twice is imported once
 
 
 @dataclass
 class ImportedDataset:
-    """What an import produced; ``failures`` lists ``{"path", "reason"}`` per refused file."""
+    """What an import produced; ``failures`` lists ``{"path", "reason"}`` per refused file.
+
+    ``n_files`` counts every file tried, refused links included.
+    """
 
     hdf5_path: str
     n_files: int
@@ -103,16 +124,20 @@ def import_mat_files(
     output_dir: str | os.PathLike[str], dataset_id: str,
     on_progress: ProgressFn = no_progress, should_stop: StopFn = never_stop,
     split_ratios: Sequence[float] = (0.70, 0.15, 0.15), seed: int = 0,
-    max_elements: int = MAX_ELEMENTS, overwrite: bool = False,
+    max_elements: int = MAX_ELEMENTS, overwrite: bool = False, label: str | None = None,
 ) -> ImportedDataset:
     """Import MAT files (directories are searched for ``*.mat``) into ``{dataset_id}.h5``.
 
-    Progress: 0-90 % once per file read, the rest while writing the split file. An existing
-    ``{dataset_id}.h5`` is refused unless ``overwrite`` (a retry of a crashed import).
+    ``label``, a class key, is every file's label; a file whose own label variable, folder
+    or name says otherwise is refused (``read_mat``). Progress: 0-90 % once per file read,
+    the rest while writing the split file. An existing ``{dataset_id}.h5`` is refused unless
+    ``overwrite`` (a retry of a crashed import).
 
     Raises:
-        UnsafePath: a path (or a file found under a directory) lies outside ``root``.
-        MatFileError: not one file could be read (the message lists every reason).
+        InvalidInput: no paths, a bad root, ratios or label.
+        UnsafePath: a path given lies outside ``root``.
+        MatFileError: not one file could be read; the message names the first
+            ``_MAX_REASONS_IN_ERROR`` reasons and its ``failures`` attribute holds them all.
         StopRequested: ``should_stop()`` answered true.
     """
     started = time.perf_counter()
@@ -120,11 +145,12 @@ def import_mat_files(
     ratios = check_split_ratios(tuple(split_ratios))
     if not paths:
         raise InvalidInput("no MAT files or folders given")
+    check_label(label)
     base = Path(root).resolve()
     if not base.is_dir():
         raise InvalidInput(f"import root is not a directory: {root}")
-    files = _expand(paths, base)
-    if not files:
+    files, refused = _expand(paths, base)
+    if not files and not refused:
         raise MatFileError(f"no {_MAT_SUFFIX} files found in {[str(p) for p in paths]}")
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -133,16 +159,14 @@ def import_mat_files(
         raise DatasetFileError(f"dataset file already exists: {hdf5_path}")
     staging = output / f"{dataset_id}.staging.h5"
     try:
-        labels, rows, failures = _stage(files, base, staging, max_elements,
+        labels, rows, failures = _stage(files, base, staging, max_elements, label,
                                         on_progress, should_stop)
+        failures = refused + failures
         if not labels:
-            reasons = "; ".join(f"{f['path']}: {f['reason']}"
-                                for f in failures[:_MAX_REASONS_IN_ERROR])
-            raise MatFileError(f"no MAT file could be imported ({len(failures)} failed): "
-                               f"{reasons}")
+            raise _nothing_imported(failures)
         config = {"source": "mat_import", "files": [str(p.relative_to(base)) for p in files],
                   "split_ratios": list(ratios), "seed": int(seed),
-                  "max_elements": int(max_elements)}
+                  "max_elements": int(max_elements), "label": label}
         config_hash = hashlib.sha256(
             json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         attrs = dataset_attrs(source="mat_import", split_ratios=ratios, seed=seed,
@@ -169,15 +193,25 @@ def import_mat_files(
             staging.unlink()
     counts = np.bincount(np.asarray(labels), minlength=len(CLASS_KEYS))
     return ImportedDataset(
-        hdf5_path=str(hdf5_path), n_files=len(files), n_records=total,
+        hdf5_path=str(hdf5_path), n_files=len(files) + len(refused), n_records=total,
         class_counts={key: int(counts[k]) for k, key in enumerate(CLASS_KEYS) if counts[k]},
         split_counts={s: len(v) for s, v in splits.items()}, failures=failures,
         config_hash=config_hash, duration_s=time.perf_counter() - started,
     )
 
 
+def _nothing_imported(failures: list[dict[str, str]]) -> MatFileError:
+    reasons = "; ".join(f"{f['path']}: {f['reason']}" for f in failures[:_MAX_REASONS_IN_ERROR])
+    more = len(failures) - _MAX_REASONS_IN_ERROR
+    error = MatFileError(f"no MAT file could be imported ({len(failures)} failed): {reasons}"
+                         + (f"; and {more} more" if more > 0 else ""))
+    # A job's error message stays short; the caller keeps every reason in its own record.
+    error.failures = failures  # type: ignore[attr-defined]
+    return error
+
+
 def _stage(
-    files: list[Path], base: Path, staging: Path, max_elements: int,
+    files: list[Path], base: Path, staging: Path, max_elements: int, label: str | None,
     on_progress: ProgressFn, should_stop: StopFn,
 ) -> tuple[list[int], list[tuple[float, dict[str, Any]]], list[dict[str, str]]]:
     """Read every file once, appending its records to an uncompressed staging file.
@@ -196,7 +230,7 @@ def _stage(
             check_stop(should_stop)
             rel = str(path.relative_to(base))
             try:
-                read = read_mat(path, root=base, max_elements=max_elements)
+                read = read_mat(path, root=base, max_elements=max_elements, label=label)
                 if read.label is None:
                     raise MatFileError("no label found: no label variable and no class key "
                                        "in the file or folder names")
@@ -206,6 +240,10 @@ def _stage(
                         f"a record needs {RECORD_LENGTH}")
             except MatFileError as error:
                 failures.append({"path": rel, "reason": str(error)})
+            except MemoryError:
+                # Budgets keep a file's reading bounded; should one still not fit, it is
+                # this file's failure, and its memory is free again for the next.
+                failures.append({"path": rel, "reason": "ran out of memory reading it"})
             else:
                 for record in _segments(read, rel):
                     signals.resize(len(labels) + 1, axis=0)

@@ -1,62 +1,48 @@
 """MAT file formats: detect v4 / v5 (v6, v7) / v7.3, then list or load variables.
 
-Listing reads headers only (``scipy.io.whosmat``; h5py shapes), so the caller can refuse an
-oversized variable before any data is loaded. v7.3 files are HDF5 behind a 512-byte MATLAB
-header; an HDF5 file without that header (written by h5py) is read the same way.
+Listing reads headers only, so the caller can refuse an oversized variable before any data
+is loaded. v4 and v5 files are read by ``scipy.io.loadmat`` once their structure has been
+checked: v5 by walking every element scipy will read (``matv5``), v4 by checking that each
+variable, flat by design, lies whole inside the file. v7.3 files are HDF5 (``math5``).
 """
 
 from __future__ import annotations
 
-import math
+import struct
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
-import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError, matfile_version
 
+from pipeline.datasets.math5 import list_h5, load_h5
+from pipeline.datasets.matv5 import check_v5_variable, scan_v5
+from pipeline.datasets.matvars import NUMERIC_CLASSES, OBJECT_BYTES, Budget, MatVar, kind_of
 from pipeline.errors import MatFileError
 
 __all__ = ["NUMERIC_CLASSES", "MatVar", "detect_format", "list_variables", "load_variables"]
 
-NUMERIC_CLASSES = frozenset({"double", "single", "int8", "int16", "int32", "int64",
-                             "uint8", "uint16", "uint32", "uint64"})
-# What scipy raises on a damaged file varies with where the damage is.
+# What scipy raises on a damaged file varies with where the damage is (OverflowError: a
+# negative sparse index, which only the values themselves show).
 _READ_ERRORS = (MatReadError, ValueError, TypeError, EOFError, OSError, KeyError,
-                IndexError, zlib.error)
+                IndexError, OverflowError, zlib.error)
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-@dataclass(frozen=True)
-class MatVar:
-    """A variable as declared in the file: name, MATLAB dimensions and kind."""
-
-    name: str
-    shape: tuple[int, ...]
-    kind: str  # "numeric" | "char" | "logical" | "struct" | "other"
-
-    @property
-    def size(self) -> int:
-        """Number of elements the dimensions declare (a Python int: never overflows)."""
-        return math.prod(self.shape)
-
-
-def _kind(mclass: str | None) -> str:
-    if mclass in NUMERIC_CLASSES:
-        return "numeric"
-    return mclass if mclass in ("char", "logical", "struct") else "other"
+_V4_TYPES = {0: ("double", 8), 1: ("single", 4), 2: ("int32", 4), 3: ("int16", 2),
+             4: ("uint16", 2), 5: ("uint8", 1)}
+_V4_NAME_MAX = 4096
 
 
 def detect_format(path: Path) -> str:
     """Return "v4", "v5" or "v7.3"; raises ``MatFileError`` for empty or non-MAT files."""
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(1024)
+    except OSError as error:
+        raise MatFileError(f"MAT file cannot be read: {path} ({error})") from None
     if size == 0:
         raise MatFileError(f"empty file: {path}")
-    with path.open("rb") as handle:
-        head = handle.read(1024)
     if head.startswith(b"MATLAB 7.3 MAT-file") or _HDF5_SIGNATURE in (head[:8], head[512:520]):
         return "v7.3"
     if head.startswith(b"MATLAB 5.0 MAT-file"):  # v5, v6 and v7 all write this text
@@ -74,92 +60,108 @@ def detect_format(path: Path) -> str:
 
 
 def list_variables(path: Path, fmt: str) -> dict[str, MatVar]:
-    """Return every variable's declared dimensions and kind, reading headers only."""
+    """Return every variable's declared dimensions and kind, reading headers only.
+
+    Raises:
+        MatFileError: damaged or cut short anywhere, even in a variable not to be read;
+            a v7.3 file with links, virtual datasets or external storage.
+    """
     if fmt == "v7.3":
-        with _open_h5(path) as handle:
-            return {name: MatVar(name, (1, 1) if isinstance(obj, h5py.Group)
-                                 else _h5_shape(obj), _h5_kind(obj))
-                    for name, obj in handle.items()
-                    if not name.startswith("#")}  # MATLAB's #refs# and #subsystem#
+        return list_h5(path)
+    if fmt == "v4":
+        return _scan_v4(path)
+    found: dict[str, MatVar] = {}
+    for var in scan_v5(path)[1]:
+        if var.name in found:
+            raise MatFileError(f"variable {var.name!r} appears twice in the file: {path}")
+        kind = "logical" if var.mclass == "logical" else kind_of(var.mclass)
+        found[var.name] = MatVar(var.name, var.shape, kind, var.mclass)
+    return found
+
+
+def load_variables(path: Path, fmt: str, signal: str, others: list[str], *,
+                   max_elements: int, metadata_bytes: int, field_limit: int) -> dict[str, Any]:
+    """Load ``signal`` and ``others``: arrays as numpy (logical as bool), char as str,
+    structs as dicts.
+
+    ``signal`` may take ``max_elements`` of 8 bytes; ``others`` together ``metadata_bytes``,
+    checked against what the file declares before anything is read. v7.3 struct fields
+    over ``field_limit`` elements are skipped unread; scipy offers no lazy view inside a
+    v5 struct, so there the whole struct is checked against the budget.
+
+    Raises:
+        MatFileError: damaged, or a variable over its budget.
+    """
+    signal_bytes = max_elements * 8 + OBJECT_BYTES
+    budget = Budget(metadata_bytes, "metadata and scalars")
+    if fmt == "v7.3":
+        return load_h5(path, signal, others, signal_bytes, budget, field_limit)
+    names = [signal, *others]
+    if fmt == "v4":
+        return _loadmat(path, names, {}, exact=False)
+    order, found = scan_v5(path)
+    by_name = {var.name: var for var in found}
+    check_v5_variable(path, by_name[signal], order, Budget(signal_bytes, "the signal"))
+    # In MATLAB's own class (mat_dtype) logical values come back as bool, not 0/1; but a
+    # complex value would lose its imaginary part, so what holds one is read as stored.
+    complex_ = [name for name in others if check_v5_variable(path, by_name[name], order, budget)]
+    exact = [name for name in others if name not in complex_]
+    classes = {name: by_name[name].mclass for name in names}
+    loaded = _loadmat(path, [signal, *complex_], classes, exact=False)
+    return {**loaded, **(_loadmat(path, exact, classes, exact=True) if exact else {})}
+
+
+def _loadmat(path: Path, names: list[str], classes: dict[str, str], exact: bool) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            listing = scipy.io.whosmat(handle)
+            loaded = scipy.io.loadmat(handle, variable_names=names, simplify_cells=True,
+                                      mat_dtype=exact)
     except _READ_ERRORS as error:
-        if fmt == "v4":
-            raise MatFileError(f"not a MAT file (not a valid v4 file either): {path}") from None
         raise MatFileError(f"MAT file is truncated or corrupt: {path} ({error})") from None
-    return {name: MatVar(name, tuple(int(d) for d in shape), _kind(mclass))
-            for name, shape, mclass in listing}
+    for name in names:
+        value = loaded.get(name)
+        # scipy puts its error text in place of a variable it could not read.
+        if value is None or (isinstance(value, str) and classes.get(name, "char") != "char"):
+            raise MatFileError(f"variable {name!r} cannot be read ({value!r}): {path}")
+    return {name: loaded[name] for name in names}
 
 
-def load_variables(path: Path, fmt: str, names: list[str], field_limit: int) -> dict[str, Any]:
-    """Load ``names``: arrays as numpy, char as str, structs as dicts.
-
-    v7.3 struct fields over ``field_limit`` elements are skipped unread; scipy offers no
-    lazy view inside a v5 struct, so there the struct is loaded whole.
-    """
-    if fmt != "v7.3":
-        try:
-            with path.open("rb") as handle:
-                return scipy.io.loadmat(handle, variable_names=names, simplify_cells=True)
-        except _READ_ERRORS as error:
-            raise MatFileError(f"MAT file is truncated or corrupt: {path} ({error})") from None
+def _scan_v4(path: Path) -> dict[str, MatVar]:
+    """List a v4 file's variables, each of which must lie whole inside the file."""
     try:
-        with _open_h5(path) as handle:
-            return {name: _h5_value(handle[name], field_limit) for name in names}
-    except (OSError, KeyError, ValueError) as error:
-        raise MatFileError(f"MAT v7.3 file cannot be read: {path} ({error})") from None
-
-
-def _open_h5(path: Path) -> h5py.File:
-    try:
-        return h5py.File(path, "r")
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(0)
+            # scipy's guess: a plausible type word read little-endian means little-endian.
+            order = "<" if 0 <= int.from_bytes(handle.read(4), "little", signed=True) <= 5000 else ">"
+            found: dict[str, MatVar] = {}
+            pos = 0
+            while pos < size:
+                var, pos = _v4_variable(handle, pos, size, order, path)
+                if var.name in found:
+                    raise MatFileError(f"variable {var.name!r} appears twice in the file: {path}")
+                found[var.name] = var
     except OSError as error:
-        raise MatFileError(f"MAT v7.3 file is truncated or corrupt: {path} ({error})") from None
+        raise MatFileError(f"MAT file cannot be read: {path} ({error})") from None
+    return found
 
 
-def _h5_class(obj: h5py.HLObject) -> str | None:
-    value = obj.attrs.get("MATLAB_class")
-    return value.decode("ascii") if isinstance(value, bytes) else value
-
-
-def _h5_kind(obj: h5py.HLObject) -> str:
-    mclass = _h5_class(obj)
-    if isinstance(obj, h5py.Group):
-        return "struct" if mclass in (None, "struct") else "other"
-    if mclass is not None:
-        return _kind(mclass) if mclass != "struct" else "other"
-    # An HDF5 file not written by MATLAB: judge by dtype.
-    if obj.dtype.kind in "fiu":
-        return "numeric"
-    return "char" if obj.dtype.kind in "SOU" else "other"
-
-
-def _h5_shape(obj: h5py.Dataset) -> tuple[int, ...]:
-    if obj.attrs.get("MATLAB_empty"):
-        return (0,)
-    # MATLAB writes column-major arrays with their dimensions reversed.
-    return tuple(reversed(obj.shape)) if _h5_class(obj) is not None else tuple(obj.shape)
-
-
-def _h5_value(obj: h5py.HLObject, field_limit: int) -> Any:
-    kind = _h5_kind(obj)
-    if isinstance(obj, h5py.Group):
-        return {name: _h5_value(child, field_limit) for name, child in obj.items()
-                # a field too large for metadata is never read
-                if not (isinstance(child, h5py.Dataset)
-                        and math.prod(_h5_shape(child)) > field_limit)}
-    if obj.attrs.get("MATLAB_empty"):
-        return np.zeros(0)
-    raw = obj[()]
-    if kind == "char":
-        if isinstance(raw, bytes):
-            return raw.decode("utf-8")
-        return raw if isinstance(raw, str) else "".join(map(chr, np.asarray(raw).ravel().tolist()))
-    if kind not in ("numeric", "logical"):
-        return None
-    array = np.asarray(raw)
-    if array.dtype.names:  # MATLAB complex: compound (real, imag)
-        return None
-    array = array.T if _h5_class(obj) is not None else array
-    return array.astype(bool) if kind == "logical" else array
+def _v4_variable(handle: Any, pos: int, size: int, order: str, path: Path) -> tuple[MatVar, int]:
+    handle.seek(pos)
+    head = handle.read(20)
+    if len(head) < 20:
+        raise MatFileError(f"not a MAT file, or a v4 file cut short at byte {pos}: {path}")
+    mopt, rows, cols, imag, namelen = struct.unpack(order + "5i", head)
+    m, o, p, t = mopt // 1000, mopt // 100 % 10, mopt // 10 % 10, mopt % 10
+    if (not 0 <= mopt <= 5000 or m != (order == ">") or o or p not in _V4_TYPES or t > 2
+            or rows < 0 or cols < 0 or not 0 < namelen <= _V4_NAME_MAX):
+        raise MatFileError(f"not a MAT file (not a valid v4 file either): {path}")
+    mclass, itemsize = _V4_TYPES[p]
+    nbytes = rows * cols * itemsize * (2 if imag == 1 and t != 2 else 1)
+    end = pos + 20 + namelen + nbytes
+    if end > size:
+        raise MatFileError(f"MAT file is truncated: a v4 variable at byte {pos} declares "
+                           f"{nbytes} bytes, but the file ends {end - size} bytes short: {path}")
+    name = handle.read(namelen).strip(b"\x00").decode("latin-1")
+    mclass = {1: "char", 2: "sparse"}.get(t, mclass)
+    return MatVar(name, (rows, cols), kind_of(mclass), mclass), end

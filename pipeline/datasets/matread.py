@@ -1,9 +1,12 @@
 """Read one MATLAB file into a signal, a label and metadata (DOMAIN.md "MAT import").
 
 v4 to v7.2 go through ``scipy.io.loadmat``, v7.3 through h5py (``matformat``). Memory stays
-bounded: every variable is first listed with its declared dimensions (headers only) and a
-variable declaring more than ``max_elements`` elements is refused before anything is
-loaded; only the variables the import needs are loaded at all.
+bounded: every variable is first listed with its declared dimensions (headers only), a
+signal declaring more than ``max_elements`` elements is refused before anything is loaded,
+only the variables the import needs are loaded at all, and what they will take once
+loaded (the metadata struct and scalars together: ``METADATA_MAX_BYTES``) is checked
+against what the file declares first. Variables named ``__...`` are MATLAB's own (the
+``__function_workspace__`` of function handles) and never read. Labels: ``matlabel``.
 """
 
 from __future__ import annotations
@@ -19,14 +22,25 @@ import numpy as np
 import scipy.signal
 
 from pipeline.datasets.matformat import MatVar, detect_format, list_variables, load_variables
-from pipeline.domain import CLASS_KEYS, DISPLAY_NAMES, FS
+from pipeline.datasets.matlabel import (
+    check_label,
+    name_sources,
+    resolve_label,
+    variable_sources,
+)
+from pipeline.datasets.matvars import describe
+from pipeline.domain import FS
 from pipeline.errors import MatFileError
 
-__all__ = ["MAX_ELEMENTS", "MatSignal", "json_safe", "label_from_name", "read_mat"]
+__all__ = ["FS_RANGE", "MAX_ELEMENTS", "METADATA_MAX_BYTES", "MatSignal", "json_safe",
+           "read_mat"]
 
 MAX_ELEMENTS = 50_000_000  # ~400 MB as float64: far above any real record, far below RAM
+METADATA_MAX_BYTES = 16 << 20  # metadata struct and scalars of one file, once loaded
+# Resampling by over 1000x either way is refused: no vibration record needs it, and the
+# polyphase filter grows with the factor (a factor of 10^6 would take gigabytes).
+FS_RANGE = (FS / 1000, FS * 1000)
 SIGNAL_NAMES = ("signal", "x", "data", "y")
-LABEL_NAMES = ("label", "fault_type", "class", "fault")
 FS_NAMES = ("fs", "sampling_rate", "sample_rate")
 METADATA_NAMES = ("metadata", "info", "params")
 _METADATA_MAX_ELEMENTS = 64  # larger arrays are data, not metadata
@@ -84,51 +98,6 @@ def _find(names: tuple[str, ...], variables: dict[str, MatVar], kinds: set[str])
     return None
 
 
-def label_from_name(path: Path, root: Path | None = None) -> str | None:
-    """Find a class key in the file name, then each parent directory (nearest first).
-
-    Within one name the longest key wins, so ``mixed_cavit_jeu`` beats ``jeu``. With
-    ``root``, only directories below it are looked at.
-    """
-    parts = [path.stem]
-    parents = path.parent
-    if root is not None:
-        try:
-            parents = parents.relative_to(root)
-        except ValueError:
-            parents = Path()
-    parts.extend(reversed(parents.parts))
-    for part in parts:
-        lowered = part.lower()
-        found = [key for key in CLASS_KEYS if key in lowered]
-        if found:
-            return max(found, key=len)
-    return None
-
-
-def _label_value(value: Any, variable: str, path: Path) -> str:
-    value = json_safe(value)
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in CLASS_KEYS:
-            return text
-        by_name = {name.lower(): key for key, name in DISPLAY_NAMES.items()}
-        if text in by_name:
-            return by_name[text]
-        if text.isdigit():
-            value = int(text)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(CLASS_KEYS):
-        return CLASS_KEYS[value]
-    raise MatFileError(
-        f"label {value!r} in variable {variable!r} is not a class key or index "
-        f"(valid keys: {', '.join(CLASS_KEYS)}): {path}"
-    )
-
-
 def _as_signal(value: Any, name: str, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     array = np.asarray(value)
     if np.iscomplexobj(array) or array.dtype.kind not in "fiu":
@@ -161,38 +130,52 @@ def _resample(signal: np.ndarray, fs: float) -> np.ndarray:
 
 def read_mat(
     path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
-    max_elements: int = MAX_ELEMENTS,
+    max_elements: int = MAX_ELEMENTS, label: str | None = None,
 ) -> MatSignal:
     """Read a MAT file's signal (resampled to 20,480 Hz), label and metadata.
 
-    Signal: first of ``signal``, ``x``, ``data``, ``y``, else the largest numeric array.
-    Label: ``label``/``fault_type``/``class``/``fault`` (top level, then in the metadata
-    struct), else a class key in the file or directory names below ``root``; None if none.
-    Without ``fs`` the signal is taken to be at 20,480 Hz (``metadata["fs_assumed"]``).
+    Signal: first of ``signal``, ``x``, ``data``, ``y`` (one of them empty is refused),
+    else the largest numeric array. Label, in this order (``matlabel``): ``label`` given
+    here, ``label``/``fault_type``/``class``/``fault`` (top level, then in the metadata
+    struct), a class key among the folder names below ``root``, then in the file name;
+    None if none, a failure if two sources differ. Without ``fs`` the signal is taken to be
+    at 20,480 Hz (``metadata["fs_assumed"]``).
 
     Raises:
-        MatFileError: empty, not a MAT file, truncated, a variable over ``max_elements``,
-            no numeric array, a bad label or fs, non-finite samples.
+        InvalidInput: ``label`` is not a class key.
+        MatFileError: empty, not a MAT file, truncated or damaged, a link or external data
+            (v7.3), a variable over its budget, no usable numeric array, a bad or
+            disputed label, a bad fs, non-finite samples.
     """
     path = Path(path)
+    check_label(label)
     if not path.is_file():
         raise MatFileError(f"MAT file not found: {path}")
     fmt = detect_format(path)
     variables = list_variables(path, fmt)
-    plan = _plan(variables, path, max_elements)
-    loaded = load_variables(path, fmt, plan, _METADATA_MAX_ELEMENTS)
-    return _interpret(variables, loaded, plan[0], path, Path(root) if root else None, fmt,
-                      max_elements)
+    signal, others = _plan(variables, path, max_elements)
+    loaded = load_variables(path, fmt, signal, others, max_elements=max_elements,
+                            metadata_bytes=METADATA_MAX_BYTES,
+                            field_limit=_METADATA_MAX_ELEMENTS)
+    request = [("the request", label)] if label else []
+    return _interpret(variables, loaded, signal, path, Path(root) if root else None, fmt,
+                      max_elements, request)
 
 
-def _plan(variables: dict[str, MatVar], path: Path, max_elements: int) -> list[str]:
-    """Choose the variables to load (signal first) and refuse oversized ones."""
-    candidates = {n: v for n, v in variables.items() if v.kind == "numeric" and v.size > 1}
-    signal = _find(SIGNAL_NAMES, candidates, {"numeric"})
-    if signal is None and candidates:
-        signal = max(candidates.values(), key=lambda v: v.size).name
+def _plan(variables: dict[str, MatVar], path: Path,
+          max_elements: int) -> tuple[str, list[str]]:
+    """Choose the signal and the other variables to load; refuse an oversized signal."""
+    usable = {n: v for n, v in variables.items() if not n.startswith("__")}
+    # A scalar named x or y is a parameter, not a signal; an empty one names a missing signal.
+    named = _find(SIGNAL_NAMES, {n: v for n, v in usable.items() if v.size != 1}, {"numeric"})
+    if named is not None and variables[named].size == 0:
+        raise MatFileError(f"variable {named!r} is empty; it names the signal, so no other "
+                           f"array is taken in its place: {path}")
+    candidates = [v for v in usable.values() if v.kind == "numeric" and v.size > 1]
+    signal = named or (max(candidates, key=lambda v: v.size).name if candidates else None)
     if signal is None:
-        raise MatFileError(f"no numeric array in MAT file: {path}")
+        raise MatFileError(f"no numeric array to take the signal from; the file holds "
+                           f"{describe(variables)}: {path}")
     var = variables[signal]
     if var.size > max_elements:
         dims = "x".join(str(d) for d in var.shape)
@@ -200,25 +183,26 @@ def _plan(variables: dict[str, MatVar], path: Path, max_elements: int) -> list[s
             f"variable {signal!r} declares {var.size} elements ({dims}), over the limit of "
             f"{max_elements}: {path}"
         )
-    small = [n for n, v in variables.items() if n != signal and (
+    small = [n for n, v in usable.items() if n != signal and (
         (v.kind in ("numeric", "logical") and v.size == 1)
         or (v.kind == "char" and v.size <= _STRING_MAX_CHARS))]
-    struct = _find(METADATA_NAMES, variables, {"struct"})
-    return [signal, *small, *([struct] if struct else [])]
+    struct = _find(METADATA_NAMES, usable, {"struct"})
+    return signal, [*small, *([struct] if struct else [])]
 
 
 def _interpret(
     variables: dict[str, MatVar], loaded: dict[str, Any], signal_name: str, path: Path,
-    root: Path | None, fmt: str, max_elements: int,
+    root: Path | None, fmt: str, max_elements: int, request: list[tuple[str, str]],
 ) -> MatSignal:
     signal, extra = _as_signal(loaded[signal_name], signal_name, path)
-    struct_name = _find(METADATA_NAMES, variables, {"struct"})
-    struct = loaded.get(struct_name) if struct_name else None
-    metadata: dict[str, Any] = dict(json_safe(struct) or {}) if isinstance(struct, dict) else {}
-    scalars = {n: json_safe(v) for n, v in loaded.items() if n not in (signal_name, struct_name)
-               and not n.startswith("__")}
+    struct_name = _find(METADATA_NAMES, {n: variables[n] for n in loaded}, {"struct"})
+    struct = json_safe(loaded[struct_name]) if struct_name else None
+    metadata: dict[str, Any] = dict(struct) if isinstance(struct, dict) else {}
+    scalars = {n: json_safe(v) for n, v in loaded.items() if n not in (signal_name, struct_name)}
     metadata.update(scalars)
-    label = _lookup_label(loaded, metadata, variables, path) or label_from_name(path, root)
+    label = resolve_label([*request, *variable_sources(
+        scalars, struct if isinstance(struct, dict) else None, struct_name, path),
+        *name_sources(path, root)], path)
     fs = _lookup_fs(loaded, metadata, variables, path)
     if fs is not None:
         if signal.size * FS / fs > max_elements:  # a tiny fs would blow the signal up
@@ -226,42 +210,37 @@ def _interpret(
                 f"resampling {signal.size} samples from {fs:g} Hz to {FS} Hz exceeds the "
                 f"limit of {max_elements} elements: {path}")
         signal = _resample(signal, fs)
+    with np.errstate(over="ignore"):  # an overflow is refused just below
+        samples = signal.astype(np.float32)
+    if not np.all(np.isfinite(samples)):  # finite as float64, yet beyond float32's range
+        raise MatFileError(f"signal {signal_name!r} holds values beyond float32's range "
+                           f"(±{np.finfo(np.float32).max:.3g}): {path}")
     metadata.update(extra)
     metadata.update({"format": fmt, "signal_variable": signal_name,
                      "source_fs": fs, "fs_assumed": fs is None})
-    return MatSignal(signal=signal.astype(np.float32), fs=float(FS), label=label,
+    return MatSignal(signal=samples, fs=float(FS), label=label,
                      metadata=metadata, format=fmt, source_fs=fs, variable=signal_name)
-
-
-def _lookup(names: tuple[str, ...], loaded: dict[str, Any], metadata: dict[str, Any],
-            variables: dict[str, MatVar]) -> tuple[str, Any] | None:
-    top = _find(names, {n: variables[n] for n in loaded if n in variables},
-                {"numeric", "char", "logical"})
-    if top is not None:
-        return top, loaded[top]
-    lowered = {k.lower(): k for k in metadata}
-    for name in names:
-        if name in lowered and metadata[lowered[name]] not in (None, ""):
-            return lowered[name], metadata[lowered[name]]
-    return None
-
-
-def _lookup_label(loaded: dict[str, Any], metadata: dict[str, Any],
-                  variables: dict[str, MatVar], path: Path) -> str | None:
-    found = _lookup(LABEL_NAMES, loaded, metadata, variables)
-    return _label_value(found[1], found[0], path) if found else None
 
 
 def _lookup_fs(loaded: dict[str, Any], metadata: dict[str, Any],
                variables: dict[str, MatVar], path: Path) -> float | None:
-    found = _lookup(FS_NAMES, loaded, metadata, variables)
-    if found is None:
-        return None
-    value = json_safe(found[1])
+    top = _find(FS_NAMES, {n: variables[n] for n in loaded}, {"numeric", "char", "logical"})
+    if top is not None:
+        name, value = top, json_safe(loaded[top])
+    else:
+        lowered = {k.lower(): k for k in metadata if metadata[k] not in (None, "")}
+        name = next((lowered[n] for n in FS_NAMES if n in lowered), "")
+        if not name:
+            return None
+        value = metadata[name]
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise MatFileError(
-            f"sampling rate {found[0]!r} = {value!r} is not a positive number: {path}")
+            f"sampling rate {name!r} = {value!r} is not a positive number: {path}")
+    low, high = FS_RANGE
+    if not low <= value <= high:
+        raise MatFileError(
+            f"sampling rate {name!r} = {value:g} Hz is outside {low:g} to {high:g} Hz: "
+            f"resampling to {FS} Hz by a factor over 1000 is refused: {path}")
     return float(value)
-

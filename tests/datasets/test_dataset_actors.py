@@ -14,6 +14,7 @@ from actors.platform.errors import PayloadInvalid
 from actors.platform.jobs import get_job, request_cancel, wait_for_job
 from actors.store.datasets import get_dataset
 from actors.store.db import get_database
+from actors.store.models import DatasetImport
 from config.settings import get_settings
 from pipeline.datasets.hdf5 import dataset_info, read_split
 from tests.conftest import wait_until
@@ -153,3 +154,31 @@ def test_import_path_outside_the_import_roots_is_refused(workers, tmp_path):
     assert "import root" in job.error_message
     traversal = import_mat_dataset.send(paths=[str(get_settings().import_roots[0] / ".." / ".." / "etc")])
     assert wait_for_job(traversal.message_id, timeout_s=60).error_type == "UnsafePath"
+
+
+def test_import_where_every_file_fails_keeps_every_reason_in_its_record(workers):
+    folder = _imports_dir()
+    for k in range(25):
+        (folder / f"bad_{k:02d}.mat").write_text(f"not MATLAB {k}\n" * 10)
+    message = import_mat_dataset.send(paths=[str(folder)])
+    job = wait_for_job(message.message_id, timeout_s=60)
+    assert (job.state, job.attempts, job.error_type) == ("failed", 1, "MatFileError")
+    assert "(25 failed)" in job.error_message and "and 5 more" in job.error_message
+    with _db().session() as session:
+        record = session.get(DatasetImport, message.message_id)
+        assert (record.n_files, record.n_failed) == (25, 25)
+        assert sorted(f["path"].rsplit("/", 1)[-1] for f in record.failures) == [
+            f"bad_{k:02d}.mat" for k in range(25)]
+
+
+def test_import_with_a_label_in_the_request_labels_every_file(generated, workers):
+    _, job = generated
+    message = import_mat_dataset.send(paths=[job.result["mat_dir"]], label="sain")
+    imported = wait_for_job(message.message_id, timeout_s=120)
+    # The exported files name their own classes: the two that are not sain are refused.
+    assert imported.state == "succeeded", imported.error_message
+    assert imported.result["class_counts"] == {"sain": 3}
+    assert len(imported.result["failures"]) == 6
+    assert all("the request says 'sain'" in f["reason"] for f in imported.result["failures"])
+    with pytest.raises(PayloadInvalid, match="label"):
+        import_mat_dataset.send(paths=[job.result["mat_dir"]], label="rust")
