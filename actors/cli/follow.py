@@ -16,7 +16,7 @@ from rich.progress import (
 
 from actors.cli.display import error_line, result_lines
 from actors.platform.jobs import job_store, wait_for_tree
-from actors.store.trees import JobTree
+from actors.store.trees import ANNOUNCEMENT_QUEUES, JobTree
 
 __all__ = ["follow_tree", "print_outcome"]
 
@@ -81,7 +81,8 @@ def print_outcome(tree: JobTree, console: Console) -> None:
     root = tree.root
     for line in result_lines(root.result or {}):
         console.print(line, highlight=False, soft_wrap=True)
-    finished = [n for n in tree.nodes if n.message_id != root.message_id and n.result and n.finished_at]
+    finished = [n for n in tree.nodes if n.message_id != root.message_id and n.result and n.finished_at
+                and n.queue not in ANNOUNCEMENT_QUEUES]
     if finished:
         last = max(finished, key=lambda n: n.finished_at or 0.0)
         console.print(f"[bold]{last.actor}[/bold] (last to finish):")

@@ -12,7 +12,7 @@ from actors.deploy.inputs import deployable_experiment, original_variant
 from actors.deploy.schemas import DeployExperiment, DeployOptions
 from actors.deploy.stages import benchmark_models, export_onnx, optimize_model, quantize_model
 from actors.platform.base import job_actor
-from actors.platform.context import JobContext
+from actors.platform.context import JobContext, lineage_options
 from actors.platform.errors import JobNotFound
 from actors.platform.jobs import get_job
 from actors.store import deployments as store
@@ -27,7 +27,10 @@ def _stage_messages(deployment_id: str, options: DeployOptions, launcher: str) -
     actors = zip(store.STAGES, (export_onnx, optimize_model, quantize_model, benchmark_models), strict=True)
     return [actor.message(**({"deployment_id": deployment_id} if stage == "export" else {}),
                           **getattr(options, stage).model_dump(mode="json"))
-            .copy(message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"pfd:{launcher}:{stage}"))) for stage, actor in actors]
+            # Each stage is a child of the launcher: Dramatiq enqueues the next one after the
+            # previous stage's job is no longer current, so the lineage is stamped here.
+            .copy(message_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"pfd:{launcher}:{stage}")), options=lineage_options())
+            for stage, actor in actors]
 
 
 @job_actor(schema=DeployExperiment)
