@@ -20,6 +20,8 @@ from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
+from actors.store.db import get_database
+from actors.store.outbox import record_events
 from config.queues import policy_for
 from config.settings import Settings, get_settings
 from pipeline.artifacts import file_sha256
@@ -102,17 +104,23 @@ def _fit(make: Callable[[int], dict[str, Any]], items: int) -> dict[str, Any]:
 
 
 def _with_artifacts(summary: dict[str, Any], folder: Path, job: JobContext, kind: str, target: str) -> dict[str, Any]:
-    """Add the artifact folder and report checksum, and announce the run as ``quality.completed``."""
-    from actors.notifications import send_event
+    """Add the artifact folder and report checksum, and announce the run as ``quality.completed``.
+
+    A run has no record but its job: the outbox row is its announcement's, committed before the
+    job can end, so a Redis error after it only delays the event (the sweep relays it).
+    """
+    from actors.notifications import outbox_event, relay_now
 
     report = folder / "report.json"
     counts = summary.get("counts") or {}
     issues = counts.get("failed", 0) + counts.get("errors", 0) + sum(
         tool.get("count", 0) for tool in (summary.get("tools") or {}).values() if isinstance(tool, dict))
     passed = bool(summary.get("ok")) if "ok" in summary else summary.get("status") in ("clean", "finished", "passed")
-    send_event("quality.completed", {"job_id": job.message_id, "run_id": job.message_id, "run_type": kind,
-                                     "target": target[:200], "passed": passed, "n_issues": issues},
-               event_id=f"quality.completed:{job.message_id}")
+    event = outbox_event("quality.completed", {"job_id": job.message_id, "run_id": job.message_id, "run_type": kind,
+                                               "target": target[:200], "passed": passed, "n_issues": issues},
+                         event_id=f"quality.completed:{job.message_id}")
+    record_events(get_database(get_settings().database_url), [event])
+    relay_now([event["event_id"]])
     return {**summary, "artifacts": str(folder), "report_sha256": file_sha256(report) if report.is_file() else None}
 
 

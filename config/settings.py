@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     temp_file_max_age_s: int = Field(6 * 3600, ge=0)
     run_retention_days: float = Field(30, gt=0)
     dead_letter_report_threshold: int = Field(10, ge=1)
+    # The event outbox's sweep: events not relayed right after their commit (Redis was down)
+    # once they are this old, and events relayed but still undelivered this long after
+    # (their notify message was lost), at most this many relays each.
+    schedule_relay_events: str = "* * * * *"
+    outbox_settle_s: float = Field(10.0, ge=0)
+    outbox_resend_after_s: float = Field(900.0, ge=0)
+    outbox_max_relays: int = Field(10, ge=1)
 
     # Workers.
     generation_workers: int = Field(0, ge=0)

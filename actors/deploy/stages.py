@@ -6,9 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import dramatiq
 import structlog
-from redis.exceptions import RedisError
 
 from actors.deploy.inputs import split_windows, variant_entry
 from actors.deploy.run_stage import run_stage
@@ -21,8 +19,6 @@ from actors.deploy.schemas import (
 )
 from actors.platform.base import job_actor
 from actors.platform.context import JobContext
-from actors.platform.errors import PayloadInvalid
-from config.settings import mask_secrets
 from pipeline.progress import scaled
 
 __all__ = ["benchmark_models", "export_onnx", "optimize_model", "quantize_model"]
@@ -128,8 +124,9 @@ def _table(result: dict[str, Any]) -> dict[str, Any]:
 
 @job_actor(schema=BenchmarkModels)
 def benchmark_models(payload: Any, job: JobContext, *piped: Any) -> dict | None:
-    """Benchmark every variant on the test split (JSON + PNG), mark the deployment ready, send ``deployment.ready``."""
-    from actors.notifications import send_event
+    """Benchmark every variant on the test split (JSON + PNG), mark the deployment ready, announce ``deployment.ready``
+    (its event commits with the ready deployment, the outbox)."""
+    from actors.notifications import outbox_event
     from pipeline.deploy.benchmark import benchmark_variants
 
     def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
@@ -138,19 +135,14 @@ def benchmark_models(payload: Any, job: JobContext, *piped: Any) -> dict | None:
                                     folder, batch_sizes=payload.batch_sizes, warmup=payload.warmup, runs=payload.runs,
                                     threads=payload.threads, on_progress=job.progress,
                                     should_stop=job.should_stop).to_dict()
-        table = tables[0] = _table(result)
+        table = _table(result)
         paths = {"benchmark_json_path": result["json_path"], "benchmark_png_path": result["chart_path"]}
-        return [], {"recommended": table["recommended"], **paths}, {"benchmark": table, **paths}
+        # Tell people, with the recommended variant's figures.
+        best = next(v for v in table["variants"] if v["name"] == table["recommended"])
+        event = outbox_event("deployment.ready", {
+            "job_id": job.message_id, "deployment_id": deployment["deployment_id"],
+            "model_id": deployment["experiment_id"], "format": best["name"], "size_bytes": best["size_bytes"],
+            "latency_ms": best["latency"][0]["p50_ms"]}, event_id=f"deployment.ready:{deployment['deployment_id']}")
+        return [], {"recommended": table["recommended"], **paths}, {"benchmark": table, **paths, "events": [event]}
 
-    tables: dict[int, dict[str, Any]] = {}
-    summary = run_stage("benchmark", payload, job, piped, work)
-    if tables:  # benchmarked now, not recorded before: tell people, with the recommended variant's figures
-        best = next(v for v in tables[0]["variants"] if v["name"] == tables[0]["recommended"])
-        event = {"job_id": job.message_id, "deployment_id": summary["deployment_id"],  # type: ignore[index]
-                 "model_id": summary["experiment_id"], "format": best["name"],  # type: ignore[index]
-                 "size_bytes": best["size_bytes"], "latency_ms": best["latency"][0]["p50_ms"]}
-        try:
-            send_event("deployment.ready", event, event_id=f"deployment.ready:{event['deployment_id']}")
-        except (PayloadInvalid, RedisError, dramatiq.errors.DramatiqError) as exc:  # the deployment stays ready
-            log.warning("deploy.notify_failed", deployment_id=event["deployment_id"], error=mask_secrets(str(exc)))
-    return summary
+    return run_stage("benchmark", payload, job, piped, work)
