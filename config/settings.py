@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     artifact_root: Path = Path()
     import_roots: tuple[Path, ...] = ()
     quality_roots: tuple[Path, ...] = ()  # where quality runs may look; default: the project
+    # The hosts run_benchmarks may send requests to (api_url): a worker must not become a way
+    # to probe the network it sits in.
+    benchmark_api_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
     redis_url: str = "redis://127.0.0.1:6379/0"
     dashboard_url: str = "http://127.0.0.1:8050"
 
