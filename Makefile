@@ -1,23 +1,35 @@
-# One virtual environment, made from pyproject.toml; every target depends on it.
+# One virtual environment, made from pyproject.toml with every version pinned by
+# constraints.txt (pip-compile; `make lock` refreshes it); every target depends on it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
+CONSTRAINTS := constraints.txt
+PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: install demo test bench reliability migrate workers clean
+.PHONY: install lock demo test bench reliability migrate workers clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, from the pinned CPU build, so no dependency range can pull a CUDA one.
-	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) "torch==2.13.0"
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[dev,bench]"
 	touch $(BENCH_STAMP)
+
+# Re-resolve constraints.txt from pyproject.toml (every extra): pins still allowed are kept,
+# UPGRADE=1 moves every package to its newest allowed version. torch stays at pyproject's pin
+# (the CPU build); a lock that would bring CUDA packages is refused.
+lock: $(STAMP)
+	$(BIN)/pip install --quiet "$(PIP_TOOLS)"
+	$(BIN)/pip-compile --quiet --all-extras --strip-extras --no-emit-index-url --no-emit-find-links \
+		--no-emit-trusted-host $(if $(UPGRADE),--upgrade) -o $(CONSTRAINTS) pyproject.toml
+	! grep -iE '^(nvidia-|triton|cuda)' $(CONSTRAINTS)
 
 install: $(STAMP)
 

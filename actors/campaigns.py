@@ -16,11 +16,10 @@ from typing import Annotated, Any, ClassVar
 import dramatiq
 import structlog
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
-from redis.exceptions import RedisError
 
 from actors.platform.base import Payload
 from actors.platform.context import JobContext
-from actors.platform.errors import JobNotFound, PayloadInvalid, TransientError
+from actors.platform.errors import JobNotFound, TransientError
 from actors.platform.fanout import fan_out, fanout_store
 from actors.platform.jobs import get_job, request_cancel
 from actors.platform.references import DatasetId, RecordId
@@ -35,7 +34,7 @@ from actors.store.campaigns import (
 )
 from actors.store.db import Database, get_database
 from actors.training import load_training_dataset, ready_dataset
-from config.settings import get_settings, mask_secrets
+from config.settings import get_settings
 from pipeline.errors import InvalidInput
 
 __all__ = [
@@ -47,13 +46,13 @@ __all__ = [
     "TrialPayload",
     "TrialRun",
     "begin_trial",
+    "campaign_event",
     "campaign_status",
     "conclude",
     "finalize_campaign",
     "finish_trial",
     "launch_wave",
     "load_dataset",
-    "notify",
     "project_database",
     "resume_campaign",
     "start_campaign",
@@ -123,8 +122,8 @@ class Flavor:
     finalize: str  # the wave callback's name
     study: Callable[[dict[str, Any]], Any]  # open the campaign's study with this wave's sampler
     ask: Callable[[Database, dict[str, Any], Any, int], list[Any]]  # ask up to n new trials
-    conclude: Callable[[Database, dict[str, Any]], dict[str, Any]]  # end-of-campaign work; the best
-    failed: Callable[[dict[str, Any]], None]  # announce a campaign in which no trial completed
+    conclude: Callable[[Database, dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]  # the best, its event
+    failed: Callable[[dict[str, Any]], dict[str, Any]]  # the event of a campaign in which no trial completed
     check: Callable[[dict[str, Any]], Any]  # the full check of a new campaign's spec, on receipt
 
 
@@ -160,14 +159,11 @@ def load_dataset(database: Database, dataset_id: str):  # type: ignore[no-untype
     return load_training_dataset(ready_dataset(database, dataset_id))
 
 
-def notify(event: str, payload: dict[str, Any]) -> None:
-    """Send a notification; a lost notice must not undo the campaign's recorded outcome."""
-    from actors.notifications import send_event
+def campaign_event(event: str, payload: dict[str, Any], campaign_id: str) -> dict[str, Any]:
+    """The outbox row announcing a campaign's end, one per campaign and event type."""
+    from actors.notifications import outbox_event
 
-    try:
-        send_event(event, payload)
-    except (PayloadInvalid, RedisError, dramatiq.errors.DramatiqError) as exc:
-        log.warning("campaign.notify_failed", notification=event, error=mask_secrets(str(exc)))
+    return outbox_event(event, payload, event_id=f"{event}:{campaign_id}")
 
 
 def launch_wave(database: Database, view: dict[str, Any], flavor: Flavor) -> dict[str, Any]:
@@ -200,16 +196,25 @@ def conclude(database: Database, view: dict[str, Any], flavor: Flavor) -> dict[s
     if view["status"] != "running":
         return view
     # The ending wave is finalized in the same write, so no reader sees an ended campaign
-    # with a wave still open.
+    # with a wave still open; the ending's event commits with it (the outbox).
     if view["best"] is None:
         view = update_campaign(database, view["campaign_id"], lambda v: {
             "status": "failed", "error": f"no trial completed: {v['counts']}", "waves": _all_finalized(v)}
-            if v["status"] == "running" else None)
-        flavor.failed(view)
-        return view
-    best = flavor.conclude(database, view)
-    return update_campaign(database, view["campaign_id"], lambda v: {
-        "status": "completed", "best": best, "waves": _all_finalized(v)} if v["status"] == "running" else None)
+            if v["status"] == "running" else None, events=lambda v: [flavor.failed(v)])
+    else:
+        best, event = flavor.conclude(database, view)
+        view = update_campaign(database, view["campaign_id"], lambda v: {
+            "status": "completed", "best": best, "waves": _all_finalized(v)} if v["status"] == "running" else None,
+            events=lambda v: [event])
+    _relay_ending(view)
+    return view
+
+
+def _relay_ending(view: dict[str, Any]) -> None:
+    """Relay the ended campaign's event now (else the outbox's sweep does)."""
+    from actors.notifications import relay_now
+
+    relay_now([f"{view['kind']}.{view['status']}:{view['campaign_id']}"])
 
 
 def _all_finalized(view: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,26 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import dramatiq
-import structlog
 from pydantic import Field, field_validator
-from redis.exceptions import RedisError
 
+from actors.notifications import outbox_event, relay_now
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
-from actors.platform.errors import PayloadInvalid
 from actors.platform.references import ExperimentId, RecordId
 from actors.store.analyses import claim_analysis, complete_analysis, fail_analysis, failure_recorded
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
 from actors.store.experiments import get_experiment
-from config.settings import get_settings, mask_secrets
+from config.settings import get_settings
 from pipeline.errors import DatasetFileError, InvalidInput
 from pipeline.progress import check_stop
 
 __all__ = ["compare_architectures", "error_analysis", "robustness_report", "roc_analysis"]
-
-log = structlog.get_logger("pfd.evaluation")
 
 Compute = Callable[[Database, Path], tuple[dict[str, Any], dict[str, str], dict[str, float]]]
 
@@ -131,16 +126,11 @@ def _predictor(database: Database, experiment: dict[str, Any]):  # type: ignore[
     return predictor, path, keys
 
 
-def _notify(job: JobContext, analysis_id: str, experiment_ids: list[str], metrics: dict[str, float]) -> None:
-    """Send ``evaluation.completed``; a lost notice must not undo a recorded analysis."""
-    from actors.notifications import send_event
-
+def _event(job: JobContext, analysis_id: str, experiment_ids: list[str], metrics: dict[str, float]) -> dict:
+    """The ``evaluation.completed`` outbox row, one per analysis."""
     payload = {"job_id": job.message_id, "evaluation_id": analysis_id, "model_id": ",".join(experiment_ids)[:128],
                "metrics": {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}}
-    try:
-        send_event("evaluation.completed", payload)
-    except (PayloadInvalid, RedisError, dramatiq.errors.DramatiqError) as exc:
-        log.warning("evaluation.notify_failed", analysis_id=analysis_id, error=mask_secrets(str(exc)))
+    return outbox_event("evaluation.completed", payload, event_id=f"evaluation.completed:{analysis_id}")
 
 
 def _run(payload: Payload, job: JobContext, kind: str, experiment_ids: list[str], compute: Compute) -> dict:
@@ -157,8 +147,11 @@ def _run(payload: Payload, job: JobContext, kind: str, experiment_ids: list[str]
     with failure_recorded(fail_analysis, database, analysis_id, job.message_id):
         job.progress(0.0, f"{kind} analysis")
         result, plots, metrics = compute(database, settings.artifact_root / "analyses" / analysis_id)
-        summary = complete_analysis(database, analysis_id, job.message_id, result=json_safe(result), plot_paths=plots)
-    _notify(job, analysis_id, experiment_ids, metrics)
+        # The event commits with the analysis (the outbox): announced once it is recorded, never lost.
+        event = _event(job, analysis_id, experiment_ids, metrics)
+        summary = complete_analysis(database, analysis_id, job.message_id, result=json_safe(result), plot_paths=plots,
+                                    events=[event])
+    relay_now([event["event_id"]])
     return summary
 
 

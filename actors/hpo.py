@@ -19,10 +19,10 @@ from actors.campaigns import (
     Flavor,
     TrialPayload,
     begin_trial,
+    campaign_event,
     finalize_campaign,
     finish_trial,
     load_dataset,
-    notify,
     project_database,
     start_campaign,
     stop_campaign,
@@ -90,8 +90,8 @@ def _hpo_ask(database: Database, view: dict[str, Any], study: Any, count: int) -
     return ask_trials(study, distributions(parse_campaign(view["spec"]).space), count)
 
 
-def _hpo_conclude(database: Database, view: dict[str, Any]) -> dict[str, Any]:
-    """Score the best trial on the test split (once per best) and announce the result."""
+def _hpo_conclude(database: Database, view: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score the best trial on the test split (once per best); return it and the event announcing it."""
     from pipeline.hpo.trial import evaluate_on_test
 
     best = dict(view["best"])
@@ -100,13 +100,14 @@ def _hpo_conclude(database: Database, view: dict[str, Any]) -> dict[str, Any]:
         best["test"] = evaluate_on_test(model_path, load_dataset(database, view["dataset_id"]))
         best["tested_experiment"] = best["experiment_id"]
         set_test_metrics(database, best["experiment_id"], best["test"])
-    notify("hpo.completed", {"study_id": view["campaign_id"], "n_trials": view["trials_done"], "metric": view["metric"],
-                             "best_value": best["value"], "best_params": best["params"]})
-    return best
+    return best, campaign_event("hpo.completed", {
+        "study_id": view["campaign_id"], "n_trials": view["trials_done"], "metric": view["metric"],
+        "best_value": best["value"], "best_params": best["params"]}, view["campaign_id"])
 
 
 HPO = Flavor("hpo", "run_hpo_trial", "finalize_hpo_campaign", _hpo_study, _hpo_ask, _hpo_conclude,
-             lambda view: notify("hpo.failed", {"study_id": view["campaign_id"], "error": view["error"] or ""}),
+             lambda view: campaign_event("hpo.failed", {"study_id": view["campaign_id"], "error": view["error"] or ""},
+                                         view["campaign_id"]),
              lambda spec: check_campaign(parse_campaign(spec)))
 
 

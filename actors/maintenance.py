@@ -130,8 +130,9 @@ class ReportDeadLetters(Payload):
 @job_actor(schema=ReportDeadLetters, periodic=cron(get_settings().schedule_report_dead_letters))
 def report_dead_letters(payload: ReportDeadLetters, job: JobContext) -> dict:
     """Count dead letters per queue and actor; announce them when they pass the threshold."""
-    from actors.notifications import send_event
+    from actors.notifications import outbox_event, relay_now
     from actors.platform.dead_letters import list_dead_letters
+    from actors.store.outbox import record_events
 
     threshold = payload.threshold or get_settings().dead_letter_report_threshold
     counts: dict[str, int] = {}
@@ -142,7 +143,9 @@ def report_dead_letters(payload: ReportDeadLetters, job: JobContext) -> dict:
     total = sum(counts.values())
     announced = total >= threshold
     if announced:
-        # One report per hour at most: the event id is the hour.
-        send_event("deadletters.reported", {"total": total, "threshold": threshold, "counts": counts},
-                   event_id=f"deadletters:{time.strftime('%Y%m%d%H', time.gmtime())}")
+        # One report per hour at most: the event id is the hour. The report's only record is its event.
+        event = outbox_event("deadletters.reported", {"total": total, "threshold": threshold, "counts": counts},
+                             event_id=f"deadletters:{time.strftime('%Y%m%d%H', time.gmtime())}")
+        record_events(get_database(get_settings().database_url), [event])
+        relay_now([event["event_id"]])
     return {"total": total, "threshold": threshold, "counts": counts, "announced": announced}

@@ -22,10 +22,10 @@ from actors.campaigns import (
     Flavor,
     TrialPayload,
     begin_trial,
+    campaign_event,
     finalize_campaign,
     finish_trial,
     load_dataset,
-    notify,
     project_database,
     start_campaign,
     stop_campaign,
@@ -113,8 +113,8 @@ def _nas_ask(database: Database, view: dict[str, Any], study: Any, count: int) -
     return asked
 
 
-def _nas_conclude(database: Database, view: dict[str, Any]) -> dict[str, Any]:
-    """Record the best candidate and the Pareto front; register the best for full training."""
+def _nas_conclude(database: Database, view: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Record the best candidate and the Pareto front; register the best for full training; return it and its event."""
     spec = parse_nas_campaign(view["spec"])
     done = [{"arch_hash": c["arch_hash"], "arch": c["arch"], "trial_number": c["trial_number"], **c["metrics"]}
             for c in list_candidates(database, view["campaign_id"]) if c["status"] == "complete"]
@@ -136,14 +136,14 @@ def _nas_conclude(database: Database, view: dict[str, Any]) -> dict[str, Any]:
         except RecordConflict:
             pass  # registered by an earlier attempt of this callback
         result["experiment_id"] = experiment_id
-    notify("nas.completed", {"search_id": view["campaign_id"], "n_candidates": len(done),
-                             "best_candidate": best["arch_hash"], "metric": "val_accuracy",
-                             "best_value": best["val_accuracy"]})
-    return result
+    return result, campaign_event("nas.completed", {
+        "search_id": view["campaign_id"], "n_candidates": len(done), "best_candidate": best["arch_hash"],
+        "metric": "val_accuracy", "best_value": best["val_accuracy"]}, view["campaign_id"])
 
 
 NAS = Flavor("nas", "run_nas_candidate", "finalize_nas_campaign", _nas_study, _nas_ask, _nas_conclude,
-             lambda view: notify("nas.failed", {"search_id": view["campaign_id"], "error": view["error"] or ""}),
+             lambda view: campaign_event("nas.failed", {"search_id": view["campaign_id"], "error": view["error"] or ""},
+                                         view["campaign_id"]),
              parse_nas_campaign)
 
 

@@ -1,6 +1,10 @@
 """Notification actor (``notifications``): an inbox row, then e-mail and webhook, once per event and channel.
 
-Other actors call ``send_event(...)`` when a user-visible job ends. Each channel's delivery
+An actor that records a user-visible outcome builds its event with ``outbox_event(...)``,
+passes it to the store function that records the outcome (the event row commits in the same
+transaction: the outbox) and then calls ``relay_events(ids)``; the periodic ``relay_events``
+actor relays whatever that missed (Redis down after the commit, a crash in between).
+``send_event(...)`` enqueues directly, for events that announce no recorded outcome. Each channel's delivery
 is claimed through its ``(event_id, channel)`` row before sending, so a redelivered or
 retried message never sends twice; a transient failure on one channel retries the message
 (channels already sent are skipped), a permanent one is recorded and not retried.
@@ -14,9 +18,11 @@ from typing import Annotated, Any
 
 import dramatiq
 import structlog
+from periodiq import cron
 from pydantic import Field, StringConstraints, model_validator
+from redis.exceptions import RedisError
 
-from actors.platform.base import Payload, job_actor
+from actors.platform.base import Payload, job_actor, validate_payload
 from actors.platform.context import JobContext
 from actors.platform.errors import TransientError
 from actors.store.db import Database, get_database
@@ -29,6 +35,7 @@ from actors.store.notifications import (
     record_channel_result,
     write_inbox,
 )
+from actors.store.outbox import due_events, mark_delivered, mark_relayed
 from config.queues import policy_for
 from config.settings import Settings, get_settings, mask_secrets
 from pipeline.errors import DeliveryRefused, DeliveryTransient, EventInvalid
@@ -37,7 +44,7 @@ from pipeline.notify.events import CHANNELS, EventPayload, default_enabled, even
 from pipeline.notify.templates import Rendered, render, webhook_body
 from pipeline.notify.webhook import WebhookConfig, post_webhook
 
-__all__ = ["Notify", "deliver", "notify", "send_event"]
+__all__ = ["Notify", "RelayEvents", "deliver", "notify", "outbox_event", "relay_events", "relay_now", "send_event"]
 
 log = structlog.get_logger("pfd.notify")
 
@@ -70,11 +77,13 @@ class Notify(Payload):
 def notify(payload: Notify, job: JobContext) -> dict:
     """Deliver one event; the event id defaults to one derived from the message id."""
     settings = get_settings()
-    return deliver(
-        payload, settings, get_database(settings.database_url),
-        event_id=payload.event_id or f"ev-{job.message_id}",
-        last_attempt=job.attempt > policy_for("notify").max_retries,
-    )
+    database = get_database(settings.database_url)
+    event_id = payload.event_id or f"ev-{job.message_id}"
+    result = deliver(payload, settings, database, event_id=event_id,
+                     last_attempt=job.attempt > policy_for("notify").max_retries)
+    # Every channel is final now: the outbox's sweep leaves this event alone.
+    mark_delivered(database, event_id)
+    return result
 
 
 def send_event(
@@ -85,6 +94,65 @@ def send_event(
     if event_id is not None:
         kwargs["event_id"] = event_id
     return notify.send(**kwargs)
+
+
+def outbox_event(
+    event: str, payload: dict[str, Any], user: str = "default", *, event_id: str | None = None
+) -> dict[str, Any]:
+    """Validate an event for the outbox and return its row (a stable ``event_id`` if none is given).
+
+    Raises ``PayloadInvalid`` when the event is not valid: before anything is recorded.
+    """
+    checked = validate_payload("notify", Notify, {"event": event, "payload": payload, "user": user, "event_id": event_id})
+    return {"event_id": checked.event_id or f"{event}:{uuid.uuid4().hex}"[:64], "event": checked.event,
+            "payload": checked.payload, "user": checked.user}
+
+
+def _relay(database: Database, events: list[dict[str, Any]]) -> int:
+    """Enqueue ``notify`` for each event and count the relay; return how many went out."""
+    relayed = []
+    try:
+        for event in events:
+            notify.send(event=event["event"], payload=event["payload"], user=event["user"],
+                        event_id=event["event_id"])
+            relayed.append(event["event_id"])
+    finally:
+        if relayed:
+            mark_relayed(database, relayed)
+    return len(relayed)
+
+
+def relay_now(event_ids: list[str]) -> None:
+    """Relay just-committed outbox events at once; an outage is logged and left to the sweep.
+
+    Never raises for Redis: the outcome and its events are committed, and a retry of the
+    calling job would find its work done and return early, so the sweep delivers them.
+    """
+    settings = get_settings()
+    database = get_database(settings.database_url)
+    try:
+        _relay(database, due_events(database, event_ids=event_ids, settle_s=0, resend_after_s=0, max_relays=1))
+    except (RedisError, dramatiq.errors.DramatiqError) as exc:
+        log.warning("outbox.relay_deferred", event_ids=event_ids, error=mask_secrets(str(exc)))
+
+
+class RelayEvents(Payload):
+    """Payload of ``relay_events``: at most ``limit`` events a run."""
+
+    limit: int = Field(500, ge=1, le=10_000)
+
+
+@job_actor(schema=RelayEvents, periodic=cron(get_settings().schedule_relay_events))
+def relay_events(payload: RelayEvents, job: JobContext) -> dict:
+    """Relay outbox events that no one relayed after their commit, or whose relay was lost."""
+    settings = get_settings()
+    database = get_database(settings.database_url)
+    due = due_events(database, settle_s=settings.outbox_settle_s, resend_after_s=settings.outbox_resend_after_s,
+                     max_relays=settings.outbox_max_relays, limit=payload.limit)
+    relayed = _relay(database, due)
+    if relayed:
+        log.info("outbox.relayed", count=relayed, event_ids=[e["event_id"] for e in due][:20])
+    return {"relayed": relayed}
 
 
 def deliver(

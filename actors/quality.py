@@ -15,14 +15,21 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
+from actors.store.datasets import get_dataset
+from actors.store.db import Database, get_database
+from actors.store.deployments import get_deployment
+from actors.store.experiments import get_experiment
+from actors.store.outbox import record_events
 from config.queues import policy_for
 from config.settings import Settings, get_settings
 from pipeline.artifacts import file_sha256
+from pipeline.errors import InvalidInput
 from pipeline.quality.paths import MAX_EXPRESSION_LENGTH, check_expression, confine_path
 
 __all__ = [
@@ -41,6 +48,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 QualityPath = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Expression = Annotated[str, StringConstraints(max_length=MAX_EXPRESSION_LENGTH)]
+RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 BenchmarkName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 Tool = Literal["ruff_check", "ruff_format", "mypy"]
 ALL_TOOLS: tuple[Tool, ...] = ("ruff_check", "ruff_format", "mypy")
@@ -72,11 +80,41 @@ class RunTestSuite(Payload):
 
 
 class RunBenchmarks(Payload):
-    """Payload of ``run_benchmarks``: which of ``python -m bench``'s benchmarks to run."""
+    """Payload of ``run_benchmarks``: one target, a saved model, an HTTP endpoint or the bench suite.
 
-    names: list[BenchmarkName] = Field(min_length=1, max_length=10)
+    A model (``experiment_id``, or ``deployment_id`` with ``variant``) is timed on ``num_samples``
+    test windows of its dataset per batch size and thread count; an ``api_url`` gets at most
+    ``max_requests`` POSTs within ``max_duration_s``; ``names`` runs ``python -m bench``.
+    """
+
+    names: list[BenchmarkName] | None = Field(None, min_length=1, max_length=10)
     quick: bool = False
+    experiment_id: RecordId | None = None
+    deployment_id: RecordId | None = None
+    variant: RecordId | None = None
+    api_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,2000}$")] | None = None
+    request_body: dict[str, Any] | None = None
+    num_samples: int = Field(100, ge=1, le=10_000)
+    batch_sizes: list[Annotated[int, Field(ge=1, le=256)]] = Field(default_factory=lambda: [1, 8], min_length=1,
+                                                                    max_length=6)
+    threads: list[Annotated[int, Field(ge=1, le=64)]] = Field(default_factory=lambda: [1], min_length=1,
+                                                               max_length=4)
+    warmup: int = Field(3, ge=0, le=100)
+    max_requests: int = Field(100, ge=1, le=10_000)
+    max_duration_s: float = Field(60.0, gt=0, le=600)
+    concurrency: int = Field(1, ge=1, le=32)
+    request_timeout_s: float = Field(10.0, gt=0, le=120)
     timeout_s: float = Field(1_800.0, gt=0, le=_limit_s("run_benchmarks"))
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RunBenchmarks:
+        targets = [name for name in ("names", "experiment_id", "deployment_id", "api_url") if getattr(self, name)]
+        if len(targets) != 1:
+            raise ValueError("give exactly one of names (the bench suite), experiment_id, deployment_id or "
+                             f"api_url; got {targets or 'none'}")
+        if self.variant and not self.deployment_id:
+            raise ValueError("variant goes with deployment_id")
+        return self
 
 
 class RunQualityChecks(Payload):
@@ -102,17 +140,23 @@ def _fit(make: Callable[[int], dict[str, Any]], items: int) -> dict[str, Any]:
 
 
 def _with_artifacts(summary: dict[str, Any], folder: Path, job: JobContext, kind: str, target: str) -> dict[str, Any]:
-    """Add the artifact folder and report checksum, and announce the run as ``quality.completed``."""
-    from actors.notifications import send_event
+    """Add the artifact folder and report checksum, and announce the run as ``quality.completed``.
+
+    A run has no record but its job: the outbox row is its announcement's, committed before the
+    job can end, so a Redis error after it only delays the event (the sweep relays it).
+    """
+    from actors.notifications import outbox_event, relay_now
 
     report = folder / "report.json"
     counts = summary.get("counts") or {}
     issues = counts.get("failed", 0) + counts.get("errors", 0) + sum(
         tool.get("count", 0) for tool in (summary.get("tools") or {}).values() if isinstance(tool, dict))
     passed = bool(summary.get("ok")) if "ok" in summary else summary.get("status") in ("clean", "finished", "passed")
-    send_event("quality.completed", {"job_id": job.message_id, "run_id": job.message_id, "run_type": kind,
-                                     "target": target[:200], "passed": passed, "n_issues": issues},
-               event_id=f"quality.completed:{job.message_id}")
+    event = outbox_event("quality.completed", {"job_id": job.message_id, "run_id": job.message_id, "run_type": kind,
+                                               "target": target[:200], "passed": passed, "n_issues": issues},
+                         event_id=f"quality.completed:{job.message_id}")
+    record_events(get_database(get_settings().database_url), [event])
+    relay_now([event["event_id"]])
     return {**summary, "artifacts": str(folder), "report_sha256": file_sha256(report) if report.is_file() else None}
 
 
@@ -137,15 +181,104 @@ def run_test_suite(payload: RunTestSuite, job: JobContext) -> dict[str, Any]:
 
 @job_actor(schema=RunBenchmarks)
 def run_benchmarks(payload: RunBenchmarks, job: JobContext) -> dict[str, Any]:
-    """Run the chosen benchmarks of this project's ``bench`` package; return their figures."""
-    from pipeline.quality.benchmarks import run_benchmarks as run
-
+    """Measure a saved model's latency and throughput, an HTTP endpoint's, or run the bench suite."""
     settings = get_settings()
     folder = _artifact_dir(settings, job)
-    report = run(PROJECT_ROOT, payload.names, quick=payload.quick, timeout_s=payload.timeout_s,
+    if payload.names:
+        return _bench_suite(payload, job, folder)
+    if payload.api_url:
+        from pipeline.quality.latency import measure_endpoint
+
+        target = payload.api_url
+        figures = measure_endpoint(
+            _allowed_url(payload.api_url, settings.benchmark_api_hosts), payload.request_body or _window_body(),
+            max_requests=payload.max_requests, max_duration_s=payload.max_duration_s,
+            concurrency=payload.concurrency, request_timeout_s=payload.request_timeout_s,
+            on_progress=job.progress, should_stop=job.should_stop)
+    else:
+        from pipeline.datasets.hdf5 import read_windows
+        from pipeline.quality.latency import measure_model
+
+        model = _benchmark_target(get_database(settings.database_url), payload)
+        target = f"{model['target']} ({model['variant']})"
+        figures = {**model, "windows_from": "test split", **measure_model(
+            model["kind"], model["path"], read_windows(model["dataset_path"], "test")[0],
+            batch_sizes=payload.batch_sizes, threads=payload.threads, num_samples=payload.num_samples,
+            warmup=payload.warmup, on_progress=job.progress, should_stop=job.should_stop)}
+        figures.pop("dataset_path")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(figures, indent=2, default=str))
+    # An endpoint passes when every request it got was answered 2xx; a model when it was timed.
+    ok = not payload.api_url or figures["succeeded"] == figures["requests"] > 0
+    return _with_artifacts({"status": "finished", "ok": ok, **figures}, folder, job, "benchmarks", target)
+
+
+def _bench_suite(payload: RunBenchmarks, job: JobContext, folder: Path) -> dict[str, Any]:
+    """Run ``python -m bench`` (only from a source checkout: ``bench/`` is not in the package)."""
+    from pipeline.quality.benchmarks import run_benchmarks as run
+
+    if not (PROJECT_ROOT / "bench" / "__main__.py").is_file():
+        raise InvalidInput(
+            f"the project's benchmark suite (bench/) is not installed with the package, and {PROJECT_ROOT} is not "
+            "a source checkout: run_benchmarks(names=...) needs a worker started from one; a model "
+            "(experiment_id, deployment_id) or an endpoint (api_url) can be measured anywhere")
+    names = payload.names or []
+    report = run(PROJECT_ROOT, names, quick=payload.quick, timeout_s=payload.timeout_s,
                  on_progress=job.progress, should_stop=job.should_stop, artifact_dir=folder)
     summary = _fit(lambda n: report.summary(max_output_chars=10 * n), 100)
-    return _with_artifacts(summary, folder, job, "benchmarks", " ".join(payload.names))
+    return _with_artifacts(summary, folder, job, "benchmarks", " ".join(names))
+
+
+def _benchmark_target(database: Database, payload: RunBenchmarks) -> dict[str, Any]:
+    """The model file a benchmark times: an experiment's checkpoint, or a deployment's variant
+    (``variant``, else the recommended one), with its dataset's file for the test windows.
+
+    Raises ``InvalidInput`` (no checkpoint, not a deep model, no such variant) or ``RecordNotFound``.
+    """
+    from pipeline.models import is_deep
+
+    if payload.deployment_id:
+        deployment = get_deployment(database, payload.deployment_id)
+        name = payload.variant or (deployment.get("benchmark") or {}).get("recommended") or "torch_fp32"
+        variant = next((v for v in deployment["variants"] if v["name"] == name), None)
+        if variant is None:
+            raise InvalidInput(f"deployment {payload.deployment_id!r} has no variant {name!r}; it has "
+                               f"{[v['name'] for v in deployment['variants']]}")
+        experiment = get_experiment(database, deployment["experiment_id"])
+        kind, path, target = variant["kind"], variant["path"], f"deployment {payload.deployment_id}"
+    else:
+        experiment = get_experiment(database, payload.experiment_id or "")
+        name, kind, path = "torch_fp32", "torch", experiment["model_path"]
+        target = f"experiment {payload.experiment_id}"
+        if not is_deep(experiment["model_key"]):
+            raise InvalidInput(f"experiment {payload.experiment_id!r} trained {experiment['model_key']!r}: only deep "
+                               "models take windows to time")
+    if not path or not Path(path).is_file():
+        raise InvalidInput(f"{target} has no model file to time (status {experiment['status']}, file {path or 'none'})")
+    dataset_path = get_dataset(database, experiment["dataset_id"])["path"]
+    if not dataset_path or not Path(dataset_path).is_file():
+        raise InvalidInput(f"the file of dataset {experiment['dataset_id']!r} is missing: {dataset_path}")
+    return {"target": target, "variant": name, "kind": kind, "path": path, "model_key": experiment["model_key"],
+            "dataset_path": dataset_path}
+
+
+def _allowed_url(url: str, hosts: tuple[str, ...]) -> str:
+    """``url`` if its host is one the settings allow (``PFD_BENCHMARK_API_HOSTS``), else refuse it."""
+    host = urlsplit(url).hostname or ""
+    if host not in hosts:
+        raise InvalidInput(f"api_url host {host!r} is not one run_benchmarks may call ({', '.join(hosts)}); "
+                           "add it to PFD_BENCHMARK_API_HOSTS")
+    return url
+
+
+def _window_body() -> dict[str, Any]:
+    """The default request: one 1 s window of a generated normal record, with its sampling rate."""
+    from pipeline.domain import FS, WINDOW_LENGTH
+    from pipeline.signals.config import GeneratorConfig, NoiseConfig
+    from pipeline.signals.generator import generate_record
+
+    record = generate_record(GeneratorConfig(fault_types=("sain",), records_per_class=1, noise=NoiseConfig()), 0)
+    return {"signal": record.signal[:WINDOW_LENGTH].astype(float).round(6).tolist(), "sampling_rate": FS}
 
 
 @job_actor(schema=RunQualityChecks)

@@ -14,16 +14,15 @@ from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Annotated, Any
 
-import dramatiq
 import structlog
 from dramatiq.middleware import TimeLimitExceeded
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
-from redis.exceptions import RedisError
 
+from actors.notifications import outbox_event, relay_now
 from actors.platform.base import Payload, job_actor
 from actors.platform.catalog import option_row, options_of_dataclass
 from actors.platform.context import JobContext
-from actors.platform.errors import ActorError, PayloadInvalid, RecordConflict
+from actors.platform.errors import ActorError, RecordConflict
 from actors.platform.references import DatasetId, ExperimentId, RecordId
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
@@ -34,6 +33,7 @@ from actors.store.experiments import (
     find_experiment,
     record_epoch,
 )
+from actors.store.outbox import record_events
 from config.settings import get_settings, mask_secrets
 from pipeline.artifacts import atomic_path, file_sha256
 from pipeline.errors import DatasetFileError, InvalidInput, StopRequested
@@ -217,18 +217,6 @@ def _train(spec: dict[str, Any], data: TrainingData, directory: Path, job: JobCo
     )
 
 
-def _notify(event: str, payload: dict[str, Any]) -> None:
-    """Send a notification event if the ``notify`` actor is on this broker (it may not be yet)."""
-    broker = dramatiq.get_broker()
-    if "notify" not in broker.actors:
-        return
-    try:
-        broker.get_actor("notify").send(event=event, payload=payload)
-    except (PayloadInvalid, RedisError, dramatiq.errors.DramatiqError) as exc:
-        # The training outcome is already recorded; a lost notice must not undo it.
-        log.warning("training.notify_failed", notification=event, error=mask_secrets(str(exc)))
-
-
 def _completed_event(summary: dict[str, Any]) -> dict[str, Any]:
     names = ("test_accuracy", "test_record_accuracy", "test_f1_macro", "best_val_accuracy")
     return {"job_id": summary["job_id"], "experiment_id": summary["experiment_id"], "model": summary["model_key"],
@@ -250,15 +238,20 @@ def _record_failure(database: Database, experiment_id: str, job: JobContext, exc
         reason = "cancelled" if cancelled else "JobTimedOut: the job passed its time limit"
     else:
         reason = mask_secrets(f"{type(exc).__name__}: {exc}")
+    event = outbox_event("training.failed", {"job_id": job.message_id, "experiment_id": experiment_id,
+                                             "model": model, "error": reason[:2000]},
+                         event_id=f"training.failed:{job.message_id}")
     try:
+        # The event commits with the failure (the outbox); with no experiment row, it is the only record.
         outcome = fail_experiment(database, experiment_id, job.message_id, reason,
-                                  status="cancelled" if cancelled else "failed")
+                                  status="cancelled" if cancelled else "failed", events=[event])
+        if outcome == "absent":
+            record_events(database, [event])
     except ActorError as store_exc:  # the original error must still propagate
         log.error("training.record_failure_failed", error=mask_secrets(str(store_exc)))
-        outcome = "recorded"
+        return
     if outcome != "kept":
-        _notify("training.failed", {"job_id": job.message_id, "experiment_id": experiment_id,
-                                    "model": model, "error": reason[:2000]})
+        relay_now([event["event_id"]])
 
 
 @job_actor(schema=TrainModel)
@@ -291,9 +284,11 @@ def train_model(payload: TrainModel, job: JobContext) -> dict:
             model_path=result.model_path, model_sha256=result.model_sha256 or file_sha256(result.model_path),
             metrics_path=str(directory / METRICS_NAME), predictions_path=result.predictions_path,
             parameter_count=result.parameter_count, duration_s=result.duration_s,
+            events=lambda done: [outbox_event("training.completed", _completed_event(done),
+                                              event_id=f"training.completed:{experiment_id}")],
         )
     except BaseException as exc:
         _record_failure(database, experiment_id, job, exc, model)
         raise
-    _notify("training.completed", _completed_event(summary))
+    relay_now([f"training.completed:{experiment_id}"])
     return summary

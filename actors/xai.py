@@ -20,7 +20,7 @@ import numpy as np
 import structlog
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
-from actors.notifications import send_event
+from actors.notifications import outbox_event, relay_now
 from actors.platform.base import Payload, job_actor
 from actors.platform.catalog import option_row
 from actors.platform.context import JobContext
@@ -266,6 +266,13 @@ def _aggregate_plot(settings: Settings, batch_id: str, rows: list[dict[str, Any]
     return str(xai.plot_class_mean_attribution(path, dict(sorted(means.items())), feature_names=names))
 
 
+def _completed_event(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``xai.completed`` outbox row of a batch that just finished, one per batch."""
+    return [outbox_event("xai.completed", {"explanation_id": batch["batch_id"], "method": batch["method"],
+                                           "n_signals": batch["n_signals"], "n_failed": batch["failed"],
+                                           "job_id": batch["job_id"]}, event_id=f"xai-{batch['batch_id']}")]
+
+
 @job_actor(schema=FinalizeExplainBatch)
 def finalize_explain_batch(payload: FinalizeExplainBatch, job: JobContext) -> dict[str, Any]:
     """Write the batch's counts, links and aggregate plot once; finish the fan-out; notify."""
@@ -280,14 +287,12 @@ def finalize_explain_batch(payload: FinalizeExplainBatch, job: JobContext) -> di
         failed = len(links) - done
         plot = _aggregate_plot(settings, payload.batch_id, [r for r in rows.values() if r["status"] == "completed"])
         batch = store.finish_batch(database, payload.batch_id, status="completed" if done else "failed", done=done,
-                             failed=failed, links=links, plot_path=plot)
+                                   failed=failed, links=links, plot_path=plot, events=_completed_event)
         log.info("xai.batch_finalized", batch_id=payload.batch_id, done=done, failed=failed)
-    # Idempotent from here on: a redelivered finalize repeats these, and the event id dedupes.
+    # Idempotent from here on: a redelivered finalize repeats these; its event committed with the batch.
     fanout_store().finish(payload.fanout_id, "completed",
                           {"batch_id": payload.batch_id, "done": batch["done"], "failed": batch["failed"]})
-    send_event("xai.completed", {"explanation_id": payload.batch_id, "method": batch["method"],
-                                 "n_signals": batch["n_signals"], "n_failed": batch["failed"],
-                                 "job_id": batch["job_id"]}, event_id=f"xai-{payload.batch_id}")
+    relay_now([f"xai-{payload.batch_id}"])
     return {key: batch[key] for key in ("batch_id", "fanout_id", "status", "n_signals", "done", "failed", "plot_path")}
 
 

@@ -17,14 +17,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import write_result
+from bench.common import scratch_dir, write_result
 from bench.processes import procfile
 
 __all__ = ["run"]
@@ -123,7 +122,7 @@ def run(
     disturbed on a shared machine); the load average is reported too, since other work on
     the machine takes cores from the 2-process run first.
     """
-    var = tempfile.mkdtemp(prefix="pfd-bench-features-workers-")
+    var = str(scratch_dir("pfd-bench-features-workers-"))
     env = {**os.environ, "PFD_VAR_DIR": var, "PFD_DATABASE_URL": f"sqlite:///{var}/bench.sqlite3",
            "PFD_REDIS_URL": redis_url or os.environ.get("PFD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
            "PFD_LOG_LEVEL": "WARNING", "PFD_LOG_JSON": "1", "PFD_GENERATION_WORKERS": "1",

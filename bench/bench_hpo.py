@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import write_result
+from bench.common import scratch_dir, write_result
 from bench.processes import procfile
 
 __all__ = ["run"]
@@ -186,14 +184,13 @@ def run(n_trials: int = 8, parallelism: int = 4, repeats: int = 3, redis_url: st
     redis_url = redis_url or os.environ.get("PFD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
     runs = {}
     for workers in (1, 2):
-        var = tempfile.mkdtemp(prefix=f"pfd-bench-hpo-{workers}-")
+        var = str(scratch_dir(f"pfd-bench-hpo-{workers}-"))
         env = {**os.environ, "PFD_REDIS_URL": redis_url, "PFD_VAR_DIR": var, "PFD_LOG_JSON": "1"}
         code = f"import json; from bench.bench_hpo import _drive; print(json.dumps(_drive({workers}, {n_trials}, {parallelism}, {repeats})))"
         out = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, env=env, capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"the {workers}-worker run failed:\n{out.stderr[-3000:]}")
         runs[workers] = json.loads(out.stdout.strip().splitlines()[-1])
-        shutil.rmtree(var, ignore_errors=True)
         print(f"{workers} gpu worker(s): {runs[workers]['wall_s']:.1f} s")
     figures = {
         "trials": n_trials, "parallelism": parallelism, "repeats": repeats, "model": "cnn1d width 8 depth 2",

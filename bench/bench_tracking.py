@@ -16,7 +16,7 @@ from typing import Any
 
 from redis import Redis
 
-from bench.common import write_result
+from bench.common import scratch_dir, write_result
 
 __all__ = ["run"]
 
@@ -69,7 +69,7 @@ def _drain(module: str, n: int, env: dict[str, str], redis: Redis, *, recorder: 
 
 def run(n: int = 20_000, redis_url: str = "redis://127.0.0.1:6379/12") -> dict[str, Any]:
     """Measure both stacks on ``n`` no-op messages each."""
-    var = tempfile.mkdtemp(prefix="pfd-bench-tracking-")
+    var = str(scratch_dir("pfd-bench-tracking-"))
     env = {**os.environ, "PFD_REDIS_URL": redis_url, "PFD_VAR_DIR": var, "PFD_LOG_JSON": "1",
            "dramatiq_queue_prefetch": "64", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     subprocess.run([sys.executable, "-c", "from actors.store.db import migrate; from config.settings import get_settings; migrate(get_settings().database_url)"],

@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import write_result
+from bench.common import scratch_dir, write_result
 from pipeline.domain import WINDOW_LENGTH
 
 __all__ = ["run"]
@@ -198,7 +197,7 @@ def run(n: int = 32, method: str = "integrated_gradients", params: dict[str, Any
     from redis import Redis
 
     params = {"n_steps": 16} if params is None else params
-    folder = Path(tempfile.mkdtemp(prefix="pfd-bench-xai-batch-"))
+    folder = scratch_dir("pfd-bench-xai-batch-")
     dataset, model, split_counts = _prepare(folder)
     signals, warm_up = _signals(split_counts, "test", n), _signals(split_counts, "train", 4 * max(processes))
     load_before = os.getloadavg()[0]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS_DIR", "machine", "write_result"]
+__all__ = ["RESULTS_DIR", "machine", "scratch_dir", "write_result"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -17,6 +20,14 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def machine() -> dict[str, Any]:
     """Describe the machine a figure was measured on."""
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh folder in the system temp folder for one benchmark's files (its var folder, databases,
+    worker logs), removed when this process exits: a run leaves nothing behind but its results."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def write_result(name: str, figures: dict[str, Any]) -> Path:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.common import scratch_dir
+
 __all__ = ["BIN", "ROOT", "Drain", "bench_env", "cpu_seconds", "drain", "migrate", "procfile", "produce", "running",
            "wait_for"]
 
@@ -32,7 +34,7 @@ def procfile(name: str, *, extra_modules: tuple[str, ...] = ()) -> str:
 
 def bench_env(redis_url: str, **extra: str) -> dict[str, str]:
     """The environment of every process of one benchmark: its Redis database, a fresh var folder."""
-    var = tempfile.mkdtemp(prefix="pfd-bench-")
+    var = str(scratch_dir("pfd-bench-"))
     return {**os.environ, "PFD_REDIS_URL": redis_url, "PFD_VAR_DIR": var, "PFD_LOG_JSON": "1",
             "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), **extra}
 
@@ -60,12 +62,18 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, interv
 
 @contextmanager
 def running(command: list[str] | str, env: dict[str, str], *, log_name: str = "worker") -> Iterator[subprocess.Popen]:
-    """Run ``command`` in its own process group for the block; SIGTERM the group after it."""
+    """Run ``command`` in its own process group for the block; SIGTERM the group after it.
+
+    Its output goes to a log file that is deleted after the block, unless the block raised:
+    then the log is kept for the diagnosis and its path printed.
+    """
     log = tempfile.NamedTemporaryFile(prefix=f"pfd-bench-{log_name}-", suffix=".log", delete=False)
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True, shell=isinstance(command, str))
+    failed = True
     try:
         yield process
+        failed = False
     finally:
         try:
             os.killpg(process.pid, signal.SIGTERM)
@@ -76,6 +84,10 @@ def running(command: list[str] | str, env: dict[str, str], *, log_name: str = "w
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
         log.close()
+        if failed:
+            print(f"the {log_name} log is kept: {log.name}", file=sys.stderr)
+        else:
+            os.unlink(log.name)
 
 
 # The servers every stack talks to; their CPU is part of what a message costs.

@@ -116,6 +116,7 @@ ACTOR_POLICIES: dict[str, ActorPolicy] = {
     "quantize_model": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, max_retries=1, store_results=True),
     "benchmark_models": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, max_retries=1, store_results=True),
     # notifications: slow I/O; a channel's transient failure is retried with backoff.
+    "relay_events": ActorPolicy(HIGH_PRIORITY, time_limit_ms=2 * _MINUTE, max_retries=1),
     "notify": ActorPolicy(
         NOTIFICATIONS, time_limit_ms=60 * _SECOND, max_retries=5, min_backoff_ms=1 * _SECOND,
         max_backoff_ms=5 * _MINUTE, reports_own_failures=True,

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     artifact_root: Path = Path()
     import_roots: tuple[Path, ...] = ()
     quality_roots: tuple[Path, ...] = ()  # where quality runs may look; default: the project
+    # The hosts run_benchmarks may send requests to (api_url): a worker must not become a way
+    # to probe the network it sits in.
+    benchmark_api_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
     redis_url: str = "redis://127.0.0.1:6379/0"
     dashboard_url: str = "http://127.0.0.1:8050"
 
@@ -74,6 +77,13 @@ class Settings(BaseSettings):
     temp_file_max_age_s: int = Field(6 * 3600, ge=0)
     run_retention_days: float = Field(30, gt=0)
     dead_letter_report_threshold: int = Field(10, ge=1)
+    # The event outbox's sweep: events not relayed right after their commit (Redis was down)
+    # once they are this old, and events relayed but still undelivered this long after
+    # (their notify message was lost), at most this many relays each.
+    schedule_relay_events: str = "* * * * *"
+    outbox_settle_s: float = Field(10.0, ge=0)
+    outbox_resend_after_s: float = Field(900.0, ge=0)
+    outbox_max_relays: int = Field(10, ge=1)
 
     # Workers.
     generation_workers: int = Field(0, ge=0)

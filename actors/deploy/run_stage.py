@@ -10,6 +10,7 @@ import structlog
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 from actors.deploy.inputs import deployable_experiment, original_variant
+from actors.notifications import relay_now
 from actors.platform.context import JobContext
 from actors.platform.errors import ActorError, RecordConflict
 from actors.store import deployments as store
@@ -60,7 +61,8 @@ def run_stage(stage: str, payload: Any, job: JobContext, piped: tuple[Any, ...],
     """Find and claim the stage, run ``work(experiment, deployment, folder)``, record its variants and result.
 
     ``work`` returns ``(variants, result, fields)``: the variant entries it made, the stage's compact result, and
-    extra deployment fields. Returns the deployment's summary (piped to the next stage), or None when the previous
+    extra deployment fields (``events``, if there, go to the outbox with the stage's record and are relayed after
+    it commits). Returns the deployment's summary (piped to the next stage), or None when the previous
     stage was cancelled. A stage already done returns its recorded summary without running again.
     """
     if piped and piped[0] is None:
@@ -79,10 +81,14 @@ def run_stage(stage: str, payload: Any, job: JobContext, piped: tuple[Any, ...],
         variants, result, fields = work(experiment, claim.deployment, settings.artifact_root / "deployments" / deployment_id)
         message = CurrentMessage.get_current_message()
         onward = message is not None and "pipe_target" in message.options  # a next stage will follow
-        return store.complete_stage(
+        events = fields.pop("events", [])
+        summary = store.complete_stage(
             database, deployment_id, stage, job.message_id, variants=variants, result=result,
             after=previous and {k: previous[k] for k in ("stage", "job_id")},
-            status="ready" if stage == "benchmark" else "running" if onward else "partial", **fields)
+            status="ready" if stage == "benchmark" else "running" if onward else "partial", events=events, **fields)
     except BaseException as exc:
         _record_failure(database, deployment_id, stage, job, exc)
         raise
+    if events:
+        relay_now([event["event_id"] for event in events])
+    return summary

@@ -6,18 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import dramatiq
 import structlog
-from redis.exceptions import RedisError
 
 from actors.deploy.inputs import split_windows, variant_entry
 from actors.deploy.run_stage import run_stage
-from actors.deploy.schemas import BenchmarkModels, ExportOnnx, OptimizeModel, QuantizeModel
+from actors.deploy.schemas import (
+    BenchmarkModels,
+    ExportOnnx,
+    ExportOptions,
+    OptimizeModel,
+    QuantizeModel,
+)
 from actors.platform.base import job_actor
 from actors.platform.context import JobContext
-from actors.platform.errors import PayloadInvalid
-from config.settings import mask_secrets
-from pipeline.errors import InvalidInput
 from pipeline.progress import scaled
 
 __all__ = ["benchmark_models", "export_onnx", "optimize_model", "quantize_model"]
@@ -31,17 +32,25 @@ QUANTIZED = {"dynamic_int8": ("torch_dynamic_int8", "torch", "dynamic_int8.pt"),
 MIN_AGREEMENT = 0.99
 
 
+def _export(experiment: dict, folder: Path, options: ExportOptions, on_progress: Any,
+            should_stop: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Export the experiment's checkpoint to ``folder/model.onnx``; return its variant entry and metrics."""
+    from pipeline.deploy.export import export_onnx as export
+
+    result = export(experiment["model_path"], folder / "model.onnx", split_windows(experiment, "val")[0],
+                    opset=options.opset, tolerance=options.tolerance, max_windows=options.max_windows,
+                    on_progress=on_progress, should_stop=should_stop).to_dict()
+    metrics = {k: v for k, v in result.items() if k not in ("path", "sha256", "size_bytes")}
+    return variant_entry("onnx_fp32", "onnx", result["path"], metrics, result["sha256"]), metrics
+
+
 @job_actor(schema=ExportOnnx)
 def export_onnx(payload: Any, job: JobContext, *piped: Any) -> dict | None:
     """Export the experiment's checkpoint to ONNX, verified against torch on validation windows."""
-    from pipeline.deploy.export import export_onnx as export
 
     def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
-        result = export(experiment["model_path"], folder / "model.onnx", split_windows(experiment, "val")[0],
-                        opset=payload.opset, tolerance=payload.tolerance, max_windows=payload.max_windows,
-                        on_progress=job.progress, should_stop=job.should_stop).to_dict()
-        metrics = {k: v for k, v in result.items() if k not in ("path", "sha256", "size_bytes")}
-        return [variant_entry("onnx_fp32", "onnx", result["path"], metrics, result["sha256"])], metrics, {}
+        variant, metrics = _export(experiment, folder, payload, job.progress, job.should_stop)
+        return [variant], metrics, {}
 
     return run_stage("export", payload, job, piped, work)
 
@@ -72,10 +81,19 @@ def quantize_model(payload: Any, job: JobContext, *piped: Any) -> dict | None:
     def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
         windows, labels = split_windows(experiment, "val", payload.max_windows)
         onnx: str = next((v["path"] for v in deployment["variants"] if v["name"] == "onnx_fp32"), "")
-        if not onnx and set(payload.methods) - {"dynamic_int8"}:
-            raise InvalidInput(f"deployment {deployment['deployment_id']!r} has no ONNX model: run export_onnx first")
-        variants, brief, count = [], {}, len(payload.methods)
-        for index, method in enumerate(payload.methods):
+        variants: list[dict[str, Any]] = []
+        brief: dict[str, Any] = {}
+        # Steps: an export first when an ONNX method has no ONNX model yet, then one per method.
+        export_first = not onnx and bool(set(payload.methods) - {"dynamic_int8"})
+        count = len(payload.methods) + export_first
+        if export_first:
+            # Sent alone on an experiment, the stage makes the FP32 ONNX model it quantises (export's defaults)
+            # and keeps it as the deployment's onnx_fp32 variant, as export_onnx would have.
+            variant, brief["onnx_fp32"] = _export(experiment, folder, ExportOptions(),
+                                                  scaled(job.progress, 0.0, 1 / count), job.should_stop)
+            variants.append(variant)
+            onnx = variant["path"]
+        for index, method in enumerate(payload.methods, start=export_first):
             name, kind, filename = QUANTIZED[method]
             progress = scaled(job.progress, index / count, (index + 1) / count)
             common: dict[str, Any] = {"on_progress": progress, "should_stop": job.should_stop}
@@ -106,8 +124,9 @@ def _table(result: dict[str, Any]) -> dict[str, Any]:
 
 @job_actor(schema=BenchmarkModels)
 def benchmark_models(payload: Any, job: JobContext, *piped: Any) -> dict | None:
-    """Benchmark every variant on the test split (JSON + PNG), mark the deployment ready, send ``deployment.ready``."""
-    from actors.notifications import send_event
+    """Benchmark every variant on the test split (JSON + PNG), mark the deployment ready, announce ``deployment.ready``
+    (its event commits with the ready deployment, the outbox)."""
+    from actors.notifications import outbox_event
     from pipeline.deploy.benchmark import benchmark_variants
 
     def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
@@ -116,19 +135,14 @@ def benchmark_models(payload: Any, job: JobContext, *piped: Any) -> dict | None:
                                     folder, batch_sizes=payload.batch_sizes, warmup=payload.warmup, runs=payload.runs,
                                     threads=payload.threads, on_progress=job.progress,
                                     should_stop=job.should_stop).to_dict()
-        table = tables[0] = _table(result)
+        table = _table(result)
         paths = {"benchmark_json_path": result["json_path"], "benchmark_png_path": result["chart_path"]}
-        return [], {"recommended": table["recommended"], **paths}, {"benchmark": table, **paths}
+        # Tell people, with the recommended variant's figures.
+        best = next(v for v in table["variants"] if v["name"] == table["recommended"])
+        event = outbox_event("deployment.ready", {
+            "job_id": job.message_id, "deployment_id": deployment["deployment_id"],
+            "model_id": deployment["experiment_id"], "format": best["name"], "size_bytes": best["size_bytes"],
+            "latency_ms": best["latency"][0]["p50_ms"]}, event_id=f"deployment.ready:{deployment['deployment_id']}")
+        return [], {"recommended": table["recommended"], **paths}, {"benchmark": table, **paths, "events": [event]}
 
-    tables: dict[int, dict[str, Any]] = {}
-    summary = run_stage("benchmark", payload, job, piped, work)
-    if tables:  # benchmarked now, not recorded before: tell people, with the recommended variant's figures
-        best = next(v for v in tables[0]["variants"] if v["name"] == tables[0]["recommended"])
-        event = {"job_id": job.message_id, "deployment_id": summary["deployment_id"],  # type: ignore[index]
-                 "model_id": summary["experiment_id"], "format": best["name"],  # type: ignore[index]
-                 "size_bytes": best["size_bytes"], "latency_ms": best["latency"][0]["p50_ms"]}
-        try:
-            send_event("deployment.ready", event, event_id=f"deployment.ready:{event['deployment_id']}")
-        except (PayloadInvalid, RedisError, dramatiq.errors.DramatiqError) as exc:  # the deployment stays ready
-            log.warning("deploy.notify_failed", deployment_id=event["deployment_id"], error=mask_secrets(str(exc)))
-    return summary
+    return run_stage("benchmark", payload, job, piped, work)

@@ -11,7 +11,7 @@ from redis import Redis
 
 from actors.platform.broker.redis_broker import UNDECODABLE_REASON
 
-__all__ = ["DeadLetter", "dead_letter_counts", "list_dead_letters"]
+__all__ = ["DeadLetter", "list_dead_letters"]
 
 _NAMESPACE = "dramatiq"
 
@@ -54,14 +54,6 @@ def _letter(queue: str, redis_id: str, failed_at: float, payload: bytes) -> Dead
     reason = traceback.strip().splitlines()[-1] if traceback.strip() else ""
     return DeadLetter(queue=queue, message_id=message_id, actor=actor, failed_at=failed_at,
                       kwargs=data.get("kwargs", {}), redis_id=redis_id, reason=reason)
-
-
-def dead_letter_counts(redis: Redis, queues: tuple[str, ...]) -> dict[str, int]:
-    """Return how many dead letters each queue holds."""
-    pipe = redis.pipeline(transaction=False)
-    for queue in queues:
-        pipe.zcard(f"{_NAMESPACE}:{queue}.XQ")
-    return dict(zip(queues, pipe.execute()))
 
 
 # Options that describe a past attempt; a requeued message starts afresh without them.

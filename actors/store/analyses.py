@@ -8,7 +8,7 @@ robustness, importance, selection, correlation) with its JSON result and its PNG
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +22,7 @@ from actors.platform.errors import RecordConflict, StoreError
 from actors.store.db import Database
 from actors.store.domain import fail_held, row_or_missing
 from actors.store.models import Base, utcnow
+from actors.store.outbox import stage_events
 from config.settings import mask_secrets
 
 __all__ = [
@@ -230,8 +231,10 @@ def claim_analysis(
 def complete_analysis(
     database: Database, analysis_id: str, job_id: str, *, result: dict[str, Any],
     plot_paths: dict[str, str] | None = None, artifact_path: str | None = None, feature_set_id: str | None = None,
+    events: Iterable[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Mark the analysis completed with its result and files; return its summary.
+    """Mark the analysis completed with its result and files (``events`` to the outbox in the same
+    transaction); return its summary.
 
     Raises:
         RecordConflict: the analysis is no longer claimed by ``job_id``.
@@ -242,6 +245,7 @@ def complete_analysis(
             row.result, row.plot_paths, row.artifact_path = result, plot_paths or {}, artifact_path
             row.feature_set_id = feature_set_id or row.feature_set_id
             row.status, row.error = "completed", None
+            stage_events(session, events)
         return analysis_summary(row)
 
 

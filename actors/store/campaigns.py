@@ -10,7 +10,7 @@ by the hash of its architecture; that constraint is what skips a duplicate.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from actors.store.db import Database
 from actors.store.domain import row_or_missing
 from actors.store.experiments import Experiment
 from actors.store.models import Base, utcnow
+from actors.store.outbox import stage_events
 
 __all__ = [
     "CAMPAIGN_STATES",
@@ -157,18 +158,21 @@ def get_campaign(database: Database, campaign_id: str) -> dict[str, Any]:
 
 
 def update_campaign(
-    database: Database, campaign_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None],
+    database: Database, campaign_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None], *,
+    events: Callable[[dict[str, Any]], Iterable[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Apply ``change`` to a campaign under its row lock; return the new view.
 
     ``change`` receives the current view and returns the fields to set (``trials`` entries
     are merged per trial; ``waves`` and the rest are replaced), or ``None`` to leave it.
+    When it changed something, ``events(new view)`` go to the outbox in the same transaction.
     """
     with database.session() as session:
         row = session.get(Campaign, campaign_id, with_for_update=True)
         if row is None:
             raise RecordNotFound(f"no campaign with id {campaign_id!r}")
         fields = change(campaign_view(row)) or {}
+        changed = bool(fields)
         trials = fields.pop("trials", None)
         if trials:
             merged = dict(row.trials)
@@ -181,7 +185,10 @@ def update_campaign(
         if fields.get("status") in ("completed", "failed", "cancelled") and row.finished_at is None:
             row.finished_at = utcnow()
         session.flush()
-        return campaign_view(row)
+        view = campaign_view(row)
+        if changed and events is not None:
+            stage_events(session, events(view))
+        return view
 
 
 def record_trials(database: Database, campaign_id: str, entries: dict[int, dict[str, Any]]) -> dict[str, Any]:

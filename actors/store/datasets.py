@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from actors.platform.errors import RecordConflict
 from actors.store.db import Database
 from actors.store.domain import fail_held, row_or_missing
 from actors.store.models import Dataset, DatasetImport
+from actors.store.outbox import stage_events
 
 __all__ = ["Claim", "claim_dataset", "complete_dataset", "dataset_summary", "fail_dataset", "get_dataset", "record_import"]
 
@@ -57,8 +59,10 @@ def claim_dataset(
         raise RecordConflict(f"dataset {dataset_id!r} was claimed by another job at the same time") from None
 
 
-def complete_dataset(database: Database, dataset_id: str, job_id: str, **fields: Any) -> dict[str, Any]:
-    """Mark the dataset completed with its paths and counts; return its summary."""
+def complete_dataset(database: Database, dataset_id: str, job_id: str, *, events: Iterable[dict[str, Any]] = (),
+                     **fields: Any) -> dict[str, Any]:
+    """Mark the dataset completed with its paths and counts, and add ``events`` to the outbox in
+    the same transaction; return its summary."""
     with database.session() as session:
         row = session.get(Dataset, dataset_id, with_for_update=True)
         if row is None or row.job_id != job_id:
@@ -66,6 +70,7 @@ def complete_dataset(database: Database, dataset_id: str, job_id: str, **fields:
         for name, value in fields.items():
             setattr(row, name, value)
         row.status, row.error = "completed", None
+        stage_events(session, events)
         return dataset_summary(row)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from actors.platform.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.db import Database
 from actors.store.models import Base, utcnow
+from actors.store.outbox import stage_events
 
 __all__ = [
     "DEPLOYMENT_STATES",
@@ -217,12 +219,14 @@ def claim_stage(database: Database, deployment_id: str, stage: str, job_id: str)
 
 def complete_stage(
     database: Database, deployment_id: str, stage: str, job_id: str, *, variants: list[dict[str, Any]],
-    result: dict[str, Any], after: dict[str, Any] | None, status: str, **fields: Any,
+    result: dict[str, Any], after: dict[str, Any] | None, status: str, events: Iterable[dict[str, Any]] = (),
+    **fields: Any,
 ) -> dict[str, Any]:
     """Record a stage's result and return its summary (what the stage returns, and a pipeline passes on).
 
     ``variants`` replace those of the same name; ``status`` is the deployment's new state; ``fields``
-    are the benchmark table and paths, from the last stage. Raises ``RecordConflict`` when another job
+    are the benchmark table and paths, from the last stage; ``events`` go to the outbox in the same
+    transaction. Raises ``RecordConflict`` when another job
     holds the stage now.
     """
     with database.session() as session:
@@ -242,6 +246,7 @@ def complete_stage(
             setattr(row, name, value)
         if status == "ready":
             row.finished_at = utcnow()
+        stage_events(session, events)
         return summary
 
 

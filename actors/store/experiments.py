@@ -7,6 +7,7 @@ reports an epoch again never duplicates it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from actors.platform.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.db import Database
 from actors.store.domain import row_or_missing
 from actors.store.models import Base, utcnow
+from actors.store.outbox import stage_events
 
 __all__ = [
     "EXPERIMENT_STATES",
@@ -224,8 +226,12 @@ def record_epoch(database: Database, experiment_id: str, record: dict[str, Any])
                 row.best_epoch, row.best_val_accuracy = epoch, values["val_acc"]
 
 
-def complete_experiment(database: Database, experiment_id: str, job_id: str, **fields: Any) -> dict[str, Any]:
+def complete_experiment(database: Database, experiment_id: str, job_id: str, *,
+                        events: Callable[[dict[str, Any]], Iterable[dict[str, Any]]] | None = None,
+                        **fields: Any) -> dict[str, Any]:
     """Mark the experiment completed with its results and paths; return its summary.
+
+    ``events(summary)`` go to the outbox in the same transaction (only when this call completes it).
 
     Raises:
         RecordConflict: the experiment is no longer claimed by ``job_id``.
@@ -239,15 +245,20 @@ def complete_experiment(database: Database, experiment_id: str, job_id: str, **f
         for name, value in fields.items():
             setattr(row, name, value)
         row.status, row.error = "completed", None
-        return experiment_summary(row)
+        summary = experiment_summary(row)
+        if events is not None:
+            stage_events(session, events(summary))
+        return summary
 
 
 def fail_experiment(
     database: Database, experiment_id: str, job_id: str, error: str, *, status: str = "failed",
+    events: Iterable[dict[str, Any]] = (),
 ) -> str:
     """Record why ``job_id``'s run of the experiment ended (``failed`` or ``cancelled``).
 
-    Only a run this job holds is marked; a completed experiment or another job's run is kept.
+    Only a run this job holds is marked (with ``events`` added to the outbox in the same
+    transaction); a completed experiment or another job's run is kept.
     Returns ``"recorded"``, ``"kept"`` (not this job's to mark) or ``"absent"``.
     """
     if status not in ("failed", "cancelled"):
@@ -259,6 +270,7 @@ def fail_experiment(
         if row.job_id != job_id or row.status != "running":
             return "kept"
         row.status, row.error = status, error[:4000]
+        stage_events(session, events)
         return "recorded"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from actors.platform.errors import RecordConflict, RecordNotFound, StoreError
 from actors.store.db import Database
 from actors.store.domain import fail_held, row_or_missing
 from actors.store.models import Base, utcnow
+from actors.store.outbox import stage_events
 
 __all__ = [
     "BATCH_STATES",
@@ -268,8 +270,10 @@ def create_batch(
 def finish_batch(
     database: Database, batch_id: str, *, status: str, done: int, failed: int,
     links: list[dict[str, Any]], plot_path: str | None,
+    events: Callable[[dict[str, Any]], Iterable[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """Write a batch's outcome once; a batch already finished is returned as it is.
+    """Write a batch's outcome once, with ``events(summary)`` to the outbox in the same transaction;
+    a batch already finished is returned as it is.
 
     Raises:
         RecordNotFound: no such batch.
@@ -284,6 +288,8 @@ def finish_batch(
             row.status, row.done, row.failed = status, done, failed
             row.links = links
             row.plot_path, row.finished_at = plot_path, utcnow()
+            if events is not None:
+                stage_events(session, events(batch_summary(row, links=False)))
         return batch_summary(row, links=False)
 
 

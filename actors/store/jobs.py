@@ -398,14 +398,6 @@ class JobStore:
         """Return whether ``worker`` has sent a heartbeat recently."""
         return bool(worker) and bool(self.redis.exists(f"{self.prefix}:worker:{worker}"))
 
-    def count_by_state(self) -> dict[str, int]:
-        """Return the number of job rows per state in the database."""
-        from sqlalchemy import func
-
-        with self.database.session() as session:
-            result = session.execute(select(Job.state, func.count()).group_by(Job.state))
-            return {state: count for state, count in result}
-
 
 def _encode(value: Any) -> str:
     if isinstance(value, (dict, list)):

@@ -41,6 +41,7 @@ __all__ = [
     "finish_delivery",
     "get_channel_health",
     "get_delivery",
+    "insert_ignore",
     "list_inbox",
     "mark_read",
     "preference_enabled",
@@ -120,7 +121,7 @@ class ChannelHealth(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def _insert_ignore(session: Session, model: type[Base], values: dict[str, Any], keys: list[str]) -> bool:
+def insert_ignore(session: Session, model: type[Base], values: dict[str, Any], keys: list[str]) -> bool:
     """Insert a row unless one with the same ``keys`` exists; return whether it was inserted."""
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
@@ -139,7 +140,7 @@ def write_inbox(database: Database, *, event_id: str, user: str, event_type: str
     values = {"event_id": event_id, "user": user, "event_type": event_type, "subject": subject[:300], "body": body,
               "link": link, "payload": payload, "created_at": utcnow()}
     with database.session() as session:
-        return _insert_ignore(session, InboxItem, values, ["event_id", "user"])
+        return insert_ignore(session, InboxItem, values, ["event_id", "user"])
 
 
 def list_inbox(database: Database, user: str, *, unread_only: bool = False, limit: int = 50) -> list[dict[str, Any]]:
@@ -190,7 +191,7 @@ def claim_delivery(database: Database, *, event_id: str, channel: str, user: str
     """
     now = utcnow()
     with database.session() as session:
-        _insert_ignore(session, Delivery, {"event_id": event_id, "channel": channel, "user": user,
+        insert_ignore(session, Delivery, {"event_id": event_id, "channel": channel, "user": user,
                                            "event_type": event_type, "state": "pending", "attempts": 0,
                                            "created_at": now, "updated_at": now}, ["event_id", "channel"])
         row = session.scalars(_delivery(event_id, channel).with_for_update()).one()
@@ -240,7 +241,7 @@ def preference_enabled(database: Database, user: str, event_type: str, channel: 
 def set_preference(database: Database, user: str, event_type: str, channel: str, enabled: bool) -> None:
     """Set whether ``user`` receives ``event_type`` (or ``*``) on ``channel``."""
     with database.session() as session:
-        if not _insert_ignore(session, NotificationPreference,
+        if not insert_ignore(session, NotificationPreference,
                               {"user": user, "event_type": event_type, "channel": channel, "enabled": enabled,
                                "updated_at": utcnow()}, ["user", "event_type", "channel"]):
             row = session.scalars(select(NotificationPreference).where(
@@ -262,7 +263,7 @@ def record_channel_result(database: Database, channel: str, *, ok: bool, failure
                           error: str | None = None) -> dict[str, Any]:
     """Count a success (resets) or a failure (pauses at ``failure_limit`` in a row); return the health."""
     with database.session() as session:
-        _insert_ignore(session, ChannelHealth, {"channel": channel, "consecutive_failures": 0, "paused": False,
+        insert_ignore(session, ChannelHealth, {"channel": channel, "consecutive_failures": 0, "paused": False,
                                                 "updated_at": utcnow()}, ["channel"])
         row = session.scalars(select(ChannelHealth).where(ChannelHealth.channel == channel).with_for_update()
                               .execution_options(populate_existing=True)).one()

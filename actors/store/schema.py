@@ -8,6 +8,7 @@ from actors.store import (  # noqa: F401
     explanations,
     models,
     notifications,
+    outbox,
 )
 from actors.store.models import Base
 

@@ -57,6 +57,7 @@ __all__ = [
     "VariantResult",
     "benchmark_variants",
     "time_runs",
+    "variant_predictor",
 ]
 
 VARIANT_KINDS = ("torch", "onnx")
@@ -203,9 +204,11 @@ def _check_variants(variants: Sequence[Sequence[str]]) -> list[tuple[str, str, P
     return checked
 
 
-def _predictor(
+def variant_predictor(
     kind: str, path: Path, threads: int, windows: np.ndarray
 ) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from a batch of windows ``[b, L]`` to logits, for a ``torch`` or ``onnx`` model file
+    (ONNX Runtime with ``threads`` intra-op threads; torch uses the process's setting)."""
     if kind == "onnx":
         session = ort_session(path, threads)
         check_input_length(session, windows, f"test windows for {path.name}")
@@ -233,7 +236,7 @@ def _run_variant(
 ) -> tuple[VariantResult, np.ndarray]:
     memory.start()
     started = time.perf_counter()
-    predict = _predictor(kind, path, threads, windows)
+    predict = variant_predictor(kind, path, threads, windows)
     load_s = time.perf_counter() - started
     logits = np.concatenate([predict(windows[i : i + 32]) for i in range(0, len(windows), 32)])
     on_progress(1 / (len(sizes) + 1), f"{variant}: accuracy")

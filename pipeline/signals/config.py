@@ -124,6 +124,7 @@ class GeneratorConfig:
             raise InvalidInput("augmentation must be an AugmentationConfig")
         _check_number("speed_variation", self.speed_variation, 0.0, _SPEED_VARIATION_MAX)
         _check_range("load_range", self.load_range, *_LOAD_BOUNDS)
+        _check_load_is_percent(self.load_range)
         _check_range("temperature_range", self.temperature_range, *_TEMPERATURE_BOUNDS)
         _check_number("severity_ramp_probability", self.severity_ramp_probability, 0.0, 1.0)
         _check_number("transient_probability", self.transient_probability, 0.0, 1.0)
@@ -231,6 +232,17 @@ def _check_keys(what: str, values: Any, valid: tuple[str, ...]) -> None:
 def _check_number(name: str, value: Any, low: float, high: float) -> None:
     if not _is_number(value) or not low <= value <= high:
         raise InvalidInput(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+
+
+def _check_load_is_percent(load_range: tuple[float, float]) -> None:
+    # The old platform took fractions ([0.3, 1.0]); read as percent that is a bearing at
+    # 0.3-1 % load. Refused, never reinterpreted: a guess would change data silently.
+    if load_range[1] <= 1.0:
+        raise InvalidInput(
+            f"load_range is in percent of rated load (30-100 by default), got {list(load_range)!r}: "
+            f"an upper end of at most 1 % looks like fractions from the old platform; "
+            f"write [{load_range[0] * 100:g}, {load_range[1] * 100:g}] for that range"
+        )
 
 
 def _check_range(name: str, value: Any, low: float, high: float) -> None:

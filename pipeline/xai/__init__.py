@@ -33,7 +33,6 @@ _EXPORTS = {
     "plot_class_mean_attribution": "plots",
     "mean_abs_attribution_by_class": "plots",
     "LoadedModel": "cache",
-    "clear_model_cache": "cache",
     "get_model": "cache",
 }
 
@@ -44,7 +43,6 @@ __all__ = [
     "LoadedModel",
     "MethodSpec",
     "Param",
-    "clear_model_cache",
     "explain",
     "get_model",
     "load_explanation",

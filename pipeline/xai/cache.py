@@ -24,7 +24,7 @@ from typing import Any
 from pipeline.artifacts import file_sha256
 from pipeline.errors import CheckpointError
 
-__all__ = ["LoadedModel", "ModelCache", "clear_model_cache", "get_model", "model_cache"]
+__all__ = ["LoadedModel", "ModelCache", "get_model", "model_cache"]
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,3 @@ model_cache = ModelCache()
 def get_model(path: str | os.PathLike[str], sha256: str | None = None) -> LoadedModel:
     """Return the (cached) model of a checkpoint (``.pt``) or classical model file (skops)."""
     return model_cache.get(path, sha256)
-
-
-def clear_model_cache() -> None:
-    """Forget every model cached in this process."""
-    model_cache.clear()

@@ -102,6 +102,8 @@ def test_cancelled_generation_ends_cancelled_and_leaves_no_file(workers):
         ({"fault_types": ["rust"]}, "fault_types.0: Input should be 'sain'"),
         ({"records_per_class": -1}, "records_per_class: Input should be greater than or equal to 1"),
         ({"load_range": [90, 10]}, "load_range"),
+        # The old platform's fractions are refused with the unit, never read as 0.3-1 %.
+        ({"load_range": [0.3, 1.0]}, r"load_range is in percent .* fractions from the old platform; write \[30, 100\]"),
         ({"output_format": "csv"}, "output_format: Input should be 'hdf5', 'mat' or 'both'"),
     ],
 )

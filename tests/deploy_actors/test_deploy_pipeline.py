@@ -157,3 +157,27 @@ def test_a_stage_runs_alone_on_an_experiment_then_on_its_deployment(workers, exp
     assert quantized.state == "succeeded", (quantized.error_type, quantized.error_message)
     assert quantized.result["variants"] == ["torch_fp32", "onnx_fp32", "onnx_fp16"]
     assert get_deployment(database, summary["deployment_id"])["status"] == "partial"
+
+
+def test_quantize_alone_on_an_experiment_with_its_defaults_makes_a_working_int8_model(workers, experiment, database):
+    # Given only an experiment id, every default method (two need an ONNX model that nothing exported yet)
+    quantized = _run(quantize_model, timeout_s=240, experiment_id=experiment["experiment_id"])
+    assert quantized.state == "succeeded", (quantized.error_type, quantized.error_message)
+    # Then the stage exported the FP32 ONNX model itself and quantised it
+    assert quantized.result["variants"] == ["torch_fp32", "onnx_fp32", "torch_dynamic_int8", "onnx_static_int8",
+                                            "onnx_fp16"]
+    record = get_deployment(database, quantized.result["deployment_id"])
+    int8 = next(v for v in record["variants"] if v["name"] == "onnx_static_int8")
+    assert int8["metrics"]["argmax_agreement"] >= 0.0 and Path(int8["path"]).is_file()
+    # And the INT8 file is a model ONNX Runtime runs on a dataset window, with INT8 weights in it
+    import numpy as np
+    import onnx
+    import onnxruntime
+
+    from pipeline.datasets.hdf5 import read_windows
+
+    windows = read_windows(experiment["dataset"]["path"], "test")[0][:2]
+    session = onnxruntime.InferenceSession(int8["path"], providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: windows[:, None, :].astype(np.float32)})[0]
+    assert logits.shape == (2, 11) and np.isfinite(logits).all()
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in onnx.load(int8["path"]).graph.initializer)

@@ -104,6 +104,21 @@ def test_cancelled_running_job_stops_at_its_next_check_and_ends_cancelled(worker
     assert job.attempts == 1
 
 
+def test_cancel_job_sent_to_the_high_priority_worker_stops_a_running_job(workers):
+    # Given a running job, and a caller that can only send messages
+    from actors.control import cancel_job
+
+    message = stepper.send(steps=200, step_s=0.01 * 5)
+    wait_until(lambda: get_job(message.message_id).progress > 0, what="job to make progress")
+    # When it sends cancel_job to a real high_priority worker
+    control = wait_for_job(cancel_job.send(message_id=message.message_id).message_id, timeout_s=30)
+    # Then the cancel job succeeds saying what it asked, and the target stops at its next check
+    assert control.state == "succeeded", control.error_message
+    assert control.result["message_id"] == message.message_id and control.result["cancel_requested"] is True
+    job = wait_for_job(message.message_id, timeout_s=30)
+    assert job.state == "cancelled" and job.progress < 1.0 and job.attempts == 1
+
+
 def test_job_record_reaches_the_database(workers, pg_url):
     from sqlalchemy import create_engine, text
 

@@ -186,28 +186,3 @@ def test_payload_that_names_no_experiment_is_refused_on_send(app):
         train_model.send(experiment_id="exp-1", model_args={"width": 8})
     with pytest.raises(PayloadInvalid, match="Extra inputs are not permitted"):
         train_model.send(experiment_id="exp-1", epochs=3)
-
-
-def test_notification_is_sent_only_when_the_notify_actor_exists(monkeypatch):
-    from actors import training
-
-    sent = []
-
-    class Notify:
-        def send(self, **kwargs):  # type: ignore[no-untyped-def]
-            sent.append(kwargs)
-
-    class Broker:
-        def __init__(self, actors):  # type: ignore[no-untyped-def]
-            self.actors = actors
-
-        def get_actor(self, name):  # type: ignore[no-untyped-def]
-            return self.actors[name]
-
-    monkeypatch.setattr(training.dramatiq, "get_broker", lambda: Broker({}))
-    training._notify("training.failed", {"experiment_id": "e"})
-    assert sent == []
-    monkeypatch.setattr(training.dramatiq, "get_broker", lambda: Broker({"notify": Notify()}))
-    training._notify("training.failed", {"experiment_id": "e"})
-    assert sent == [{"event": "training.failed", "payload": {"experiment_id": "e"}}]
-
