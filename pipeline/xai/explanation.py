@@ -110,7 +110,8 @@ def _deep(
     if method == "shap":
         bg = background if background is not None else np.zeros((1, x.size), np.float32)
         attribution = deep.shap_gradient(
-            model, x, target, bg, p["n_samples"], p["batch_size"], p["seed"], progress, should_stop
+            model, x, target, bg, p["n_samples"], p["batch_size"], p["seed"], p["tolerance"],
+            p["max_samples"], progress, should_stop,
         )
         attribution.extra["background"] = "training windows" if background is not None else "zeros"
     elif method == "integrated_gradients":
