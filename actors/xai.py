@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import structlog
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from actors.notifications import send_event
 from actors.platform.base import Payload, job_actor
@@ -35,8 +35,8 @@ from pipeline.domain import WINDOW_LENGTH, WINDOWS_PER_RECORD
 from pipeline.errors import InvalidInput
 from pipeline.xai.registry import validate_method_params
 
-__all__ = ["ExplainBatch", "ExplainSignal", "FinalizeExplainBatch", "SignalRef", "explain_batch", "explain_signal",
-           "explanation_batch", "finalize_explain_batch"]
+__all__ = ["ExplainBatch", "ExplainSignal", "FinalizeExplainBatch", "SignalRef", "SignalSelection", "explain_batch",
+           "explain_signal", "explanation_batch", "finalize_explain_batch"]
 
 log = structlog.get_logger("pfd.xai")
 
@@ -67,14 +67,33 @@ class ExplainSignal(Payload):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class SignalSelection(Payload):
+    """Signals picked by class from a split: ``per_class`` records of each class (1: one per
+    class), spread over each class's records, one window of each."""
+
+    dataset_id: RecordId
+    split: Literal["train", "val", "test"] = "test"
+    per_class: int = Field(1, ge=1, le=MAX_BATCH)
+    window: int = Field(0, ge=0, lt=WINDOWS_PER_RECORD)
+
+
 class ExplainBatch(Payload):
-    """Payload of ``explain_batch``: the signals to explain with one experiment and method."""
+    """Payload of ``explain_batch``: one experiment and method, and either the ``signals``
+    listed or a ``select`` by class (splits are stored ordered by class, so the first
+    records of a split are all one class)."""
 
     experiment_id: RecordId
-    signals: list[SignalRef] = Field(min_length=1, max_length=MAX_BATCH)
+    signals: list[SignalRef] | None = Field(None, min_length=1, max_length=MAX_BATCH)
+    select: SignalSelection | None = None
     method: Method
     params: dict[str, Any] = Field(default_factory=dict)
     batch_id: BatchId | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ExplainBatch:
+        if (self.signals is None) == (self.select is None):
+            raise ValueError("give either 'signals' or 'select' (records picked by class), not both or neither")
+        return self
 
 
 class FinalizeExplainBatch(Payload):
@@ -191,13 +210,27 @@ def explain_signal(payload: ExplainSignal, job: JobContext) -> dict[str, Any] | 
         raise
 
 
+def _selected(database: Database, select: SignalSelection | None) -> list[dict[str, Any]]:
+    """The signals a selection names: records picked by class from the split's labels."""
+    from pipeline.datasets.hdf5 import read_labels
+    from pipeline.xai import stratified_records
+
+    assert select is not None  # the schema requires signals or select
+    path, _ = _dataset(database, select.dataset_id, select.split)
+    records = stratified_records(read_labels(path, select.split), select.per_class)
+    if len(records) > MAX_BATCH:
+        raise InvalidInput(f"the selection picks {len(records)} signals, more than a batch's {MAX_BATCH}")
+    return [SignalRef(dataset_id=select.dataset_id, split=select.split, record=r, window=select.window).model_dump()
+            for r in records]
+
+
 @job_actor(schema=ExplainBatch)
 def explain_batch(payload: ExplainBatch, job: JobContext) -> dict[str, Any]:
     """Check the request, record the batch and fan its signals out; return at once with its ids."""
     settings = get_settings()
     database = get_database(settings.database_url)
     experiment, resolved = _request(database, payload.experiment_id, payload.method, payload.params)
-    signals = [s.model_dump() for s in payload.signals]
+    signals = [s.model_dump() for s in payload.signals] if payload.signals else _selected(database, payload.select)
     if len({tuple(s.values()) for s in signals}) != len(signals):
         raise InvalidInput("a batch lists the same signal more than once")
     batch_id = payload.batch_id or f"xb-{job.message_id}"

@@ -10,7 +10,8 @@ Importing the package is cheap: every name below is loaded from its module on fi
 - ``storage``: ``save_explanation`` / ``load_explanation`` (compressed ``.npz``);
 - ``plots``: ``plot_explanation``, ``plot_class_mean_attribution``,
   ``mean_abs_attribution_by_class``;
-- ``cache``: ``get_model`` (per-process LRU of loaded models).
+- ``cache``: ``get_model`` (per-process LRU of loaded models);
+- ``selection``: ``stratified_records`` (which records of a split a batch explains).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _EXPORTS = {
     "LoadedModel": "cache",
     "clear_model_cache": "cache",
     "get_model": "cache",
+    "stratified_records": "selection",
 }
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "plot_class_mean_attribution",
     "plot_explanation",
     "save_explanation",
+    "stratified_records",
     "validate_method_params",
 ]
 

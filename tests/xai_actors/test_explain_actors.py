@@ -184,3 +184,45 @@ def test_bad_requests_are_refused_at_once_and_never_retried(workers, experiment,
         job = wait_for_job(message.message_id, timeout_s=60)
         assert (job.state, job.error_type, job.attempts) == ("failed", "InvalidInput", 1), job.error_message
         assert reason in job.error_message
+
+
+def test_batch_selected_one_per_class_explains_a_record_of_every_class(workers, experiment, database):
+    from pipeline.datasets.hdf5 import read_labels
+
+    # Given a test split stored ordered by class, when a batch selects one record per class
+    select = {"dataset_id": experiment["dataset_id"], "split": "test", "per_class": 1, "window": 2}
+    _, job = _run(explain_batch, experiment_id=experiment["experiment_id"], select=select,
+                  method="integrated_gradients", params=IG)
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    batch = wait_until(lambda: (b := get_batch(database, job.result["batch_id"]))["status"] != "running" and b,
+                       timeout=120, what="the selected batch to be finalized")
+    # Then each of the dataset's 3 classes is explained once, not 3 records of the first class
+    labels = read_labels(experiment["dataset"]["path"], "test")
+    explained = [link["signal"] for link in batch["links"]]
+    assert sorted(labels[s["record"]] for s in explained) == sorted(set(labels.tolist())) and len(explained) == 3
+    assert all(s["window"] == 2 for s in explained) and (batch["done"], batch["failed"]) == (3, 0)
+
+
+def test_a_batch_with_both_signals_and_a_selection_is_refused_at_send(experiment):
+    from actors.platform.errors import PayloadInvalid
+
+    with pytest.raises(PayloadInvalid, match="either 'signals' or 'select'"):
+        explain_batch.send(experiment_id=experiment["experiment_id"], signals=[_signal(experiment, 0)],
+                           select={"dataset_id": experiment["dataset_id"]}, method="gradcam")
+
+
+def test_gradient_shap_on_a_worker_records_its_additivity_delta(workers, experiment):
+    from pipeline.xai import load_explanation
+
+    # Given the default sampling, when a worker explains a window with Gradient SHAP
+    signal = _signal(experiment, record=1, window=0)
+    _, job = _run(explain_signal, experiment_id=experiment["experiment_id"], signal=signal, method="shap",
+                  params={"background_size": 16})
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    extra = job.result["summary"]["extra"]
+    # Then the result carries the convergence delta, and it is what base + sum(attributions) misses by
+    stored = load_explanation(job.result["npz_path"])
+    logit = _direct(experiment, signal, "integrated_gradients", IG).extra["f_x"]
+    missed = abs(logit - extra["shap_base_value"] - stored.attributions.sum()) / abs(logit - extra["shap_base_value"])
+    assert extra["shap_relative_delta"] == pytest.approx(missed, rel=1e-3, abs=1e-4)
+    assert extra["shap_converged"] is True and extra["shap_relative_delta"] <= 0.05 and "warning" not in extra
