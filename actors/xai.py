@@ -50,12 +50,13 @@ REFUSED = (InvalidInput, RecordNotFound, RecordConflict)
 
 
 class SignalRef(Payload):
-    """A signal: one 1 s window of one record of a dataset split (no signal table needed)."""
+    """A signal: one 1 s window of one record of a dataset split (no signal table needed), or
+    ``window="all"``: the whole 5 s record, its windows' attributions stitched on one axis."""
 
     dataset_id: RecordId
     split: Literal["train", "val", "test"]
     record: int = Field(ge=0)
-    window: int = Field(0, ge=0, lt=WINDOWS_PER_RECORD)
+    window: Annotated[int, Field(ge=0, lt=WINDOWS_PER_RECORD)] | Literal["all"] = 0
 
 
 class ExplainSignal(Payload):
@@ -152,25 +153,36 @@ def _background(path: str, n_train: int, size: int, seed: int) -> np.ndarray:
 
 def _explain(payload: ExplainSignal, job: JobContext, database: Database, experiment: dict[str, Any],
              resolved: dict[str, Any], path: str, directory: Path) -> tuple[dict[str, Any], str, str]:
-    """Load the model (cached), window and background; explain; save the arrays and the plot."""
+    """Load the model (cached), window(s) and background; explain; save the arrays and the plot."""
+    from pipeline import xai
     from pipeline.domain import CLASS_KEYS
     from pipeline.models.registry import is_deep
-    from pipeline.xai import explain, get_model, plot_explanation, save_explanation
 
     job.progress(0.0, "loading model")
-    loaded = get_model(experiment["model_path"], experiment["model_sha256"])
+    loaded = xai.get_model(experiment["model_path"], experiment["model_sha256"])
     model_key = loaded.model_key or experiment["model_key"]
-    window = _records(path, payload.signal.split, [payload.signal.record])[payload.signal.window]
+    class_keys = loaded.meta.get("class_keys") or CLASS_KEYS
+    windows = _records(path, payload.signal.split, [payload.signal.record])
+    whole = payload.signal.window == "all"
+    if whole and payload.method == "activations":
+        raise InvalidInput("activation maps are drawn for one window: give a window index, not 'all'")
+    signal = windows.reshape(-1) if whole else windows[payload.signal.window]
+    if payload.method == "activations":
+        maps = xai.activation_maps(loaded.model, signal, model_key, resolved["layers"], job.progress, job.should_stop)
+        npz = xai.save_activation_maps(directory / "activations.npz", maps)
+        png = xai.plot_activation_maps(directory / "activations.png", signal, maps, class_keys,
+                                       max_channels=resolved["max_channels"])
+        return maps.to_dict(), str(npz), str(png)
     background = None
     # Only SHAP (deep or classical) and classical LIME use training windows.
     if payload.method == "shap" or (payload.method == "lime" and not is_deep(model_key)):
         train_path, n_train = _dataset(database, experiment["dataset_id"], "train")
         background = _background(train_path, n_train, resolved["background_size"], resolved["seed"])
-    explanation = explain(loaded.model, model_key, window, payload.method, resolved, background=background,
-                          on_progress=job.progress, should_stop=job.should_stop)
-    npz = save_explanation(directory / "explanation.npz", explanation)
-    png = plot_explanation(directory / "explanation.png", window, explanation,
-                           class_keys=loaded.meta.get("class_keys") or CLASS_KEYS)
+    explain = xai.explain_record if whole else xai.explain
+    explanation = explain(loaded.model, model_key, windows if whole else signal, payload.method, resolved,
+                          background=background, on_progress=job.progress, should_stop=job.should_stop)
+    npz = xai.save_explanation(directory / "explanation.npz", explanation)
+    png = xai.plot_explanation(directory / "explanation.png", signal, explanation, class_keys=class_keys)
     return explanation.to_dict(), str(npz), str(png)
 
 
@@ -267,11 +279,20 @@ def _link(member: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _aggregate_plot(settings: Settings, batch_id: str, rows: list[dict[str, Any]]) -> str | None:
-    """Plot mean |attribution| per explained class over the completed explanations."""
+    """Plot mean |attribution| per explained class over the completed explanations.
+
+    Only attributions of one length average together: activation maps have none, and a batch
+    mixing whole records with windows is plotted over its more common length.
+    """
+    from collections import Counter
+
     from pipeline import xai
 
+    rows = [row for row in rows if row["summary"].get("kind") in ("signal", "features")]
     if not rows:
         return None
+    length = Counter(row["summary"]["length"] for row in rows).most_common(1)[0][0]
+    rows = [row for row in rows if row["summary"]["length"] == length]
     names = xai.load_explanation(rows[0]["npz_path"]).feature_names
     # One file at a time: a big batch's attributions never sit in memory together.
     loaded = (xai.load_explanation(row["npz_path"]) for row in rows)

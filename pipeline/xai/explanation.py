@@ -268,6 +268,8 @@ def explain(
     started = time.perf_counter()
     x = _check_window(window)
     p = validate_method_params(method, params, model_key=model_key, signal_length=x.size)
+    if method == "activations":
+        raise InvalidInput("'activations' draws activation maps, not attributions: use activation_maps")
     size = p.get("background_size", 100)
     bg = _check_background(background, x.size, size, p.get("seed", 0))
     check_stop(should_stop)

@@ -144,6 +144,17 @@ METHODS: dict[str, MethodSpec] = {
             "seed": _SEED,
         },
     ),
+    "activations": MethodSpec(
+        "activations",
+        "activation maps: the output of every Conv1d (or of those named) for the signal, one "
+        "heat map per layer; no class is explained",
+        deep=True,
+        classical=False,
+        params={
+            "layers": Param(str, "", help="comma-separated Conv1d module names; empty: every Conv1d"),
+            "max_channels": _int(16, 1, 1024, "channels drawn per layer (the most active)"),
+        },
+    ),
 }
 
 
