@@ -59,6 +59,12 @@ class SignalRef(Payload):
     window: Annotated[int, Field(ge=0, lt=WINDOWS_PER_RECORD)] | Literal["all"] = 0
 
 
+def _one_window_for_activations(method: str, signals: list[SignalRef]) -> None:
+    """Activation maps are of one window: refuse a whole record (``window="all"``) at once."""
+    if method == "activations" and any(s.window == "all" for s in signals):
+        raise ValueError("activation maps are drawn for one window: give a window index, not 'all'")
+
+
 class ExplainSignal(Payload):
     """Payload of ``explain_signal``: a completed experiment, a signal, a method and its parameters."""
 
@@ -66,6 +72,11 @@ class ExplainSignal(Payload):
     signal: SignalRef
     method: Method
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _activations_of_a_window(self) -> ExplainSignal:
+        _one_window_for_activations(self.method, [self.signal])
+        return self
 
 
 class SignalSelection(Payload):
@@ -94,6 +105,7 @@ class ExplainBatch(Payload):
     def _one_source(self) -> ExplainBatch:
         if (self.signals is None) == (self.select is None):
             raise ValueError("give either 'signals' or 'select' (records picked by class), not both or neither")
+        _one_window_for_activations(self.method, self.signals or [])
         return self
 
 
@@ -164,8 +176,6 @@ def _explain(payload: ExplainSignal, job: JobContext, database: Database, experi
     class_keys = loaded.meta.get("class_keys") or CLASS_KEYS
     windows = _records(path, payload.signal.split, [payload.signal.record])
     whole = payload.signal.window == "all"
-    if whole and payload.method == "activations":
-        raise InvalidInput("activation maps are drawn for one window: give a window index, not 'all'")
     signal = windows.reshape(-1) if whole else windows[payload.signal.window]
     if payload.method == "activations":
         maps = xai.activation_maps(loaded.model, signal, model_key, resolved["layers"], job.progress, job.should_stop)

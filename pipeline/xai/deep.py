@@ -121,7 +121,7 @@ def shap_gradient(
     window: np.ndarray,
     target: int,
     background: np.ndarray,
-    n_samples: int = 256,
+    n_samples: int = 200,
     batch_size: int = 32,
     seed: int = 0,
     tolerance: float = 0.05,

@@ -258,11 +258,17 @@ def test_activation_maps_of_a_window_on_a_worker(workers, experiment):
     with np.load(job.result["npz_path"], allow_pickle=False) as saved:
         assert [saved[f"layer_{i}"].shape for i in range(len(layers))] == [(l["channels"], l["length"]) for l in layers]
     assert Path(job.result["png_path"]).read_bytes()[:4] == b"\x89PNG"
-    # A whole record has no single activation map: refused at once, never retried.
-    _, refused = _run(explain_signal, experiment_id=experiment["experiment_id"],
-                      signal={**_signal(experiment, record=0), "window": "all"}, method="activations")
-    assert (refused.state, refused.error_type, refused.attempts) == ("failed", "InvalidInput", 1)
-    assert "activation maps are drawn for one window" in refused.error_message
+    # A whole record has no single activation map: refused when it is sent.
+    from actors.platform.errors import PayloadInvalid
+
+    with pytest.raises(PayloadInvalid, match="activation maps are drawn for one window"):
+        explain_signal.send(experiment_id=experiment["experiment_id"],
+                            signal={**_signal(experiment, record=0), "window": "all"}, method="activations")
+    # A layer the model lacks is refused by the worker at once, never retried, naming the layers it has.
+    _, refused = _run(explain_signal, experiment_id=experiment["experiment_id"], signal=_signal(experiment, record=1),
+                      method="activations", params={"layers": "no_such_layer"})
+    assert (refused.state, refused.error_type, refused.attempts) == ("failed", "MethodNotApplicable", 1)
+    assert "no_such_layer are not Conv1d layers of this model; Conv1d layers:" in refused.error_message
 
 
 def _direct_for_class(experiment: dict[str, Any], signal: dict[str, Any], target: int) -> np.ndarray:
