@@ -63,10 +63,27 @@ def feature_set_id(dataset_id: str, domains: list[str]) -> str:
 
 
 class FeatureSource(Payload):
-    """A dataset and the feature domains to use (all five when ``domains`` is left out)."""
+    """A dataset and the feature domains to use (all five when ``domains`` is left out).
+
+    The old tasks' ``domain`` (one name, or ``"all"``) is accepted as an alias of ``domains``.
+    """
 
     dataset_id: DatasetId
     domains: list[str] | None = Field(None, min_length=1, max_length=5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _domain_alias(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "domain" not in data:
+            return data
+        data = dict(data)
+        domain = data.pop("domain")
+        if data.get("domains") is not None:
+            raise ValueError("give 'domains' or its alias 'domain', not both")
+        if not isinstance(domain, str):
+            raise ValueError(f"'domain' must be a domain name or 'all', got {domain!r}")  # noqa: TRY004  (pydantic reports ValueError)
+        data["domains"] = None if domain == "all" else [domain]
+        return data
 
     @field_validator("domains")
     @classmethod

@@ -42,7 +42,12 @@ from actors.store.experiments import (
     get_experiment,
     record_epoch,
 )
-from actors.training import experiment_spec, training_option_rows
+from actors.training import (
+    experiment_spec,
+    load_training_dataset,
+    ready_dataset,
+    training_option_rows,
+)
 from config.settings import get_settings, mask_secrets
 from pipeline.artifacts import file_sha256
 from pipeline.errors import InvalidInput, StopRequested
@@ -96,8 +101,9 @@ def _hpo_conclude(database: Database, view: dict[str, Any]) -> tuple[dict[str, A
 
     best = dict(view["best"])
     if best.get("tested_experiment") != best["experiment_id"]:
-        model_path = get_experiment(database, best["experiment_id"])["model_path"]
-        best["test"] = evaluate_on_test(model_path, load_dataset(database, view["dataset_id"]))
+        experiment = get_experiment(database, best["experiment_id"])
+        best["test"] = evaluate_on_test(experiment["model_path"], load_dataset(database, view["dataset_id"]),
+                                        model_key=experiment["model_key"], sha256=experiment["model_sha256"])
         best["tested_experiment"] = best["experiment_id"]
         set_test_metrics(database, best["experiment_id"], best["test"])
     return best, campaign_event("hpo.completed", {
@@ -136,7 +142,7 @@ def run_hpo_trial(payload: TrialPayload, job: JobContext) -> dict | None:
     if run is None:
         return None
     from pipeline.hpo.study import reopen_trial
-    from pipeline.hpo.trial import run_trial
+    from pipeline.hpo.trial import evaluate_on_test, run_classical_trial, run_trial, validation_only
 
     database, spec, number = run.database, parse_campaign(run.view["spec"]), payload.trial_number
     experiment_id = f"{payload.campaign_id}-t{number}"
@@ -147,15 +153,28 @@ def run_hpo_trial(payload: TrialPayload, job: JobContext) -> dict | None:
                                    campaign_id=payload.campaign_id)
         directory = get_settings().artifact_root / "experiments" / experiment_id
         claim = claim_experiment(database, experiment_id, job.message_id, spec=exp_spec, checkpoint_dir=str(directory))
+        dataset = ready_dataset(database, run.view["dataset_id"])
         if claim.done:  # trained by an earlier attempt that was lost before it told the study
             losses = [row["val_loss"] for row in experiment_history(database, experiment_id)]
-            value = (claim.summary or {})["best_val_accuracy"] if spec.metric == "val_accuracy" else min(losses)
+            if spec.metric == "val_accuracy" or (spec.metric == "val_loss" and losses):
+                value = (claim.summary or {})["best_val_accuracy"] if spec.metric == "val_accuracy" else min(losses)
+            else:  # macro F1, or a classical fit's loss: score the saved model on validation again
+                saved = get_experiment(database, experiment_id)
+                scores = evaluate_on_test(saved["model_path"], validation_only(load_training_dataset(dataset)),
+                                          model_key=spec.model_key, sha256=saved["model_sha256"])
+                value = scores["f1_macro"] if spec.metric == "val_f1_macro" else scores["loss"]
             return finish_trial(run, "complete", value=value, experiment_id=experiment_id)
         finish_trial(run, "running", tell=False, experiment_id=experiment_id)
-        outcome = run_trial(
-            reopen_trial(run.study, payload.trial_id), spec.metric, spec.model_key, model_args, training,
-            load_dataset(database, run.view["dataset_id"]), directory, on_progress=job.progress,
-            should_stop=job.should_stop, on_epoch=lambda record: record_epoch(database, experiment_id, record.to_dict()))
+        if spec.classical:
+            outcome = run_classical_trial(
+                spec.metric, spec.model_key, model_args, load_training_dataset(dataset),
+                f"{dataset['dataset_id']}:{dataset['checksum']}", directory, on_progress=job.progress,
+                should_stop=job.should_stop)
+        else:
+            outcome = run_trial(
+                reopen_trial(run.study, payload.trial_id), spec.metric, spec.model_key, model_args, training,
+                load_training_dataset(dataset), directory, on_progress=job.progress, should_stop=job.should_stop,
+                on_epoch=lambda record: record_epoch(database, experiment_id, record.to_dict()))
     except StopRequested:
         state, why = ("cancelled", "cancelled") if job.cancel_seen else ("failed", "JobTimedOut: past its time limit")
         fail_experiment(database, experiment_id, job.message_id, why, status=state)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import structlog
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from actors.notifications import outbox_event, relay_now
 from actors.platform.base import Payload, job_actor
@@ -37,8 +37,8 @@ from pipeline.domain import WINDOW_LENGTH, WINDOWS_PER_RECORD
 from pipeline.errors import InvalidInput
 from pipeline.xai.registry import METHODS, validate_method_params
 
-__all__ = ["ExplainBatch", "ExplainSignal", "FinalizeExplainBatch", "SignalRef", "explain_batch", "explain_signal",
-           "explanation_batch", "finalize_explain_batch"]
+__all__ = ["ExplainBatch", "ExplainSignal", "FinalizeExplainBatch", "SignalRef", "SignalSelection", "explain_batch",
+           "explain_signal", "explanation_batch", "finalize_explain_batch"]
 
 log = structlog.get_logger("pfd.xai")
 
@@ -51,12 +51,19 @@ REFUSED = (InvalidInput, RecordNotFound, RecordConflict)
 
 
 class SignalRef(Payload):
-    """A signal: one 1 s window of one record of a dataset split (no signal table needed)."""
+    """A signal: one 1 s window of one record of a dataset split (no signal table needed), or
+    ``window="all"``: the whole 5 s record, its windows' attributions stitched on one axis."""
 
     dataset_id: DatasetId
     split: Literal["train", "val", "test"]
     record: int = Field(ge=0)
-    window: int = Field(0, ge=0, lt=WINDOWS_PER_RECORD)
+    window: Annotated[int, Field(ge=0, lt=WINDOWS_PER_RECORD)] | Literal["all"] = 0
+
+
+def _one_window_for_activations(method: str, signals: list[SignalRef]) -> None:
+    """Activation maps are of one window: refuse a whole record (``window="all"``) at once."""
+    if method == "activations" and any(s.window == "all" for s in signals):
+        raise ValueError("activation maps are drawn for one window: give a window index, not 'all'")
 
 
 class MethodRequest(Payload):
@@ -88,12 +95,37 @@ class ExplainSignal(MethodRequest):
 
     signal: SignalRef
 
+    @model_validator(mode="after")
+    def _activations_of_a_window(self) -> ExplainSignal:
+        _one_window_for_activations(self.method, [self.signal])
+        return self
+
+
+class SignalSelection(Payload):
+    """Signals picked by class from a split: ``per_class`` records of each class (1: one per
+    class), spread over each class's records, one window of each."""
+
+    dataset_id: DatasetId
+    split: Literal["train", "val", "test"] = "test"
+    per_class: int = Field(1, ge=1, le=MAX_BATCH)
+    window: int = Field(0, ge=0, lt=WINDOWS_PER_RECORD)
+
 
 class ExplainBatch(MethodRequest):
-    """Payload of ``explain_batch``: the signals to explain with one experiment and method."""
+    """Payload of ``explain_batch``: one experiment and method, and either the ``signals``
+    listed or a ``select`` by class (splits are stored ordered by class, so the first
+    records of a split are all one class)."""
 
-    signals: list[SignalRef] = Field(min_length=1, max_length=MAX_BATCH)
+    signals: list[SignalRef] | None = Field(None, min_length=1, max_length=MAX_BATCH)
+    select: SignalSelection | None = None
     batch_id: BatchId | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ExplainBatch:
+        if (self.signals is None) == (self.select is None):
+            raise ValueError("give either 'signals' or 'select' (records picked by class), not both or neither")
+        _one_window_for_activations(self.method, self.signals or [])
+        return self
 
 
 class FinalizeExplainBatch(Payload):
@@ -152,25 +184,34 @@ def _background(path: str, n_train: int, size: int, seed: int) -> np.ndarray:
 
 def _explain(payload: ExplainSignal, job: JobContext, database: Database, experiment: dict[str, Any],
              resolved: dict[str, Any], path: str, directory: Path) -> tuple[dict[str, Any], str, str]:
-    """Load the model (cached), window and background; explain; save the arrays and the plot."""
+    """Load the model (cached), window(s) and background; explain; save the arrays and the plot."""
+    from pipeline import xai
     from pipeline.domain import CLASS_KEYS
     from pipeline.models.registry import is_deep
-    from pipeline.xai import explain, get_model, plot_explanation, save_explanation
 
     job.progress(0.0, "loading model")
-    loaded = get_model(experiment["model_path"], experiment["model_sha256"])
+    loaded = xai.get_model(experiment["model_path"], experiment["model_sha256"])
     model_key = loaded.model_key or experiment["model_key"]
-    window = _records(path, payload.signal.split, [payload.signal.record])[payload.signal.window]
+    class_keys = loaded.meta.get("class_keys") or CLASS_KEYS
+    windows = _records(path, payload.signal.split, [payload.signal.record])
+    whole = payload.signal.window == "all"
+    signal = windows.reshape(-1) if whole else windows[payload.signal.window]
+    if payload.method == "activations":
+        maps = xai.activation_maps(loaded.model, signal, model_key, resolved["layers"], job.progress, job.should_stop)
+        npz = xai.save_activation_maps(directory / "activations.npz", maps)
+        png = xai.plot_activation_maps(directory / "activations.png", signal, maps, class_keys,
+                                       max_channels=resolved["max_channels"])
+        return maps.to_dict(), str(npz), str(png)
     background = None
     # Only SHAP (deep or classical) and classical LIME use training windows.
     if payload.method == "shap" or (payload.method == "lime" and not is_deep(model_key)):
         train_path, n_train = _dataset(database, experiment["dataset_id"], "train")
         background = _background(train_path, n_train, resolved["background_size"], resolved["seed"])
-    explanation = explain(loaded.model, model_key, window, payload.method, resolved, background=background,
-                          on_progress=job.progress, should_stop=job.should_stop)
-    npz = save_explanation(directory / "explanation.npz", explanation)
-    png = plot_explanation(directory / "explanation.png", window, explanation,
-                           class_keys=loaded.meta.get("class_keys") or CLASS_KEYS)
+    explain = xai.explain_record if whole else xai.explain
+    explanation = explain(loaded.model, model_key, windows if whole else signal, payload.method, resolved,
+                          background=background, on_progress=job.progress, should_stop=job.should_stop)
+    npz = xai.save_explanation(directory / "explanation.npz", explanation)
+    png = xai.plot_explanation(directory / "explanation.png", signal, explanation, class_keys=class_keys)
     return explanation.to_dict(), str(npz), str(png)
 
 
@@ -210,13 +251,27 @@ def explain_signal(payload: ExplainSignal, job: JobContext) -> dict[str, Any] | 
         raise
 
 
+def _selected(database: Database, select: SignalSelection | None) -> list[dict[str, Any]]:
+    """The signals a selection names: records picked by class from the split's labels."""
+    from pipeline.datasets.hdf5 import read_labels
+    from pipeline.xai import stratified_records
+
+    assert select is not None  # the schema requires signals or select
+    path, _ = _dataset(database, select.dataset_id, select.split)
+    records = stratified_records(read_labels(path, select.split), select.per_class)
+    if len(records) > MAX_BATCH:
+        raise InvalidInput(f"the selection picks {len(records)} signals, more than a batch's {MAX_BATCH}")
+    return [SignalRef(dataset_id=select.dataset_id, split=select.split, record=r, window=select.window).model_dump()
+            for r in records]
+
+
 @job_actor(schema=ExplainBatch)
 def explain_batch(payload: ExplainBatch, job: JobContext) -> dict[str, Any]:
     """Check the request, record the batch and fan its signals out; return at once with its ids."""
     settings = get_settings()
     database = get_database(settings.database_url)
     experiment, resolved = _request(database, payload.experiment_id, payload.method, payload.params)
-    signals = [s.model_dump() for s in payload.signals]
+    signals = [s.model_dump() for s in payload.signals] if payload.signals else _selected(database, payload.select)
     if len({tuple(s.values()) for s in signals}) != len(signals):
         raise InvalidInput("a batch lists the same signal more than once")
     batch_id = payload.batch_id or f"xb-{job.message_id}"
@@ -253,11 +308,20 @@ def _link(member: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _aggregate_plot(settings: Settings, batch_id: str, rows: list[dict[str, Any]]) -> str | None:
-    """Plot mean |attribution| per explained class over the completed explanations."""
+    """Plot mean |attribution| per explained class over the completed explanations.
+
+    Only attributions of one length average together: activation maps have none, and a batch
+    mixing whole records with windows is plotted over its more common length.
+    """
+    from collections import Counter
+
     from pipeline import xai
 
+    rows = [row for row in rows if row["summary"].get("kind") in ("signal", "features")]
     if not rows:
         return None
+    length = Counter(row["summary"]["length"] for row in rows).most_common(1)[0][0]
+    rows = [row for row in rows if row["summary"]["length"] == length]
     names = xai.load_explanation(rows[0]["npz_path"]).feature_names
     # One file at a time: a big batch's attributions never sit in memory together.
     loaded = (xai.load_explanation(row["npz_path"]) for row in rows)

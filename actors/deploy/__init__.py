@@ -13,6 +13,7 @@ from actors.deploy.schemas import (
     MAX_OPSET,
     MAX_PRUNE_AMOUNT,
     MIN_OPSET,
+    OPSET_FLOOR_REASON,
     BenchmarkOptions,
     DeployExperiment,
     DeployOptions,
@@ -22,6 +23,6 @@ from actors.deploy.schemas import (
 )
 from actors.deploy.stages import benchmark_models, export_onnx, optimize_model, quantize_model
 
-__all__ = ["MAX_OPSET", "MAX_PRUNE_AMOUNT", "MIN_OPSET", "BenchmarkOptions", "DeployExperiment", "DeployOptions",
+__all__ = ["MAX_OPSET", "MAX_PRUNE_AMOUNT", "MIN_OPSET", "OPSET_FLOOR_REASON", "BenchmarkOptions", "DeployExperiment", "DeployOptions",
            "ExportOptions", "OptimizeOptions", "QuantizeOptions", "benchmark_models", "deploy_experiment",
            "export_onnx", "optimize_model", "quantize_model"]

@@ -9,13 +9,15 @@ from pydantic import AfterValidator, Field, model_validator
 from actors.platform.base import Payload
 from actors.platform.references import ExperimentId, RecordId
 
-__all__ = ["MAX_OPSET", "MAX_PRUNE_AMOUNT", "MIN_OPSET", "BenchmarkModels", "BenchmarkOptions", "DeployExperiment",
+__all__ = ["MAX_OPSET", "MAX_PRUNE_AMOUNT", "MIN_OPSET", "OPSET_FLOOR_REASON", "BenchmarkModels", "BenchmarkOptions", "DeployExperiment",
            "DeployOptions", "ExportOnnx", "ExportOptions", "OptimizeModel", "OptimizeOptions", "QuantizeModel",
            "QuantizeOptions", "Target"]
 
 # pipeline.deploy's limits, repeated so that a bad value is refused on send without importing torch
 # (a test checks that they still equal the pipeline's).
-MIN_OPSET, MAX_OPSET, MAX_PRUNE_AMOUNT = 14, 23, 0.95
+MIN_OPSET, MAX_OPSET, MAX_PRUNE_AMOUNT = 13, 23, 0.95
+OPSET_FLOOR_REASON = ("opsets below 13 cannot carry the static INT8 variant's per-channel scales (QuantizeLinear/"
+                      "DequantizeLinear take an axis from opset 13 on); export at 13..23")
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -28,12 +30,21 @@ WindowCap = Annotated[int | None, Field(ge=1, le=100_000)]  # at most this many 
 Method = Literal["dynamic_int8", "static_int8", "fp16"]
 Methods = Annotated[list[Method], AfterValidator(_unique)]
 BatchSizes = Annotated[list[Annotated[int, Field(ge=1, le=256)]], AfterValidator(_unique)]
+# Every variant a deployment's stages can make.
+Variant = Literal["torch_fp32", "onnx_fp32", "torch_pruned", "torch_fused", "torch_dynamic_int8", "onnx_static_int8",
+                  "onnx_fp16"]
+
+
+def _opset_floor(value: int | None) -> int | None:
+    if value is not None and value < MIN_OPSET:
+        raise ValueError(f"unsupported opset {value}: {OPSET_FLOOR_REASON}")
+    return value
 
 
 class ExportOptions(Payload):
     """ONNX export: opset (None: the exporter's own), parity tolerance on logits, windows verified."""
 
-    opset: int | None = Field(default=None, ge=MIN_OPSET, le=MAX_OPSET)
+    opset: Annotated[int | None, Field(le=MAX_OPSET), AfterValidator(_opset_floor)] = None
     tolerance: float = Field(default=1e-4, ge=0.0, le=1.0)
     max_windows: int = Field(default=256, ge=1, le=4096)
 
@@ -64,8 +75,10 @@ class QuantizeOptions(Payload):
 
 
 class BenchmarkOptions(Payload):
-    """Batch sizes, warm-up and timed runs, threads, on the test windows."""
+    """Batch sizes, warm-up and timed runs, threads, on the test windows; ``model_types``: only these
+    variants (None: all); the FP32 original is always measured too, as the agreement reference."""
 
+    model_types: Annotated[list[Variant], AfterValidator(_unique)] | None = Field(None, min_length=1)
     batch_sizes: BatchSizes = Field(default_factory=lambda: [1, 8, 32], min_length=1, max_length=6)
     warmup: int = Field(default=3, ge=0, le=100)
     runs: int = Field(default=30, ge=1, le=1000)

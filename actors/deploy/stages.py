@@ -19,6 +19,7 @@ from actors.deploy.schemas import (
 )
 from actors.platform.base import job_actor
 from actors.platform.context import JobContext
+from pipeline.errors import InvalidInput
 from pipeline.progress import scaled
 
 __all__ = ["benchmark_models", "export_onnx", "optimize_model", "quantize_model"]
@@ -122,6 +123,18 @@ def _table(result: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in result.items() if not k.endswith("_path")}, "recommended": best["name"]}
 
 
+def _chosen(variants: list[dict[str, Any]], names: list[str] | None) -> list[dict[str, Any]]:
+    """The variants to benchmark: those named (all when None), after the FP32 original, which
+    every variant's argmax agreement is judged against. Refuses a name the deployment lacks."""
+    if names is None:
+        return variants
+    missing = sorted(set(names) - {v["name"] for v in variants})
+    if missing:
+        raise InvalidInput(f"model_types {missing} are not variants of this deployment; it has "
+                           f"{', '.join(v['name'] for v in variants)}")
+    return [v for index, v in enumerate(variants) if index == 0 or v["name"] in names]
+
+
 @job_actor(schema=BenchmarkModels)
 def benchmark_models(payload: Any, job: JobContext, *piped: Any) -> dict | None:
     """Benchmark every variant on the test split (JSON + PNG), mark the deployment ready, announce ``deployment.ready``
@@ -130,8 +143,9 @@ def benchmark_models(payload: Any, job: JobContext, *piped: Any) -> dict | None:
     from pipeline.deploy.benchmark import benchmark_variants
 
     def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
+        variants = _chosen(deployment["variants"], payload.model_types)
         windows, labels = split_windows(experiment, "test", payload.max_windows)
-        result = benchmark_variants([(v["name"], v["kind"], v["path"]) for v in deployment["variants"]], windows, labels,
+        result = benchmark_variants([(v["name"], v["kind"], v["path"]) for v in variants], windows, labels,
                                     folder, batch_sizes=payload.batch_sizes, warmup=payload.warmup, runs=payload.runs,
                                     threads=payload.threads, on_progress=job.progress,
                                     should_stop=job.should_stop).to_dict()

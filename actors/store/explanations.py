@@ -28,6 +28,7 @@ from actors.store.outbox import stage_events
 __all__ = [
     "BATCH_STATES",
     "EXPLANATION_STATES",
+    "WHOLE_RECORD",
     "Explanation",
     "ExplanationBatch",
     "ExplanationClaim",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 EXPLANATION_STATES = ("running", "completed", "failed")
+WHOLE_RECORD = "all"  # a signal's window that means every window of its record
 BATCH_STATES = ("running", "completed", "failed")
 
 
@@ -59,7 +61,8 @@ class Explanation(Base):
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
     split: Mapped[str] = mapped_column(String(10))
     record: Mapped[int] = mapped_column(Integer)
-    window: Mapped[int] = mapped_column(Integer)
+    # NULL: the whole record (its windows stitched); the API spells it ``window="all"``.
+    window: Mapped[int | None] = mapped_column(Integer)
     method: Mapped[str] = mapped_column(String(40))
     params: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(20), index=True)
@@ -127,7 +130,7 @@ def explanation_summary(row: Explanation) -> dict[str, Any]:
     return {
         "explanation_id": row.id, "experiment_id": row.experiment_id,
         "signal": {"dataset_id": row.dataset_id, "split": row.split, "record": row.record,
-                   "window": row.window},
+                   "window": WHOLE_RECORD if row.window is None else row.window},
         "method": row.method, "params": row.params, "status": row.status, "job_id": row.job_id,
         "npz_path": row.npz_path, "png_path": row.png_path, "summary": row.summary,
         "error": row.error,
@@ -150,9 +153,10 @@ def claim_explanation(
         with database.session() as session:
             row = session.get(Explanation, explanation_id, with_for_update=True)
             if row is None:
+                window = None if signal["window"] == WHOLE_RECORD else signal["window"]
                 session.add(Explanation(
                     id=explanation_id, experiment_id=experiment_id, method=method, params=params,
-                    status="running", job_id=job_id, **signal,
+                    status="running", job_id=job_id, **{**signal, "window": window},
                 ))
                 return ExplanationClaim(explanation_id, done=False)
             if row.status == "completed":

@@ -42,6 +42,7 @@ __all__ = [
     "dataset_attrs",
     "dataset_info",
     "encode_signal",
+    "read_labels",
     "read_split",
     "read_windows",
     "split_indices",
@@ -97,6 +98,17 @@ def read_split(
             raise DatasetFileError(f"{path}: split {split!r} lacks a dataset ({error})") from None
         except OSError as error:
             raise DatasetFileError(f"{path}: cannot read split {split!r}: {error}") from None
+
+
+def read_labels(path: str | os.PathLike[str], split: str) -> np.ndarray:
+    """The labels ``[n]`` of one split's records, without reading a signal."""
+    _check_split(split)
+    with _open(path) as handle:
+        group = _group(handle, split)
+        try:
+            return np.asarray(group["labels"][...], dtype=np.int64)
+        except KeyError as error:
+            raise DatasetFileError(f"{path}: split {split!r} lacks a dataset ({error})") from None
 
 
 def read_windows(

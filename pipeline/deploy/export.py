@@ -9,10 +9,17 @@ five deep models):
   handled cleanly, so the default is the exporter's own, ``DEFAULT_OPSET = 20``.
   ONNX Runtime runs 18..25 with max |Δ| <= 4e-7; from 26 the converter emits a
   GroupNormalization that ``onnx.checker`` rejects. Torch declares 23 as its maximum.
-- Opsets 14..17 are still offered, through torch's TorchScript exporter (``dynamo=False``,
-  deprecated but present in 2.13), which writes them natively with the same parity.
+- Opsets 13..17 are still offered, through torch's TorchScript exporter (``dynamo=False``,
+  deprecated but present in 2.13), which writes them natively with the same parity
+  (``signal_transformer`` needs 14: its attention has no opset-13 form, which the exporter
+  names in its ``ConversionError``).
+- Below 13 the four convolutional models export too (9..12, parity 3e-8), but the
+  deployment's static INT8 variant then cannot be made: its per-channel scales sit on
+  QuantizeLinear/DequantizeLinear, which take an ``axis`` only from opset 13 (ONNX Runtime
+  rejects the quantised model: "Unrecognized attribute: axis"). So they are refused, with
+  that reason (``OPSET_FLOOR_REASON``).
 
-So ``SUPPORTED_OPSETS`` is 14..23; anything else is ``InvalidInput``.
+So the supported opsets are 13..23; anything else is ``InvalidInput``.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ __all__ = [
     "DEFAULT_OPSET",
     "MAX_OPSET",
     "MIN_OPSET",
+    "OPSET_FLOOR_REASON",
     "PARITY_TOLERANCE",
     "ExportResult",
     "export_model",
@@ -57,8 +65,12 @@ __all__ = [
 ]
 
 DEFAULT_OPSET = 20
-MIN_OPSET = 14
+MIN_OPSET = 13
 MAX_OPSET = 23
+OPSET_FLOOR_REASON = (
+    "opsets below 13 cannot carry the static INT8 variant's per-channel scales (QuantizeLinear/"
+    "DequantizeLinear take an axis from opset 13 on); export at 13..23"
+)
 _TORCHSCRIPT_MAX_OPSET = 17  # below the dynamo exporter's own opset set (18+)
 PARITY_TOLERANCE = 1e-4
 MAX_VERIFY_WINDOWS = 256
@@ -96,6 +108,8 @@ def resolve_opset(opset: int | None) -> int:
         return DEFAULT_OPSET
     if isinstance(opset, bool) or not isinstance(opset, int):
         raise InvalidInput(f"opset must be an integer, got {opset!r}")
+    if opset < MIN_OPSET:
+        raise InvalidInput(f"unsupported opset {opset}: {OPSET_FLOOR_REASON}")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise InvalidInput(
             f"unsupported opset {opset}: supported {MIN_OPSET}..{MAX_OPSET} "

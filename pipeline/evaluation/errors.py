@@ -13,6 +13,7 @@ import numpy as np
 from pipeline.domain import SEVERITY_BANDS
 from pipeline.errors import DatasetFileError, InvalidInput
 from pipeline.evaluation.roc import check_predictions
+from pipeline.training.metrics import present_classes
 
 __all__ = ["CONDITIONS", "error_analysis", "read_record_metadata", "severity_band"]
 
@@ -99,7 +100,8 @@ def error_analysis(
         probabilities: ``[n, C]`` window probabilities (the saved test predictions).
         labels: ``[n]`` true labels; ``record_ids``: ``[n]`` position of each window's
             record in its split, which indexes ``record_metadata``.
-        class_keys: the ``C`` class keys.
+        class_keys: the ``C`` class keys (the model's outputs); the confusion tables cover
+            only the classes present in ``labels`` or predicted (``present_classes``).
         record_metadata: one dict per record of the split (severity, ``speed_hz``,
             ``load_percent``, ``temperature_c``); ``None`` leaves out the breakdowns.
         top_pairs: confused (true, predicted) pairs to list, most frequent first.
@@ -123,8 +125,11 @@ def error_analysis(
         raise InvalidInput(f"record_ids must have shape {y.shape}, got {records.shape}")
     predicted = probs.argmax(axis=1)
     correct = predicted == y
-    counts = np.zeros((len(keys), len(keys)), dtype=np.int64)
-    np.add.at(counts, (y, predicted), 1)
+    classes = present_classes(y, predicted)
+    position = np.full(len(keys), -1, dtype=np.int64)
+    position[classes] = np.arange(len(classes))
+    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(counts, (position[y], position[predicted]), 1)
     support = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, support, out=np.zeros(counts.shape), where=support > 0)
 
@@ -132,7 +137,8 @@ def error_analysis(
     np.fill_diagonal(off, 0)
     order = np.argsort(-off, axis=None, kind="stable")[:top_pairs]
     pairs = [
-        {"true": keys[t], "predicted": keys[p], "count": int(off[t, p]), "fraction_of_true": float(normalised[t, p])}
+        {"true": keys[classes[t]], "predicted": keys[classes[p]], "count": int(off[t, p]),
+         "fraction_of_true": float(normalised[t, p])}
         for t, p in zip(*np.unravel_index(order, off.shape)) if off[t, p] > 0
     ]
     wrong = np.flatnonzero(~correct)
@@ -146,7 +152,7 @@ def error_analysis(
     result: dict[str, Any] = {
         "n_windows": len(y),
         "accuracy": float(correct.mean()),
-        "class_keys": keys,
+        "class_keys": [keys[c] for c in classes],
         "confusion": {"counts": counts.tolist(), "normalised": normalised.tolist()},
         "confused_pairs": pairs,
         "misclassified": {"total": int(wrong.size), "windows": windows},

@@ -54,11 +54,12 @@ def roc_analysis(
 ) -> dict[str, Any]:
     """One-vs-rest ROC per class, micro and macro averages, and the AUC of each (JSON-safe).
 
-    A class with no positive (or no negative) window in ``labels`` has no ROC curve: its
-    AUC is ``None`` and it is left out of the macro average (listed in ``skipped``). The
-    micro average pools every (window, class) decision; the macro curve is the mean of the
-    per-class TPRs interpolated on the union of their FPRs, and ``macro_auc`` the mean of
-    the per-class AUCs (both as scikit-learn documents them).
+    Only the classes present in ``labels`` have a curve (a 3-class dataset gives 3, whatever
+    the model's output count); the others are listed in ``skipped``. The micro average pools
+    every (window, present class) decision, so the columns of absent classes, all negatives,
+    cannot inflate it; the macro curve is the mean of the per-class TPRs interpolated on the
+    union of their FPRs, and ``macro_auc`` the mean of the per-class AUCs (both as
+    scikit-learn documents them).
 
     Returns:
         ``{"classes": {key: {"auc", "fpr", "tpr", "support"}}, "micro": {...},
@@ -73,24 +74,22 @@ def roc_analysis(
     probs, y = check_predictions(probabilities, labels, len(keys))
     if np.unique(y).size < 2:
         raise InvalidInput("ROC needs windows of at least two classes in the labels")
-    onehot = np.eye(len(keys), dtype=np.int64)[y]
+    present = sorted(set(y.tolist()))
+    onehot = np.eye(len(keys), dtype=np.int64)[y][:, present]
+    probs = probs[:, present]
     classes: dict[str, Any] = {}
     curves: list[tuple[np.ndarray, np.ndarray]] = []
-    skipped: list[str] = []
-    for index, key in enumerate(keys):
-        support = int(onehot[:, index].sum())
-        if support in (0, len(y)):
-            skipped.append(key)
-            classes[key] = {"auc": None, "fpr": [], "tpr": [], "support": support}
-            continue
-        fpr, tpr, _ = roc_curve(onehot[:, index], probs[:, index])
+    for column, index in enumerate(present):
+        fpr, tpr, _ = roc_curve(onehot[:, column], probs[:, column])
         curves.append((fpr, tpr))
-        classes[key] = {"auc": float(auc(fpr, tpr)), **_thin(fpr, tpr, max_points), "support": support}
+        classes[keys[index]] = {"auc": float(auc(fpr, tpr)), **_thin(fpr, tpr, max_points),
+                                "support": int(onehot[:, column].sum())}
+    skipped = [key for index, key in enumerate(keys) if index not in set(present)]
 
     micro_fpr, micro_tpr, _ = roc_curve(onehot.ravel(), probs.ravel())
     grid = np.unique(np.concatenate([fpr for fpr, _ in curves]))
     mean_tpr = np.mean([np.interp(grid, fpr, tpr) for fpr, tpr in curves], axis=0)
-    aucs = [classes[key]["auc"] for key in keys if classes[key]["auc"] is not None]
+    aucs = [curve["auc"] for curve in classes.values()]
     return {
         "classes": classes,
         "micro": {"auc": float(auc(micro_fpr, micro_tpr)), **_thin(micro_fpr, micro_tpr, max_points)},

@@ -1,5 +1,9 @@
 """What an HPO campaign searches and how: base model, space, method, trials, metric.
 
+Every model key but ``nas_net`` can be tuned: deep ones train each trial, classical ones
+(``rf``, ``svm``, ``gbm``) fit each trial on the 36 features, a cheap trial fanned out the
+same way. ``space`` is optional: a key's default comes from ``pipeline.hpo.defaults``.
+
 ``parse_campaign`` checks the shape; ``check_campaign`` then checks the space, the base
 model arguments and training options against the model and ``TrainingConfig``. A producer
 runs both when it sends (``build=False``: no torch); the worker runs them again with every
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import InvalidInput
+from pipeline.hpo.defaults import default_space
 from pipeline.hpo.space import SearchSpace, parse_space
 from pipeline.training.config import TrainingConfig
 
@@ -21,7 +26,10 @@ __all__ = ["DIRECTIONS", "METHODS", "METRICS", "CampaignSpec", "check_campaign",
 
 METHODS = ("bayesian", "random", "grid", "hyperband")
 # Each metric is read on the validation split; its natural direction is the default.
-METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
+METRICS = {"val_accuracy": "maximize", "val_loss": "minimize", "val_f1_macro": "maximize"}
+# Hyperband prunes on a value reported each epoch: macro F1 is measured once, at the end.
+_PER_EPOCH_METRICS = ("val_accuracy", "val_loss")
+_CLASSICAL_KEYS = ("rf", "svm", "gbm")
 DIRECTIONS = ("maximize", "minimize")
 MAX_TRIALS = 10_000
 # Fixed by the data (num_classes) or by the search itself (hyperband's budget is epochs).
@@ -49,9 +57,14 @@ class CampaignSpec:
         return {**self.model_args, **model}, {**self.training, **training}
 
     @property
+    def classical(self) -> bool:
+        """True when trials fit a classical model on the features (no epochs, no training options)."""
+        return self.model_key in _CLASSICAL_KEYS
+
+    @property
     def epochs(self) -> int:
-        """Epochs each trial trains for (hyperband's maximum resource)."""
-        return TrainingConfig.from_dict(self.training).epochs
+        """Epochs each trial trains for (hyperband's maximum resource; 1 for a classical fit)."""
+        return 1 if self.classical else TrainingConfig.from_dict(self.training).epochs
 
     def to_dict(self) -> dict[str, Any]:
         """Return the spec as JSON."""
@@ -77,14 +90,15 @@ def parse_campaign(raw: dict[str, Any]) -> CampaignSpec:
 
     Raises:
         InvalidInput: unknown method or metric, zero or too many trials, parallelism < 1,
-            a bad search space, or a grid with fewer points than trials.
+            a bad search space, or a grid with fewer points than trials; hyperband for a
+            classical model or on macro F1; training options for a classical model.
     """
     known = {f.name for f in dataclasses.fields(CampaignSpec)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise InvalidInput(f"unknown campaign field(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
     if not isinstance(raw.get("model_key"), str) or not raw["model_key"]:
-        raise InvalidInput("model_key must name a deep model")
+        raise InvalidInput("model_key must name a model")
     method = _choice("method", raw.get("method", "bayesian"), METHODS)
     metric = _choice("metric", raw.get("metric", "val_accuracy"), tuple(METRICS))
     direction = _choice("direction", raw.get("direction") or METRICS[metric], DIRECTIONS)
@@ -94,7 +108,14 @@ def parse_campaign(raw: dict[str, Any]) -> CampaignSpec:
     for name in ("model_args", "training"):
         if not isinstance(raw.get(name, {}), dict):
             raise InvalidInput(f"{name} must be an object, got {raw[name]!r}")
-    space = parse_space(raw.get("space"))
+    space = parse_space(raw["space"] if raw.get("space") is not None else default_space(raw["model_key"]))
+    classical = raw["model_key"] in _CLASSICAL_KEYS
+    if method == "hyperband" and (classical or metric not in _PER_EPOCH_METRICS):
+        why = f"{raw['model_key']!r} fits in one step" if classical else f"{metric!r} is measured once, at the end"
+        raise InvalidInput(f"method 'hyperband' prunes trials epoch by epoch, but {why}; choose another method")
+    if classical and raw.get("training"):
+        raise InvalidInput(f"training options apply to deep models only; {raw['model_key']!r} takes none, "
+                           f"got {sorted(raw['training'])}")
     searched = _NOT_SEARCHED | ({"epochs"} if method == "hyperband" else set())
     for name in space.names:
         if name in searched:
@@ -115,7 +136,7 @@ def _resolve_targets(spec: CampaignSpec) -> SearchSpace:
     from pipeline.models.arguments import ARGUMENTS
 
     model_names = set(ARGUMENTS[spec.model_key])
-    training_names = {f.name for f in dataclasses.fields(TrainingConfig)}
+    training_names = set() if spec.classical else {f.name for f in dataclasses.fields(TrainingConfig)}
     targets = {}
     for param in spec.space.params:
         if param.target is not None:
@@ -144,22 +165,23 @@ def check_campaign(spec: CampaignSpec, *, build: bool = True) -> CampaignSpec:
     ``build=False`` checks arguments against their declarations only (no model is built).
 
     Raises:
-        InvalidInput: not a deep model, a parameter neither the model nor training takes,
-            base arguments refused, or a bound of the space refused.
+        InvalidInput: a key HPO does not tune, a parameter neither the model nor training
+            takes, base arguments refused, or a bound of the space refused.
     """
-    from pipeline.models.registry import DEEP_KEYS, validate_model_args
+    from pipeline.models.registry import validate_model_args
 
-    if spec.model_key not in DEEP_KEYS:
-        raise InvalidInput(f"HPO searches deep models; {spec.model_key!r} is not one of {', '.join(DEEP_KEYS)}")
+    default_space(spec.model_key)  # names every key HPO tunes, and why nas_net is not one
     spec = dataclasses.replace(spec, space=_resolve_targets(spec))
     validate_model_args(spec.model_key, spec.model_args, build=build)
-    TrainingConfig.from_dict(spec.training)
+    if not spec.classical:
+        TrainingConfig.from_dict(spec.training)
     for param in spec.space.params:
         for value in param.extremes():
             model, training = spec.trial_arguments({param.name: value})
             try:
                 validate_model_args(spec.model_key, model, build=build)
-                TrainingConfig.from_dict(training)
+                if not spec.classical:
+                    TrainingConfig.from_dict(training)
             except InvalidInput as exc:
                 raise InvalidInput(f"parameter {param.name!r} = {value!r} is refused: {exc}") from None
     return spec

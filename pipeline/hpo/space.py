@@ -28,7 +28,8 @@ __all__ = ["KINDS", "MAX_GRID_POINTS", "TARGETS", "ParamSpec", "SearchSpace", "p
 KINDS = ("float", "int", "categorical")
 TARGETS = ("model", "training")
 MAX_GRID_POINTS = 10_000
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+# Mixed case: scikit-learn names some arguments so (the SVM's C).
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _KEYS = {"type", "low", "high", "log", "step", "choices", "target"}
 Scalar = str | int | float | bool | None
 
@@ -124,7 +125,7 @@ def _number(name: str, key: str, value: Any, integer: bool) -> float | int:
 
 def _parse_param(name: str, raw: Any) -> ParamSpec:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidInput(f"parameter name {name!r} must be a lower-case identifier")
+        raise InvalidInput(f"parameter name {name!r} must be an identifier")
     if not isinstance(raw, Mapping):
         raise InvalidInput(f"parameter {name!r} must be an object with a 'type', got {raw!r}")
     unknown = sorted(set(raw) - _KEYS)

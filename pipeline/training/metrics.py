@@ -19,6 +19,7 @@ __all__ = [
     "TrainingResult",
     "evaluate_predictions",
     "json_safe",
+    "present_classes",
     "record_vote",
     "save_predictions",
 ]
@@ -84,9 +85,9 @@ class TrainingResult:
 class TestMetrics:
     """Window- and record-level results on the test split (all plain Python values).
 
-    ``per_class_accuracy`` maps each class key to its window recall, or ``None`` where the
-    test split has no window of that class. Confusion matrices are rows = true, columns =
-    predicted, over every class index.
+    Per-class tables are sized to the classes present (``present_classes``): ``class_keys``
+    names them, in index order; ``per_class_accuracy`` maps each to its window recall.
+    Confusion matrices are rows = true, columns = predicted, over ``class_keys``.
     """
 
     window_accuracy: float
@@ -95,6 +96,7 @@ class TestMetrics:
     recall_macro: float
     f1_macro: float
     per_class_accuracy: dict[str, float | None]
+    class_keys: list[str]
     confusion_matrix: list[list[int]]
     record_confusion_matrix: list[list[int]]
     n_windows: int
@@ -103,6 +105,18 @@ class TestMetrics:
     def to_dict(self) -> dict[str, Any]:
         """Return the metrics as a JSON-safe dict."""
         return json_safe(dataclasses.asdict(self))
+
+
+def present_classes(labels: np.ndarray, predictions: np.ndarray | None = None) -> list[int]:
+    """The class indices that a per-class table covers: those in ``labels`` and in ``predictions``.
+
+    A 3-class dataset gives 3 rows, not one per class the model could name; a class the model
+    predicts but the data lacks is kept, so a wrong prediction never drops out of a table.
+    """
+    found = set(np.asarray(labels).tolist())
+    if predictions is not None:
+        found |= set(np.asarray(predictions).tolist())
+    return sorted(int(c) for c in found)
 
 
 def record_vote(
@@ -132,19 +146,20 @@ def evaluate_predictions(
     """Score window probabilities ``[n, C]`` against ``labels`` [n], grouped by ``record_ids``."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-    classes = list(range(len(class_keys)))
     predictions = probabilities.argmax(axis=1)
     precision, recall, f1, _ = precision_recall_fscore_support(
         labels, predictions, labels=sorted(set(labels.tolist())), average="macro", zero_division=0
     )
+    _, record_labels, record_probs = record_vote(probabilities, labels, record_ids)
+    record_predictions = record_probs.argmax(axis=1)
+    # One class set for both matrices, so window and record tables line up row for row.
+    classes = present_classes(labels, np.concatenate([predictions, record_predictions]))
     matrix = confusion_matrix(labels, predictions, labels=classes)
     support = matrix.sum(axis=1)
     per_class = {
-        key: (float(matrix[i, i] / support[i]) if support[i] else None)
-        for i, key in enumerate(class_keys)
+        class_keys[c]: (float(matrix[i, i] / support[i]) if support[i] else None)
+        for i, c in enumerate(classes)
     }
-    _, record_labels, record_probs = record_vote(probabilities, labels, record_ids)
-    record_predictions = record_probs.argmax(axis=1)
     return TestMetrics(
         window_accuracy=float(accuracy_score(labels, predictions)),
         record_accuracy=float(accuracy_score(record_labels, record_predictions)),
@@ -152,6 +167,7 @@ def evaluate_predictions(
         recall_macro=float(recall),
         f1_macro=float(f1),
         per_class_accuracy=per_class,
+        class_keys=[class_keys[c] for c in classes],
         confusion_matrix=matrix.tolist(),
         record_confusion_matrix=confusion_matrix(
             record_labels, record_predictions, labels=classes

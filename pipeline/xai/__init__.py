@@ -10,7 +10,10 @@ Importing the package is cheap: every name below is loaded from its module on fi
 - ``storage``: ``save_explanation`` / ``load_explanation`` (compressed ``.npz``);
 - ``plots``: ``plot_explanation``, ``plot_class_mean_attribution``,
   ``mean_abs_attribution_by_class``;
-- ``cache``: ``get_model`` (per-process LRU of loaded models).
+- ``cache``: ``get_model`` (per-process LRU of loaded models);
+- ``selection``: ``stratified_records`` (which records of a split a batch explains);
+- ``record``: ``explain_record`` (a whole record: window attributions stitched on one axis);
+- ``activations``: ``activation_maps`` and their ``.npz`` and plot (per-layer activations).
 """
 
 from __future__ import annotations
@@ -34,23 +37,35 @@ _EXPORTS = {
     "mean_abs_attribution_by_class": "plots",
     "LoadedModel": "cache",
     "get_model": "cache",
+    "stratified_records": "selection",
+    "explain_record": "record",
+    "ActivationMaps": "activations",
+    "activation_maps": "activations",
+    "plot_activation_maps": "activations",
+    "save_activation_maps": "activations",
 }
 
 __all__ = [
     "METHODS",
+    "ActivationMaps",
     "Attribution",
     "Explanation",
     "LoadedModel",
     "MethodSpec",
     "Param",
+    "activation_maps",
     "explain",
+    "explain_record",
     "get_model",
     "load_explanation",
     "mean_abs_attribution_by_class",
     "params_digest",
+    "plot_activation_maps",
     "plot_class_mean_attribution",
     "plot_explanation",
+    "save_activation_maps",
     "save_explanation",
+    "stratified_records",
     "validate_method_params",
 ]
 

@@ -110,7 +110,8 @@ def _deep(
     if method == "shap":
         bg = background if background is not None else np.zeros((1, x.size), np.float32)
         attribution = deep.shap_gradient(
-            model, x, target, bg, p["n_samples"], p["batch_size"], p["seed"], progress, should_stop
+            model, x, target, bg, p["n_samples"], p["batch_size"], p["seed"], p["tolerance"],
+            p["max_samples"], progress, should_stop,
         )
         attribution.extra["background"] = "training windows" if background is not None else "zeros"
     elif method == "integrated_gradients":
@@ -267,6 +268,8 @@ def explain(
     started = time.perf_counter()
     x = _check_window(window)
     p = validate_method_params(method, params, model_key=model_key, signal_length=x.size)
+    if method == "activations":
+        raise InvalidInput("'activations' draws activation maps, not attributions: use activation_maps")
     size = p.get("background_size", 100)
     bg = _check_background(background, x.size, size, p.get("seed", 0))
     check_stop(should_stop)

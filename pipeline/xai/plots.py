@@ -19,7 +19,7 @@ from pipeline.domain import CLASS_KEYS, FS
 from pipeline.errors import InvalidInput
 from pipeline.xai.result import Explanation
 
-__all__ = ["mean_abs_attribution_by_class", "plot_class_mean_attribution", "plot_explanation"]
+__all__ = ["mean_abs_attribution_by_class", "plot_class_mean_attribution", "plot_explanation", "save_figure"]
 
 _MAX_COLUMNS = 256  # time bins of the class heat map: one 1 s window -> 80-sample bins
 # Columns a signal figure draws its traces with: about two per pixel of its axes (1,000 px
@@ -52,7 +52,8 @@ def _strongest(values: np.ndarray, bins: int) -> np.ndarray:
     return np.where(np.abs(highs) >= np.abs(lows), highs, lows)
 
 
-def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
+def save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
+    """Render ``figure`` on an Agg canvas and write it as a PNG at ``path``, atomically."""
     target = Path(path)
     FigureCanvasAgg(figure)
     with atomic_path(target) as tmp:
@@ -93,6 +94,9 @@ def _signal_figure(figure: Figure, window: np.ndarray, e: Explanation, fs: float
     bottom.axhline(0.0, color="grey", linewidth=0.5)
     for segment in e.summary.get("top_segments", []):
         bottom.axvspan(segment["start"] / fs, segment["end"] / fs, color="gold", alpha=0.3)
+    for edge in e.extra.get("window_edges", [])[1:]:  # a stitched record: where each window begins
+        for ax in (top, bottom):
+            ax.axvline(edge / fs, color="grey", linewidth=0.8, linestyle="--")
     bottom.set_ylabel("attribution")
     bottom.set_xlabel("time (s)")
 
@@ -145,7 +149,7 @@ def plot_explanation(
         f"{e.method} · predicted {_label(e.predicted_class, class_keys)} ({e.confidence:.0%}) · "
         f"explained {_label(e.target_class, class_keys)}"
     )
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def mean_abs_attribution_by_class(
@@ -215,4 +219,4 @@ def plot_class_mean_attribution(
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_title("mean |attribution| per class (each row scaled to its maximum)")
     figure.colorbar(image, ax=ax, fraction=0.02)
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -62,13 +62,22 @@ _OFF = Param(
 METHODS: dict[str, MethodSpec] = {
     "shap": MethodSpec(
         "shap",
-        "deep: shap.GradientExplainer (expected gradients) over a background of training "
-        "windows; classical: TreeExplainer on tree ensembles, else KernelExplainer",
+        "deep: expected gradients (shap.GradientExplainer's estimand, stratified) over a "
+        "background of training windows, repeated until additive within a tolerance; "
+        "classical: TreeExplainer on tree ensembles, else KernelExplainer",
         deep=True,
         classical=True,
         params={
             "background_size": _BACKGROUND,
-            "n_samples": _int(200, 1, 100_000, "gradient samples (deep) or kernel samples"),
+            "n_samples": _int(200, 1, 100_000, "gradient samples a pass (deep) or kernel samples"),
+            "tolerance": Param(
+                float,
+                0.05,
+                0.0,
+                1.0,
+                help="deep: repeat passes until |f(x) - base - sum| / |f(x) - base| is at most this",
+            ),
+            "max_samples": _int(3000, 1, 100_000, "deep: gradient samples over all passes at most"),
             "batch_size": _BATCH,
             "summary_segments": _SUMMARY_SEGMENTS,
             "top_k": _TOP_K,
@@ -133,6 +142,17 @@ METHODS: dict[str, MethodSpec] = {
             "batch_size": _BATCH,
             "top_k": _TOP_K,
             "seed": _SEED,
+        },
+    ),
+    "activations": MethodSpec(
+        "activations",
+        "activation maps: the output of every Conv1d (or of those named) for the signal, one "
+        "heat map per layer; no class is explained",
+        deep=True,
+        classical=False,
+        params={
+            "layers": Param(str, "", help="comma-separated Conv1d module names; empty: every Conv1d"),
+            "max_channels": _int(16, 1, 1024, "channels drawn per layer (the most active)"),
         },
     ),
 }

@@ -49,7 +49,7 @@ def test_onnx_export_matches_torch_for_each_deep_model(key, exported, checkpoint
 
 def test_default_opset_is_the_dynamo_exporters_own() -> None:
     assert resolve_opset(None) == DEFAULT_OPSET == 20
-    assert (MIN_OPSET, MAX_OPSET) == (14, 23)
+    assert (MIN_OPSET, MAX_OPSET) == (13, 23)
 
 
 def test_opset_17_is_written_by_the_torchscript_exporter(checkpoints, val, tmp_path) -> None:
@@ -61,7 +61,19 @@ def test_opset_17_is_written_by_the_torchscript_exporter(checkpoints, val, tmp_p
     assert versions[""] == 17
 
 
-@pytest.mark.parametrize("opset", [7, 13, 24, 99, "20", 17.0, True])
+def test_opset_13_is_exported_and_the_transformer_is_refused_with_the_missing_operator(checkpoints, val, tmp_path):
+    result = export_onnx(checkpoints["cnn1d"], tmp_path / "c13.onnx", val[0], opset=13)
+    assert result.opset == 13 and result.exporter == "torchscript" and result.max_abs_diff <= 1e-4
+    with pytest.raises(ConversionError, match="scaled_dot_product_attention"):
+        export_onnx(checkpoints["signal_transformer"], tmp_path / "t13.onnx", val[0], opset=13)
+
+
+def test_an_opset_below_13_is_refused_with_the_reason(val, tmp_path) -> None:
+    with pytest.raises(InvalidInput, match=r"unsupported opset 11: .*per-channel scales .*axis from opset 13"):
+        export_onnx(tmp_path / "missing.pt", tmp_path / "m.onnx", val[0], opset=11)
+
+
+@pytest.mark.parametrize("opset", [7, 12, 24, 99, "20", 17.0, True])
 def test_unsupported_opset_is_refused_before_anything_is_loaded(opset, val, tmp_path) -> None:
     # Given a checkpoint path that does not exist: the opset must be refused first.
     with pytest.raises(InvalidInput, match="opset"):

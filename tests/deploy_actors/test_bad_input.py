@@ -15,7 +15,9 @@ from actors.platform.jobs import wait_for_job
 
 
 @pytest.mark.parametrize(("actor", "kwargs", "problem"), [
-    (export_onnx, {"experiment_id": "e", "opset": 13}, "opset"),
+    (export_onnx, {"experiment_id": "e", "opset": 12}, "per-channel scales"),
+    (deploy_experiment, {"experiment_id": "e", "options": {"benchmark": {"model_types": ["onnx_int4"]}}},
+     "model_types"),
     (export_onnx, {"experiment_id": "e", "opset": 24}, "opset"),
     (deploy_experiment, {"experiment_id": "e", "options": {"export": {"opset": 99}}}, "options.export.opset"),
     (optimize_model, {"experiment_id": "e", "amount": 0.96}, "amount"),
@@ -37,6 +39,7 @@ def test_the_payload_limits_are_the_pipeline_limits():
     from pipeline.deploy import export, optimize
 
     assert (deploy.MIN_OPSET, deploy.MAX_OPSET) == (export.MIN_OPSET, export.MAX_OPSET)
+    assert deploy.OPSET_FLOOR_REASON == export.OPSET_FLOOR_REASON
     assert deploy.MAX_PRUNE_AMOUNT == optimize.MAX_PRUNE_AMOUNT
     methods = typing.get_args(deploy.OptimizeOptions.model_fields["prune_method"].annotation)
     assert set(typing.get_args(methods[0])) == set(optimize.PRUNE_METHODS)

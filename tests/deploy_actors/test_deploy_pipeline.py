@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from actors.deploy import deploy_experiment, export_onnx, quantize_model
+from actors.deploy import benchmark_models, deploy_experiment, export_onnx, quantize_model
 from actors.platform.errors import JobNotFound
 from actors.platform.jobs import get_job, wait_for_job
 from actors.store.deployments import STAGES, get_deployment
@@ -181,3 +181,39 @@ def test_quantize_alone_on_an_experiment_with_its_defaults_makes_a_working_int8_
     logits = session.run(None, {session.get_inputs()[0].name: windows[:, None, :].astype(np.float32)})[0]
     assert logits.shape == (2, 11) and np.isfinite(logits).all()
     assert any(t.data_type == onnx.TensorProto.INT8 for t in onnx.load(int8["path"]).graph.initializer)
+
+
+def test_opset_13_exports_quantizes_and_a_benchmark_measures_only_the_chosen_variants(workers, experiment, database):
+    import onnx
+
+    export = _run(export_onnx, experiment_id=experiment["experiment_id"], opset=13)
+    assert export.state == "succeeded", (export.error_type, export.error_message)
+    assert export.result["result"]["opset"] == 13 and export.result["result"]["exporter"] == "torchscript"
+    deployment_id = export.result["deployment_id"]
+    onnx_path = next(v["path"] for v in get_deployment(database, deployment_id)["variants"] if v["name"] == "onnx_fp32")
+    assert {o.domain: o.version for o in onnx.load(onnx_path).opset_import}[""] == 13
+    # Per-channel static INT8 needs opset 13 (an axis on its QDQ nodes): it is made from this export.
+    quantized = _run(quantize_model, deployment_id=deployment_id, methods=["static_int8", "fp16"],
+                     calibration_windows=16)
+    assert quantized.state == "succeeded", (quantized.error_type, quantized.error_message)
+
+    bench = _run(benchmark_models, deployment_id=deployment_id, model_types=["onnx_static_int8"],
+                 batch_sizes=[1], warmup=1, runs=2)
+    assert bench.state == "succeeded", (bench.error_type, bench.error_message)
+    table = get_deployment(database, deployment_id)["benchmark"]
+    # The chosen variant, after the FP32 original every agreement is judged against; fp16 is left out.
+    assert [v["name"] for v in table["variants"]] == ["torch_fp32", "onnx_static_int8"]
+
+
+def test_a_benchmark_of_a_variant_the_deployment_lacks_and_an_opset_below_13_are_refused(workers, experiment):
+    from actors.platform.errors import PayloadInvalid
+
+    with pytest.raises(PayloadInvalid, match="per-channel scales"):
+        export_onnx.send(experiment_id=experiment["experiment_id"], opset=12)
+    export = _run(export_onnx, experiment_id=experiment["experiment_id"], opset=14)
+    assert export.state == "succeeded", (export.error_type, export.error_message)
+    refused = _run(benchmark_models, deployment_id=export.result["deployment_id"], model_types=["onnx_fp16"],
+                   batch_sizes=[1], warmup=0, runs=1)
+    assert (refused.state, refused.error_type, refused.attempts) == ("failed", "InvalidInput", 1)
+    assert "model_types ['onnx_fp16'] are not variants of this deployment; it has torch_fp32, onnx_fp32" in (
+        refused.error_message)

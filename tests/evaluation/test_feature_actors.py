@@ -80,6 +80,18 @@ def test_a_recorded_feature_set_is_reused_not_extracted_again(extracted, tiny_da
     assert Path(first["path"]).stat().st_mtime_ns == stamp
 
 
+def test_the_old_domain_all_is_an_alias_of_every_domain_and_one_domain_name_of_that_domain(extracted, tiny_dataset):
+    _, first = extracted
+    alias = _result(extract_features.send(dataset_id=tiny_dataset["dataset_id"], domain="all"))
+    assert alias["reused"] and alias["feature_set_id"] == first["feature_set_id"]
+    one = _result(extract_features.send(dataset_id=tiny_dataset["dataset_id"], domain="time"))
+    assert one["feature_set_id"].endswith("-time") and one["n_features"] == len(feature_names(["time"]))
+    with pytest.raises(PayloadInvalid, match="'domains' or its alias 'domain', not both"):
+        extract_features.send(dataset_id=tiny_dataset["dataset_id"], domain="all", domains=["time"])
+    with pytest.raises(PayloadInvalid, match="unknown"):
+        extract_features.send(dataset_id=tiny_dataset["dataset_id"], domain="spectral")
+
+
 def test_large_datasets_fan_out_in_record_shards_and_merge_to_the_same_features(workers, database, tiny_dataset):
     copy = copy_dataset(database, tiny_dataset, "ds-eval-sharded")
     message = extract_features.send(dataset_id=copy["dataset_id"], records_per_shard=2)

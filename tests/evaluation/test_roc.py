@@ -32,12 +32,20 @@ def test_roc_of_a_constant_classifier_gives_auc_one_half():
     assert result["micro_auc"] == pytest.approx(0.5) and result["macro_auc"] == pytest.approx(0.5)
 
 
-def test_classes_absent_from_the_labels_are_skipped_not_averaged():
+def test_classes_absent_from_the_labels_have_no_curve_and_are_not_averaged():
     rng = np.random.default_rng(0)
     result = roc_analysis(rng.dirichlet(np.ones(len(CLASS_KEYS)), LABELS.size), LABELS, CLASS_KEYS)
-    assert len(result["skipped"]) == len(CLASS_KEYS) - 3
-    assert all(result["classes"][key]["fpr"] == [] for key in result["skipped"])
+    assert list(result["classes"]) == [CLASS_KEYS[0], CLASS_KEYS[3], CLASS_KEYS[7]]
+    assert len(result["skipped"]) == len(CLASS_KEYS) - 3 and not set(result["skipped"]) & set(result["classes"])
     assert result["macro_auc"] == pytest.approx(np.mean(list(_present(result).values())))
+
+
+def test_absent_classes_scored_high_do_not_change_the_micro_average():
+    # Given a model that puts mass on a class the data lacks, the micro average only pools present classes.
+    probabilities = np.eye(len(CLASS_KEYS))[LABELS] * 0.5
+    probabilities[:, 5] = 0.5
+    result = roc_analysis(probabilities, LABELS, CLASS_KEYS)
+    assert result["micro_auc"] == 1.0 and CLASS_KEYS[5] in result["skipped"]
 
 
 def test_roc_result_is_plain_json_with_curves_from_0_to_1():

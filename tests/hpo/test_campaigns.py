@@ -148,3 +148,43 @@ def test_a_space_the_model_refuses_is_refused_before_any_trial_is_sent(workers, 
     assert "'dropout' = 1.5 is refused" in job.error_message
     with pytest.raises(RecordNotFound):
         campaign_status(campaign_id)  # no record, so no study and no wave
+
+
+@pytest.mark.parametrize(("model_key", "metric", "space"), [
+    ("rf", "val_f1_macro", None),  # the default space
+    ("svm", "val_loss", {"C": {"type": "float", "low": 0.5, "high": 50.0, "log": True},
+                         "calibration_folds": {"type": "categorical", "choices": [2, 3]}}),
+])
+def test_a_classical_campaign_fits_cheap_trials_on_the_features_and_tests_only_its_best(
+    workers, database, hpo_dataset, model_key, metric, space,
+):
+    import numpy as np
+
+    from pipeline.hpo.trial import evaluate_on_test, validation_only
+    from pipeline.training import load_training_data
+
+    campaign_id = new_id(f"hpo-{model_key}")
+    spec = {"model_key": model_key, "metric": metric, "n_trials": 3, "parallelism": 3, "method": "random", "seed": 1,
+            **({"space": space} if space else {})}
+    message = run_hpo_campaign.send(campaign_id=campaign_id, dataset_id=hpo_dataset["dataset_id"], spec=spec)
+    assert wait_for_job(message.message_id, timeout_s=60).state == "succeeded"
+    view = wait_for_campaign(database, campaign_id, ("completed", "failed"), timeout=150)
+    assert view["status"] == "completed", (view, workers.log("gpu_training")[-3000:])
+    # Fanned out the same way: one wave of 3 trial jobs on gpu_training, each its own classical experiment.
+    assert view["counts"] == {"complete": 3} and len(view["fanout_ids"]) == 1
+    assert all(get_job(e["message_id"]).queue == "gpu_training" for e in view["trials"].values())
+    experiments = _experiments(database, campaign_id)
+    assert {e.model_key for e in experiments} == {model_key}
+    assert all(e.status == "completed" and e.model_path.endswith("model.skops") for e in experiments)
+    assert {e.id: e.metrics is not None for e in experiments} == {e.id: e.id == view["best"]["experiment_id"]
+                                                                  for e in experiments}
+    # The study optimised the chosen metric on the validation split: the best trial's value is that metric of its model.
+    best = next(e for e in experiments if e.id == view["best"]["experiment_id"])
+    data = load_training_data(hpo_dataset["path"])
+    scored = evaluate_on_test(best.model_path, validation_only(data), model_key=model_key, sha256=best.model_sha256)
+    expected = scored["f1_macro"] if metric == "val_f1_macro" else scored["loss"]
+    assert view["best_value"] == pytest.approx(expected, rel=1e-6)
+    values = [e["value"] for e in view["trials"].values()]
+    assert view["best_value"] == (max(values) if metric == "val_f1_macro" else min(values))
+    assert view["best"]["test"]["window_accuracy"] == best.metrics["window_accuracy"]
+    assert np.isfinite(view["best"]["test"]["loss"])

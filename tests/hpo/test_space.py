@@ -25,10 +25,26 @@ from tests.hpo.conftest import hpo_spec
     ({"method": "grid", "n_trials": 5, "space": {"kernel_size": {"type": "categorical", "choices": [3, 5]}}},
      r"grid has 2 points, fewer than n_trials=5"),
     ({"method": "hyperband", "space": {"epochs": {"type": "int", "low": 1, "high": 5}}}, r"'epochs' cannot be searched"),
+    ({"method": "hyperband", "metric": "val_f1_macro"}, r"'val_f1_macro' is measured once, at the end"),
+    ({"model_key": "rf", "space": None, "model_args": {}, "method": "hyperband"}, r"'rf' fits in one step"),
+    ({"model_key": "svm", "space": None, "model_args": {}}, r"training options apply to deep models only; 'svm'"),
+    ({"model_key": "nas_net", "space": None}, r"does not tune 'nas_net': its arguments are its architecture"),
+    ({"model_key": "xgboost", "space": None}, r"unknown model_key 'xgboost'; HPO tunes cnn1d, .*, rf, svm, gbm"),
+    ({"metric": "f1_score"}, r"metric must be one of val_accuracy, val_loss, val_f1_macro"),
 ])
 def test_bad_campaign_is_refused_with_a_message_naming_the_problem(change, message):
     with pytest.raises(InvalidInput, match=message):
         parse_campaign(hpo_spec(**change))
+
+
+@pytest.mark.parametrize("model_key", ["cnn1d", "resnet18", "cnn_lstm", "attention_cnn", "signal_transformer",
+                                       "rf", "svm", "gbm"])
+def test_every_model_key_has_a_default_space_its_model_accepts_at_every_bound(model_key):
+    # Given a campaign that names only its model, when it is checked, then the default space is used and valid
+    spec = check_campaign(parse_campaign({"model_key": model_key}))
+    assert len(spec.space.params) >= 3 and spec.to_dict()["space"] == parse_campaign(spec.to_dict()).to_dict()["space"]
+    assert spec.classical == (model_key in ("rf", "svm", "gbm"))
+    assert all(p.target == "model" for p in spec.space.params) or not spec.classical
 
 
 def test_a_bad_spec_is_refused_when_it_is_sent(app):
@@ -61,8 +77,8 @@ def test_a_bound_the_model_or_training_refuses_is_named_before_any_trial():
     with pytest.raises(InvalidInput, match=r"'lr' is not a model option"):
         check_campaign(parse_campaign(hpo_spec(space={"lr": {"type": "float", "low": 1e-3, "high": 1e-2,
                                                              "target": "model"}})))
-    with pytest.raises(InvalidInput, match=r"HPO searches deep models"):
-        check_campaign(parse_campaign(hpo_spec(model_key="rf")))
+    with pytest.raises(InvalidInput, match=r"HPO does not tune 'nas_net'"):
+        check_campaign(parse_campaign(hpo_spec(model_key="nas_net")))
 
 
 def test_each_method_uses_its_own_sampler_and_hyperband_prunes():

@@ -36,6 +36,34 @@ def test_a_trial_reports_each_epoch_and_scores_on_validation(data, tmp_path):
     assert outcome.result.test["n_windows"] == len(data.val)
 
 
+def test_a_deep_trial_on_macro_f1_scores_its_best_weights_on_validation_and_reports_no_epochs(data, tmp_path):
+    import optuna
+
+    from pipeline.hpo.trial import evaluate_on_test, run_trial, validation_only
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    outcome = run_trial(trial, "val_f1_macro", "cnn1d", TINY_MODEL, TINY_TRAINING, data, tmp_path)
+    # Macro F1 is measured once, on validation: no per-epoch value means nothing to prune on.
+    assert outcome.state == "complete" and study.trials[0].intermediate_values == {}
+    rescored = evaluate_on_test(outcome.result.model_path, validation_only(data))
+    assert outcome.value == pytest.approx(rescored["f1_macro"]) == pytest.approx(outcome.result.test["f1_macro"])
+
+
+def test_classical_trials_extract_each_split_once_per_process_and_score_on_validation(data, tmp_path):
+    from pipeline.hpo import trial as trials
+
+    first = trials.run_classical_trial("val_accuracy", "rf", {"n_estimators": 10}, data, "ds-t:1", tmp_path / "a")
+    cached = {key: array for key, array in trials._FEATURES.items() if key[0] == "ds-t:1"}
+    # train and val, once each (the trial's "test" split is val again); never the test split.
+    assert set(cached) == {("ds-t:1", "train"), ("ds-t:1", "val")}
+    second = trials.run_classical_trial("val_loss", "gbm", {"max_iter": 10}, data, "ds-t:1", tmp_path / "b")
+    # The second trial reused the very arrays: nothing was extracted again.
+    assert all(trials._FEATURES[key] is array for key, array in cached.items())
+    assert first.value == first.result.best_val_accuracy and first.result.test["n_windows"] == len(data.val)
+    assert second.value > 0 and second.result.model_path.endswith("model.skops")
+
+
 def test_hyperband_prunes_a_trial_that_reports_worse_than_its_bracket(data, tmp_path):
     import optuna
 

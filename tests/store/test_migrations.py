@@ -45,3 +45,20 @@ def test_schema_check_names_the_command_to_run_on_an_old_database(empty_database
     with pytest.raises(SchemaOutOfDate, match=r"at revision none, the code needs .*alembic upgrade head"):
         check_schema_at_head(Database(empty_database_url))
     assert head_revision()
+
+
+def _window_nullable(url: str) -> bool:
+    engine = create_engine(url)
+    try:
+        return next(c for c in inspect(engine).get_columns("explanations") if c["name"] == "window")["nullable"]
+    finally:
+        engine.dispose()
+
+
+def test_migration_0010_lets_an_explanation_name_a_whole_record_and_downgrades(empty_database_url):
+    _run(empty_database_url, "upgrade", "0009")
+    assert _window_nullable(empty_database_url) is False
+    _run(empty_database_url, "upgrade", "0010")
+    assert _window_nullable(empty_database_url) is True
+    _run(empty_database_url, "downgrade", "0009")
+    assert _window_nullable(empty_database_url) is False

@@ -82,6 +82,51 @@ def test_gradient_shap_is_additive_for_a_linear_model() -> None:
     assert np.allclose(e.attributions, weight * (window - background[0]), atol=1e-5)
 
 
+def test_gradient_shap_on_a_trained_cnn_records_its_delta_and_stays_within_the_default_tolerance(burst_model):
+    # Given a trained CNN, training-like background windows and the default sampling
+    background, _ = burst_windows(32, seed=5)
+    for window in _burst_examples():
+        e = explain(burst_model, "cnn1d", window, "shap", {"background_size": 32}, background=background)
+        with torch.no_grad():
+            f_x = float(burst_model(torch.from_numpy(window)[None, None])[0, e.target_class])
+        # Then base + sum(attributions) meets the logit within 5 %, and the result says by how much
+        relative = abs(f_x - e.extra["shap_base_value"] - e.attributions.sum()) / abs(f_x - e.extra["shap_base_value"])
+        assert e.extra["shap_relative_delta"] == pytest.approx(relative, rel=1e-4, abs=1e-9)
+        assert relative <= 0.05 and e.extra["shap_converged"] is True and "warning" not in e.extra
+
+
+def test_gradient_shap_estimates_what_shaps_gradient_explainer_estimates(burst_model) -> None:
+    import shap
+
+    # Given the same model, window and background, at many samples each
+    window = _burst_examples()[0]
+    background, _ = burst_windows(16, seed=6)
+    e = explain(burst_model, "cnn1d", window, "shap", {"background_size": 16, "n_samples": 1024, "tolerance": 0.0,
+                                                      "max_samples": 1024}, background=background)
+
+    class Target(nn.Module):
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return burst_model(t)[:, e.target_class : e.target_class + 1]
+
+    explainer = shap.GradientExplainer(Target(), torch.from_numpy(background)[:, None])
+    reference = np.asarray(explainer.shap_values(torch.from_numpy(window)[None, None], nsamples=4000, rseed=0))
+    reference = reference.reshape(-1)
+    # Then the two agree where the attributions are (shap's own noise aside) and ours is additive
+    strong = np.abs(reference) > 0.1 * np.abs(reference).max()
+    assert np.corrcoef(e.attributions[strong], reference[strong])[0, 1] > 0.9
+    assert e.attributions.sum() == pytest.approx(reference.sum(), rel=0.1)
+
+
+def test_gradient_shap_that_cannot_reach_its_tolerance_says_so_in_the_result(burst_model) -> None:
+    window = _burst_examples()[2]
+    background, _ = burst_windows(8, seed=7)
+    e = explain(burst_model, "cnn1d", window, "shap",
+                {"background_size": 8, "n_samples": 8, "max_samples": 8, "tolerance": 1e-9}, background=background)
+    assert e.extra["shap_converged"] is False and e.extra["shap_samples_total"] == 8
+    assert "additivity not reached" in e.extra["warning"] and "tolerance" in e.extra["warning"]
+    assert e.to_dict()["extra"]["warning"] == e.extra["warning"]  # it reaches the job's summary
+
+
 def test_kernel_shap_over_segments_is_additive(burst_model) -> None:
     window = _burst_examples()[0]
     e = explain(burst_model, "cnn1d", window, "kernel_shap", FAST["kernel_shap"])

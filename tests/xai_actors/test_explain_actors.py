@@ -191,3 +191,104 @@ def test_bad_requests_are_refused_at_once_and_never_retried(workers, experiment,
         job = wait_for_job(message.message_id, timeout_s=60)
         assert (job.state, job.error_type, job.attempts) == ("failed", "InvalidInput", 1), job.error_message
         assert reason in job.error_message
+
+
+def test_batch_selected_one_per_class_explains_a_record_of_every_class(workers, experiment, database):
+    from pipeline.datasets.hdf5 import read_labels
+
+    # Given a test split stored ordered by class, when a batch selects one record per class
+    select = {"dataset_id": experiment["dataset_id"], "split": "test", "per_class": 1, "window": 2}
+    _, job = _run(explain_batch, experiment_id=experiment["experiment_id"], select=select,
+                  method="integrated_gradients", params=IG)
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    batch = wait_until(lambda: (b := get_batch(database, job.result["batch_id"]))["status"] != "running" and b,
+                       timeout=120, what="the selected batch to be finalized")
+    # Then each of the dataset's 3 classes is explained once, not 3 records of the first class
+    labels = read_labels(experiment["dataset"]["path"], "test")
+    explained = [link["signal"] for link in batch["links"]]
+    assert sorted(labels[s["record"]] for s in explained) == sorted(set(labels.tolist())) and len(explained) == 3
+    assert all(s["window"] == 2 for s in explained) and (batch["done"], batch["failed"]) == (3, 0)
+
+
+def test_a_batch_with_both_signals_and_a_selection_is_refused_at_send(experiment):
+    from actors.platform.errors import PayloadInvalid
+
+    with pytest.raises(PayloadInvalid, match="either 'signals' or 'select'"):
+        explain_batch.send(experiment_id=experiment["experiment_id"], signals=[_signal(experiment, 0)],
+                           select={"dataset_id": experiment["dataset_id"]}, method="gradcam")
+
+
+def test_gradient_shap_on_a_worker_records_its_additivity_delta(workers, experiment):
+    from pipeline.xai import load_explanation
+
+    # Given the default sampling, when a worker explains a window with Gradient SHAP
+    signal = _signal(experiment, record=1, window=0)
+    _, job = _run(explain_signal, experiment_id=experiment["experiment_id"], signal=signal, method="shap",
+                  params={"background_size": 16})
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    extra = job.result["summary"]["extra"]
+    # Then the result carries the convergence delta, and it is what base + sum(attributions) misses by
+    stored = load_explanation(job.result["npz_path"])
+    logit = _direct(experiment, signal, "integrated_gradients", IG).extra["f_x"]
+    missed = abs(logit - extra["shap_base_value"] - stored.attributions.sum()) / abs(logit - extra["shap_base_value"])
+    assert extra["shap_relative_delta"] == pytest.approx(missed, rel=1e-3, abs=1e-4)
+    assert extra["shap_converged"] is True and extra["shap_relative_delta"] <= 0.05 and "warning" not in extra
+
+
+def test_a_whole_record_is_explained_on_a_worker_with_its_windows_stitched(workers, experiment, database):
+    from pipeline.xai import load_explanation
+
+    signal = {**_signal(experiment, record=2), "window": "all"}
+    _, job = _run(explain_signal, experiment_id=experiment["experiment_id"], signal=signal,
+                  method="integrated_gradients", params=IG)
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    result = job.result
+    assert result["signal"] == signal and get_explanation(database, result["explanation_id"]) == result
+    summary = result["summary"]
+    assert summary["length"] == 5 * WINDOW_LENGTH
+    assert summary["extra"]["window_edges"] == [i * WINDOW_LENGTH for i in range(5)]
+    # Every stretch is its window explained for the record's (voted) class.
+    stored = load_explanation(result["npz_path"]).attributions
+    for index in (0, 4):
+        alone = _direct_for_class(experiment, {**signal, "window": index}, summary["target_class"])
+        assert _close(stored[index * WINDOW_LENGTH:(index + 1) * WINDOW_LENGTH], alone)
+    assert Path(result["png_path"]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_activation_maps_of_a_window_on_a_worker(workers, experiment):
+    _, job = _run(explain_signal, experiment_id=experiment["experiment_id"], signal=_signal(experiment, record=0),
+                  method="activations", params={"max_channels": 4})
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    summary = job.result["summary"]
+    layers = summary["layers"]
+    assert summary["kind"] == "activations" and layers and all(layer["channels"] >= 1 for layer in layers)
+    with np.load(job.result["npz_path"], allow_pickle=False) as saved:
+        assert [saved[f"layer_{i}"].shape for i in range(len(layers))] == [(l["channels"], l["length"]) for l in layers]
+    assert Path(job.result["png_path"]).read_bytes()[:4] == b"\x89PNG"
+    # A whole record has no single activation map: refused when it is sent.
+    from actors.platform.errors import PayloadInvalid
+
+    with pytest.raises(PayloadInvalid, match="activation maps are drawn for one window"):
+        explain_signal.send(experiment_id=experiment["experiment_id"],
+                            signal={**_signal(experiment, record=0), "window": "all"}, method="activations")
+    # A layer the model lacks is refused by the worker at once, never retried, naming the layers it has.
+    _, refused = _run(explain_signal, experiment_id=experiment["experiment_id"], signal=_signal(experiment, record=1),
+                      method="activations", params={"layers": "no_such_layer"})
+    assert (refused.state, refused.error_type, refused.attempts) == ("failed", "MethodNotApplicable", 1)
+    assert "no_such_layer are not Conv1d layers of this model; Conv1d layers:" in refused.error_message
+
+
+def _direct_for_class(experiment: dict[str, Any], signal: dict[str, Any], target: int) -> np.ndarray:
+    """One window's Integrated Gradients for ``target``, computed here by the pipeline alone."""
+    from pipeline.datasets.hdf5 import read_split
+    from pipeline.training.checkpoint import load_checkpoint
+    from pipeline.xai import explain
+
+    model, meta = load_checkpoint(experiment["model_path"])
+    rows = read_split(experiment["dataset"]["path"], signal["split"], slice(signal["record"], signal["record"] + 1))
+    window = rows.signals[0].reshape(-1, WINDOW_LENGTH)[signal["window"]]
+    return explain(model, meta["model_key"], window, "integrated_gradients", IG, class_index=target).attributions
+
+
+def _close(stored: np.ndarray, expected: np.ndarray) -> bool:
+    return np.allclose(stored, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
