@@ -88,10 +88,11 @@ def dlq_purge(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Delete every dead-lettered message of QUEUE (asks first, unless --yes)."""
-    from actors.platform.dead_letters import dead_letter_counts, purge_dead_letters
+    from actors.platform.dead_letters import purge_dead_letters
+    from actors.platform.queue_depths import queue_depths
 
     broker = load_broker()
-    waiting = dead_letter_counts(broker.client, (queue,))[queue]
+    waiting = queue_depths(broker.client, (queue,))[0].dead
     if waiting and not yes:
         typer.confirm(f"delete {waiting} dead-lettered message(s) of {queue!r} for good?", abort=True)
     count = purge_dead_letters(broker.client, queue)
