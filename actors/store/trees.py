@@ -20,6 +20,7 @@ from sqlalchemy import String, select
 from actors.platform.errors import JobNotFound
 from actors.store.fanouts import FanoutStore
 from actors.store.jobs import JobStore, JobView, view_from_hash, view_from_row
+from actors.store.listings import RECORD_KINDS
 from actors.store.models import FINAL_JOB_STATES, Base, Job
 
 __all__ = ["ANNOUNCEMENT_QUEUES", "JobTree", "find_root", "read_tree"]
@@ -29,6 +30,9 @@ __all__ = ["ANNOUNCEMENT_QUEUES", "JobTree", "find_root", "read_tree"]
 ANNOUNCEMENT_QUEUES = frozenset({"notifications"})
 
 _FAILED_STATES = ("failed", "timed_out")
+
+# What a table's records are called ("explanation batch").
+_KIND_OF_TABLE = {kind.model.__tablename__: kind.what for kind in RECORD_KINDS.values()}
 
 
 @dataclass
@@ -124,7 +128,7 @@ def _domain_job(store: JobStore, record_id: str) -> tuple[str, str] | None:
                 continue
             job_id = session.execute(select(table.c.job_id).where(table.c.id == record_id)).scalar()
             if job_id:
-                return table.name.removesuffix("s"), job_id
+                return _KIND_OF_TABLE.get(table.name, table.name), job_id
     return None
 
 

@@ -9,7 +9,7 @@ from actors.campaigns import campaign_status
 from actors.hpo import run_hpo_campaign, stop_hpo_campaign
 from actors.platform.errors import RecordNotFound
 from actors.platform.fanout import get_fanout
-from actors.platform.jobs import get_job, wait_for_job
+from actors.platform.jobs import get_job, get_tree, wait_for_job
 from actors.store.experiments import Experiment, find_experiment
 from actors.store.models import Job
 from config.settings import get_settings
@@ -53,6 +53,14 @@ def test_a_campaign_fans_out_its_trials_in_waves_and_finalizes_each_wave_once(fi
     # The recorder writes finished jobs to the database: one callback per wave, never more.
     wait_until(lambda: len(_finalize_jobs(database, view["campaign_id"])) >= 2, timeout=30, what="finalize rows")
     assert len(_finalize_jobs(database, view["campaign_id"])) == 2
+
+
+def test_the_campaign_is_one_tree_of_its_waves_trials_and_finalizes(finished_campaign):
+    # The fixture's wait on the launcher returned only once this whole tree was final.
+    tree = get_tree(finished_campaign["campaign_id"])
+    work = [node.actor for node in tree.nodes if node.queue != "notifications"]
+    assert tree.root.actor == "run_hpo_campaign" and tree.final and tree.state == "succeeded"
+    assert work.count("run_hpo_trial") == 4 and work.count("finalize_hpo_campaign") == 2
 
 
 def test_the_best_trial_is_the_best_recorded_experiment_and_only_it_touches_the_test_split(finished_campaign, database, pg_url):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from actors.platform.errors import PayloadInvalid
-from actors.platform.jobs import get_job, wait_for_job
+from actors.platform.jobs import get_job, get_tree, wait_for_job
 from actors.store.explanations import get_batch, get_explanation
 from actors.store.notifications import list_inbox
 from actors.xai import explain_batch, explain_signal, explanation_batch
@@ -104,6 +104,13 @@ def test_batch_fans_out_over_both_processes_finalizes_once_and_survives_a_bad_me
                        what="the batch to be finalized")
     assert (batch["status"], batch["n_signals"], batch["done"], batch["failed"]) == ("completed", 7, 6, 1)
     assert Path(batch["plot_path"]).read_bytes()[:4] == b"\x89PNG"
+    # One tree, named by the batch's id: the launcher, its seven members and the finalize, all
+    # final when waiting on the launcher returned; its outcome names the member that failed.
+    tree = get_tree(batch_id)
+    assert tree.root_id == job.message_id and tree.final and tree.resolved_from == "explanation batch"
+    work = sorted(node.actor for node in tree.nodes if node.queue != "notifications")
+    assert work == ["explain_batch", *["explain_signal"] * 7, "finalize_explain_batch"]
+    assert (tree.state, tree.first_failure.error_type) == ("failed", "InvalidInput")
     view = explanation_batch(batch_id)
     assert view["progress"] == 1.0 and view["fanout_id"] == fanout_id
 
