@@ -294,11 +294,15 @@ def explain_batch(payload: ExplainBatch, job: JobContext) -> dict[str, Any]:
 
 
 def _link(member: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
-    """One signal's outcome: its explanation's files and prediction, or why it failed."""
+    """One signal's outcome: its explanation's files and prediction (and its method's warning, such
+    as SHAP missing additivity), or why it failed."""
     link = {**member, "status": row["status"] if row else "failed", "error": row["error"] if row else None}
     if row and row["status"] == "completed":
         link.update(npz_path=row["npz_path"], png_path=row["png_path"],
                     predicted_class=row["summary"]["predicted_class"], confidence=row["summary"]["confidence"])
+        warning = (row["summary"].get("extra") or {}).get("warning")
+        if warning:
+            link["warning"] = warning
     elif link["error"] is None:  # refused before it had a row: the member's job says why
         try:
             link["error"] = get_job(member["job_id"]).error_message

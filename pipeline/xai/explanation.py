@@ -26,7 +26,7 @@ from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_pro
 from pipeline.xai.registry import validate_method_params
 from pipeline.xai.result import Attribution, Explanation, feature_summary, segment_summary
 
-__all__ = ["FeatureFn", "explain"]
+__all__ = ["FeatureFn", "explain", "feature_matrix"]
 
 FeatureFn = Callable[[np.ndarray], Any]
 
@@ -64,8 +64,9 @@ def _default_features(windows: np.ndarray) -> np.ndarray:
     return extract_features(windows).values
 
 
-def _features(feature_fn: FeatureFn, windows: np.ndarray) -> np.ndarray:
-    out = feature_fn(windows)
+def feature_matrix(feature_fn: FeatureFn | None, windows: np.ndarray) -> np.ndarray:
+    """Features ``[n, F]`` (float64) of ``windows [n, L]`` by ``feature_fn`` (default: the 36)."""
+    out = (feature_fn or _default_features)(windows)
     return np.asarray(getattr(out, "values", out), dtype=np.float64)
 
 
@@ -166,7 +167,7 @@ def _classical(
     from pipeline.xai import classical, segments
 
     start = time.perf_counter()
-    features = _features(feature_fn, x[None])[0]
+    features = feature_matrix(feature_fn, x[None])[0]
     timings["features_ms"] = _ms(start)
     start = time.perf_counter()
     columns = model.predict_proba(features[None])[0]
@@ -186,7 +187,7 @@ def _classical(
     bg_features = None
     if background is not None and method in ("shap", "lime"):
         start = time.perf_counter()
-        bg_features = _features(feature_fn, background)
+        bg_features = feature_matrix(feature_fn, background)
         timings["background_features_ms"] = _ms(start)
     if method == "shap":
         attribution = classical.shap_features(
@@ -217,7 +218,7 @@ def _classical(
     else:  # kernel_shap over signal segments, through the features
 
         def predict_fn(windows: np.ndarray) -> np.ndarray:
-            return model.predict_proba(_features(feature_fn, windows))
+            return model.predict_proba(feature_matrix(feature_fn, windows))
 
         attribution = segments.kernel_shap_segments(
             predict_fn,

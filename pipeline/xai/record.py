@@ -17,19 +17,19 @@ import numpy as np
 from pipeline.errors import InvalidInput, MethodNotApplicable
 from pipeline.models.registry import is_deep
 from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress, scaled
-from pipeline.xai.explanation import FeatureFn, _default_features, _features, explain
+from pipeline.xai.explanation import FeatureFn, explain, feature_matrix
 from pipeline.xai.result import Explanation, segment_summary
 
 __all__ = ["explain_record"]
 
 
-def _vote(model: Any, model_key: str, windows: np.ndarray, feature_fn: FeatureFn) -> np.ndarray:
+def _vote(model: Any, model_key: str, windows: np.ndarray, feature_fn: FeatureFn | None) -> np.ndarray:
     """The record's probabilities: the mean of its windows' (the soft vote), over class indices."""
     if is_deep(model_key):
         from pipeline.xai.deep import predict_proba
 
         return predict_proba(model, windows).mean(axis=0)
-    columns = model.predict_proba(_features(feature_fn, windows)).mean(axis=0)
+    columns = model.predict_proba(feature_matrix(feature_fn, windows)).mean(axis=0)
     classes = np.asarray(model.classes_, dtype=np.int64)
     probs = np.zeros(int(classes.max()) + 1)
     probs[classes] = columns
@@ -68,8 +68,7 @@ def explain_record(
         raise MethodNotApplicable(
             f"method {method!r} explains classical model {model_key!r} by its features, which have no time "
             "axis to stitch; explain the record's windows one by one, or use 'kernel_shap' over the signal")
-    features = feature_fn or _default_features
-    votes = _vote(model, model_key, x, features)
+    votes = _vote(model, model_key, x, feature_fn)
     predicted = int(np.argmax(votes))
     target = predicted if class_index is None else class_index
     check_stop(should_stop)

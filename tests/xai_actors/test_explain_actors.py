@@ -299,3 +299,16 @@ def _direct_for_class(experiment: dict[str, Any], signal: dict[str, Any], target
 
 def _close(stored: np.ndarray, expected: np.ndarray) -> bool:
     return np.allclose(stored, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+def test_a_batch_link_says_when_gradient_shap_missed_its_additivity_tolerance(workers, experiment, database):
+    # Given sampling too small for the tolerance asked for, the miss is reported, not hidden.
+    params = {"background_size": 4, "n_samples": 4, "max_samples": 4, "tolerance": 1e-9}
+    _, job = _run(explain_batch, experiment_id=experiment["experiment_id"],
+                  signals=[_signal(experiment, record=0, window=4), _signal(experiment, record=1, window=4)],
+                  method="shap", params=params)
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    batch = wait_until(lambda: (b := get_batch(database, job.result["batch_id"]))["status"] != "running" and b,
+                       timeout=120, what="the shap batch to be finalized")
+    assert batch["done"] == 2
+    assert all("additivity not reached" in link["warning"] for link in batch["links"])
