@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -11,7 +14,7 @@ import structlog
 
 from config.settings import Settings, mask_secrets
 
-__all__ = ["LineLogger", "StandardError", "configure_logging"]
+__all__ = ["LineLogger", "StandardError", "adopt_library_handlers", "configure_logging"]
 
 
 def _mask_event(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +55,49 @@ class StandardError:
     def isatty(self) -> bool:
         """Whether descriptor 2 is a terminal."""
         return os.isatty(2)
+
+
+def adopt_library_handlers() -> None:
+    """Route loggers that a library gave a stream handler of its own through ours.
+
+    torch, on import, gives its loggers a plain-text stream handler to standard error and
+    stops them propagating: their lines (the ONNX exporter's warnings) would not be JSON.
+    """
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if not isinstance(logger, logging.Logger) or logger.propagate:
+            continue
+        own = [h for h in logger.handlers if type(h) is logging.StreamHandler and h.stream in (sys.stderr, sys.__stderr__)]
+        if own:
+            for handler in own:
+                logger.removeHandler(handler)
+            logger.propagate = True
+
+
+class _AdoptOnImport(importlib.abc.MetaPathFinder):
+    """Calls ``adopt_library_handlers`` right after a module that sets up such handlers has loaded."""
+
+    def __init__(self, modules: frozenset[str]) -> None:
+        self.modules = modules
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        """Find ``fullname`` as the import system would, and wrap its loading when it is one of ours."""
+        if fullname not in self.modules:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            load(module)
+            adopt_library_handlers()
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+# ``import torch`` ends by giving torch's loggers their own handlers (torch._logging._init_logs).
+_ADOPT_ON_IMPORT = _AdoptOnImport(frozenset({"torch"}))
 
 
 def _drop_discarded_result_warnings(record: logging.LogRecord) -> bool:
@@ -119,5 +165,8 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     root.setLevel(level)
     # warnings.warn (torch, the ONNX exporter, scikit-learn) as JSON lines too.
     logging.captureWarnings(True)
+    adopt_library_handlers()
+    if _ADOPT_ON_IMPORT not in sys.meta_path:
+        sys.meta_path.insert(0, _ADOPT_ON_IMPORT)
     # Alembic announces its plugins at every schema check (every worker boot): keep quiet.
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))

@@ -83,19 +83,24 @@ def wait_for_job(
     timeout_s: float = 600.0,
     poll_s: float = 0.1,
     on_update: Callable[[JobView], None] | None = None,
+    tree: bool = True,
 ) -> JobView:
     """Poll a job until it and every job it launched are final; return the job's own view.
 
     A launcher (a batch, a deployment, a campaign) ends long before the work it sent: the
-    wait goes on until that work is final too. Raises ``TimeoutError`` past the deadline.
+    wait goes on until that work is final too (``tree=False``: this job alone). Raises
+    ``TimeoutError`` past the deadline.
     """
     deadline = time.monotonic() + timeout_s
     while True:
         view = get_job(message_id)
         if on_update is not None:
             on_update(view)
-        if view.final and read_tree(job_store(), view.root_id or message_id).subtree(message_id).final:
+        if view.final and (not tree or read_tree(job_store(), view.root_id or message_id).subtree(message_id).final):
             return view
         if time.monotonic() >= deadline:
+            if view.final:
+                raise TimeoutError(f"job {message_id} {view.state}, but the work it launched is still running "
+                                   f"after {timeout_s:g} s")
             raise TimeoutError(f"job {message_id} still {view.state} after {timeout_s:g} s")
         time.sleep(poll_s)
