@@ -84,6 +84,9 @@ class ImportMatDataset(Payload):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     split_ratios: tuple[Probability, Probability, Probability] = (0.70, 0.15, 0.15)
     label: FaultKey | None = None  # every file's class; a file saying otherwise is refused
+    normalize: Literal["none", "file", "record"] = Field(
+        "none", description="z-score each source file ('file': one mean and std over its samples) or each "
+                            "5 s record ('record'); the rule and its statistics are recorded in the dataset")
 
 
 @contextmanager
@@ -155,7 +158,8 @@ def import_mat_dataset(payload: ImportMatDataset, job: JobContext) -> dict:
     root = _import_root(payload.paths, settings.import_roots)
     dataset_id = payload.dataset_id or f"ds-{job.message_id}"
     claim = claim_dataset(database, dataset_id, job.message_id, source="mat_import", name=payload.name,
-                          config={"paths": payload.paths, "seed": payload.seed, "split_ratios": list(payload.split_ratios)})
+                          config={"paths": payload.paths, "seed": payload.seed, "split_ratios": list(payload.split_ratios),
+                                  "normalize": payload.normalize})
     if claim.done:
         return claim.summary
     with _failure_recorded(database, dataset_id, job.message_id):
@@ -164,6 +168,7 @@ def import_mat_dataset(payload: ImportMatDataset, job: JobContext) -> dict:
                 payload.paths, root, settings.artifact_root / "datasets", dataset_id,
                 on_progress=job.progress, should_stop=job.should_stop,
                 split_ratios=payload.split_ratios, seed=payload.seed, label=payload.label,
+                normalize=payload.normalize,
             )
         except MatFileError as error:
             # Every file failed: the job's message names the first reasons, the record all.

@@ -77,6 +77,18 @@ def _domain(value: Any) -> dict[str, Any]:
     return {"domains": [value]}
 
 
+def _auto_normalize(value: Any) -> dict[str, Any]:
+    """The old boolean named no granularity: true is carried as one z-score per file.
+
+    That is the reading of an importer that normalised each signal it loaded; a caller who
+    wants per-record z-scores sends ``normalize="record"`` to the new actor.
+    """
+    if not isinstance(value, bool):
+        raise _CannotCarry(f"must be true or false, got {value!r}; for a per-record z-score give "
+                           "import_mat_dataset normalize='record' directly")
+    return {"normalize": "file" if value else "none"}
+
+
 def _lint_tools(value: Any) -> dict[str, Any]:
     """flake8's checks are ruff's (``ruff_check``); pylint has no counterpart here."""
     tools = [value] if isinstance(value, str) else list(value or [])
@@ -86,15 +98,13 @@ def _lint_tools(value: Any) -> dict[str, Any]:
     return {"tools": list(dict.fromkeys("ruff_check" if t == "flake8" else t for t in tools))}
 
 
-_NOT_CARRIED_YET = Gone("z-score normalisation of imported files is not carried yet (issue 20 defers "
-                        "auto_normalize); import without it")
 _CAMPAIGN = frozenset({"model_key", "space", "method", "n_trials", "parallelism", "metric", "direction",
                        "model_args", "training", "seed"})
 _NAS = frozenset({"space", "method", "n_candidates", "parallelism", "seed", "training", "register_best"})
 
 LEGACY_TASKS: dict[str, LegacyTask] = {
     "generate_dataset": LegacyTask("generate_dataset", {"load_range": _load_range}),
-    "import_mat_dataset": LegacyTask("import_mat_dataset", {"auto_normalize": _NOT_CARRIED_YET}),
+    "import_mat_dataset": LegacyTask("import_mat_dataset", {"auto_normalize": _auto_normalize}),
     "train_model": LegacyTask("train_model"),
     "run_hpo_campaign": LegacyTask("run_hpo_campaign", {"metric": _hpo_metric}, nested=("spec", _CAMPAIGN)),
     "run_nas_campaign": LegacyTask("run_nas_campaign", nested=("spec", _NAS)),

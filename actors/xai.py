@@ -182,6 +182,24 @@ def _background(path: str, n_train: int, size: int, seed: int) -> np.ndarray:
     return windows
 
 
+def _model_input(database: Database, experiment: dict[str, Any], dataset_id: str, path: str,
+                 windows: np.ndarray) -> np.ndarray:
+    """A record's windows normalised as the model's training data was.
+
+    A signal from the training dataset already is; one from another dataset (a raw import, say)
+    is z-scored per record for a model trained per record, and refused where it cannot be made
+    to match (``conform_windows``).
+    """
+    from pipeline.datasets.hdf5 import dataset_normalization_rule
+    from pipeline.signals.normalize import conform_windows
+
+    if dataset_id == experiment["dataset_id"]:
+        return windows
+    train_path, _ = _dataset(database, experiment["dataset_id"], "train")
+    return conform_windows(windows, model_rule=dataset_normalization_rule(train_path),
+                           data_rule=dataset_normalization_rule(path))
+
+
 def _explain(payload: ExplainSignal, job: JobContext, database: Database, experiment: dict[str, Any],
              resolved: dict[str, Any], path: str, directory: Path) -> tuple[dict[str, Any], str, str]:
     """Load the model (cached), window(s) and background; explain; save the arrays and the plot."""
@@ -193,7 +211,8 @@ def _explain(payload: ExplainSignal, job: JobContext, database: Database, experi
     loaded = xai.get_model(experiment["model_path"], experiment["model_sha256"])
     model_key = loaded.model_key or experiment["model_key"]
     class_keys = loaded.meta.get("class_keys") or CLASS_KEYS
-    windows = _records(path, payload.signal.split, [payload.signal.record])
+    windows = _model_input(database, experiment, payload.signal.dataset_id, path,
+                           _records(path, payload.signal.split, [payload.signal.record]))
     whole = payload.signal.window == "all"
     signal = windows.reshape(-1) if whole else windows[payload.signal.window]
     if payload.method == "activations":

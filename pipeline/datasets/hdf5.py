@@ -41,6 +41,7 @@ __all__ = [
     "check_dataset_id",
     "dataset_attrs",
     "dataset_info",
+    "dataset_normalization_rule",
     "encode_signal",
     "read_labels",
     "read_split",
@@ -178,6 +179,17 @@ def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         "class_counts": {key: n for key, n in class_counts.items() if n},
         "split_class_counts": split_class_counts,
     }
+
+
+def dataset_normalization_rule(path: str | os.PathLike[str]) -> str:
+    """The z-score rule the dataset's signals were written under: ``none``, ``file`` or ``record``.
+
+    Reads the root attributes only (see ``pipeline.signals.normalize``).
+    """
+    from pipeline.signals.normalize import dataset_normalization
+
+    with _open(path) as handle:
+        return dataset_normalization(_decoded_attrs(handle))
 
 
 def validate_dataset_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -31,10 +31,12 @@ from pipeline.errors import DatasetFileError, InvalidInput, MatFileError, Unsafe
 from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress
 from pipeline.signals.config import check_split_ratios
 from pipeline.signals.generator import Record
+from pipeline.signals.normalize import check_rule, zscore
 
 __all__ = ["IMPORTER_VERSION", "ImportedDataset", "import_mat_files", "resolve_under_root"]
 
-IMPORTER_VERSION = "pfd-mat-import/1.1"  # 1.1: labels by precedence, files checked first
+# 1.1: labels by precedence, files checked first; 1.2: optional z-score per file or record
+IMPORTER_VERSION = "pfd-mat-import/1.2"
 _MAT_SUFFIX = ".mat"
 _MAX_REASONS_IN_ERROR = 20
 
@@ -106,17 +108,43 @@ class ImportedDataset:
     duration_s: float = 0.0
 
 
-def _segments(read: MatSignal, rel: str) -> Iterator[Record]:
+def _normalized(read: MatSignal, rule: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The file's kept samples ``[n, RECORD_LENGTH]`` under ``rule``, and each record's statistics.
+
+    Only the samples that become records count: a per-file z-score over them leaves the
+    file's records at mean 0 and std 1 exactly, whatever tail was dropped.
+
+    Raises:
+        MatFileError: the file (``"file"``) or one of its records (``"record"``) is constant.
+    """
     n = read.signal.size // RECORD_LENGTH
+    records = read.signal[:n * RECORD_LENGTH].reshape(n, RECORD_LENGTH)
+    if rule == "none":
+        return records, [{"rule": "none"}] * n
+    try:
+        if rule == "file":
+            scaled, mean, std = zscore(records, "the signal")
+            return scaled, [{"rule": "file", "mean": mean, "std": std}] * n
+        out = [zscore(r, f"record {k} (samples {k * RECORD_LENGTH}-{(k + 1) * RECORD_LENGTH - 1})")
+               for k, r in enumerate(records)]
+    except InvalidInput as error:
+        raise MatFileError(f"cannot normalise per {rule}: {error}") from None
+    return (np.stack([o[0] for o in out]),
+            [{"rule": "record", "mean": o[1], "std": o[2]} for o in out])
+
+
+def _segments(read: MatSignal, rel: str, normalize: str) -> Iterator[Record]:
+    records, stats = _normalized(read, normalize)
+    n = len(records)
     label = class_index(read.label or "")
     severity = read.metadata.get("severity")
     severity = float(severity) if isinstance(severity, (int, float)) else float("nan")
     for k in range(n):
         metadata = dict(read.metadata, fault=read.label, label=label, source_file=rel,
                         segment=k, segments=n,
-                        samples_dropped=int(read.signal.size - n * RECORD_LENGTH))
-        yield Record(read.signal[k * RECORD_LENGTH:(k + 1) * RECORD_LENGTH], label,
-                     read.label or "", severity, metadata)
+                        samples_dropped=int(read.signal.size - n * RECORD_LENGTH),
+                        normalization=stats[k])
+        yield Record(records[k], label, read.label or "", severity, metadata)
 
 
 def import_mat_files(
@@ -125,16 +153,20 @@ def import_mat_files(
     on_progress: ProgressFn = no_progress, should_stop: StopFn = never_stop,
     split_ratios: Sequence[float] = (0.70, 0.15, 0.15), seed: int = 0,
     max_elements: int = MAX_ELEMENTS, overwrite: bool = False, label: str | None = None,
+    normalize: str = "none",
 ) -> ImportedDataset:
     """Import MAT files (directories are searched for ``*.mat``) into ``{dataset_id}.h5``.
 
     ``label``, a class key, is every file's label; a file whose own label variable, folder
-    or name says otherwise is refused (``read_mat``). Progress: 0-90 % once per file read,
+    or name says otherwise is refused (``read_mat``). ``normalize`` (``"none"``, ``"file"``,
+    ``"record"``) z-scores each file or each record as it is written; the rule and each file's
+    mean and std go into the dataset's config, each record's into its metadata, and a file
+    that is constant (or holds a constant record, per record) is refused alone. Progress: 0-90 % once per file read,
     the rest while writing the split file. An existing ``{dataset_id}.h5`` is refused unless
     ``overwrite`` (a retry of a crashed import).
 
     Raises:
-        InvalidInput: no paths, a bad root, ratios or label.
+        InvalidInput: no paths, a bad root, ratios, label or normalisation rule.
         UnsafePath: a path given lies outside ``root``.
         MatFileError: not one file could be read; the message names the first
             ``_MAX_REASONS_IN_ERROR`` reasons and its ``failures`` attribute holds them all.
@@ -146,6 +178,7 @@ def import_mat_files(
     if not paths:
         raise InvalidInput("no MAT files or folders given")
     check_label(label)
+    check_rule(normalize)
     base = Path(root).resolve()
     if not base.is_dir():
         raise InvalidInput(f"import root is not a directory: {root}")
@@ -158,15 +191,17 @@ def import_mat_files(
     if hdf5_path.exists() and not overwrite:  # refuse before reading every file
         raise DatasetFileError(f"dataset file already exists: {hdf5_path}")
     staging = output / f"{dataset_id}.staging.h5"
+    file_stats: dict[str, dict[str, float]] = {}
     try:
-        labels, rows, failures = _stage(files, base, staging, max_elements, label,
-                                        on_progress, should_stop)
+        labels, rows, failures = _stage(files, base, staging, max_elements, label, normalize,
+                                        file_stats, on_progress, should_stop)
         failures = refused + failures
         if not labels:
             raise _nothing_imported(failures)
         config = {"source": "mat_import", "files": [str(p.relative_to(base)) for p in files],
                   "split_ratios": list(ratios), "seed": int(seed),
-                  "max_elements": int(max_elements), "label": label}
+                  "max_elements": int(max_elements), "label": label,
+                  "normalization": _normalization_config(normalize, file_stats)}
         config_hash = hashlib.sha256(
             json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
         attrs = dataset_attrs(source="mat_import", split_ratios=ratios, seed=seed,
@@ -200,6 +235,18 @@ def import_mat_files(
     )
 
 
+def _normalization_config(rule: str, file_stats: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """What a reader needs to treat new data like this dataset's (the dataset config's part)."""
+    if rule == "none":
+        return {"rule": "none"}
+    if rule == "record":
+        return {"rule": "record", "applies_to_new_data": "z-score each 5 s record by its own "
+                "mean and std (each record's are in its metadata)"}
+    return {"rule": "file", "files": file_stats,
+            "applies_to_new_data": "only to data imported with normalize='file': the statistics "
+            "belong to a whole source file, which a record from elsewhere does not carry"}
+
+
 def _nothing_imported(failures: list[dict[str, str]]) -> MatFileError:
     reasons = "; ".join(f"{f['path']}: {f['reason']}" for f in failures[:_MAX_REASONS_IN_ERROR])
     more = len(failures) - _MAX_REASONS_IN_ERROR
@@ -212,9 +259,12 @@ def _nothing_imported(failures: list[dict[str, str]]) -> MatFileError:
 
 def _stage(
     files: list[Path], base: Path, staging: Path, max_elements: int, label: str | None,
+    normalize: str, file_stats: dict[str, dict[str, float]],
     on_progress: ProgressFn, should_stop: StopFn,
 ) -> tuple[list[int], list[tuple[float, dict[str, Any]]], list[dict[str, str]]]:
-    """Read every file once, appending its records to an uncompressed staging file.
+    """Read every file once, appending its (normalised) records to an uncompressed staging file.
+
+    ``file_stats`` receives each imported file's mean and std under the ``"file"`` rule.
 
     The split needs every label before the dataset file can be sized, and holding all
     signals in memory would not be bounded; the staging file is.
@@ -238,6 +288,7 @@ def _stage(
                     raise MatFileError(
                         f"signal too short: {read.signal.size} samples at {FS} Hz, "
                         f"a record needs {RECORD_LENGTH}")
+                records = list(_segments(read, rel, normalize))
             except MatFileError as error:
                 failures.append({"path": rel, "reason": str(error)})
             except MemoryError:
@@ -245,7 +296,10 @@ def _stage(
                 # this file's failure, and its memory is free again for the next.
                 failures.append({"path": rel, "reason": "ran out of memory reading it"})
             else:
-                for record in _segments(read, rel):
+                if normalize == "file":
+                    stats = records[0].metadata["normalization"]
+                    file_stats[rel] = {"mean": stats["mean"], "std": stats["std"]}
+                for record in records:
                     signals.resize(len(labels) + 1, axis=0)
                     signals[len(labels)] = record.signal
                     labels.append(record.label)

@@ -184,3 +184,26 @@ def test_import_with_a_label_in_the_request_labels_every_file(generated, workers
     assert all("the request says 'sain'" in f["reason"] for f in imported.result["failures"])
     with pytest.raises(PayloadInvalid, match="label"):
         import_mat_dataset.send(paths=[job.result["mat_dir"]], label="rust")
+
+
+def test_import_normalised_per_file_records_the_rule_and_refuses_a_flat_file_alone(workers):
+    import scipy.io
+
+    folder = _imports_dir()
+    rng = np.random.default_rng(5)
+    scipy.io.savemat(folder / "loud.mat", {"x": 4.0 + 3.0 * rng.standard_normal(2 * 102_400), "label": "jeu"})
+    scipy.io.savemat(folder / "flat.mat", {"x": np.full(102_400, 1.5), "label": "sain"})
+    dataset_id = f"imp-{uuid.uuid4().hex[:8]}"
+    message = import_mat_dataset.send(paths=[str(folder)], dataset_id=dataset_id, normalize="file")
+    job = wait_for_job(message.message_id, timeout_s=120)
+    assert job.state == "succeeded", job.error_message
+    assert [f["path"].rsplit("/", 1)[-1] for f in job.result["failures"]] == ["flat.mat"]
+    assert "constant" in job.result["failures"][0]["reason"]
+    record = get_dataset(_db(), dataset_id)
+    assert record["config"]["normalize"] == "file" and record["class_counts"] == {"jeu": 2}
+    normalization = dataset_info(record["path"])["attrs"]["generator_config"]["normalization"]
+    assert normalization["rule"] == "file" and list(normalization["files"]) == [f"{folder.name}/loud.mat"]
+    signals = np.concatenate([read_split(record["path"], s).signals for s in ("train", "val", "test")])
+    assert abs(signals.mean()) < 1e-4 and abs(signals.std() - 1) < 1e-4
+    with pytest.raises(PayloadInvalid, match="normalize"):
+        import_mat_dataset.send(paths=[str(folder)], normalize="global")

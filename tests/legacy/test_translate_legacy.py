@@ -24,8 +24,7 @@ EXAMPLES = _examples()
 
 def test_every_old_task_has_a_documented_example_that_translates():
     translated = {task for kind, task, _, _ in EXAMPLES if kind == "legacy"}
-    # import_mat_dataset's only documented key is refused; every other task translates.
-    assert translated == set(LEGACY_TASKS) - {"import_mat_dataset"}
+    assert translated == set(LEGACY_TASKS)
     assert len(LEGACY_TASKS) == 23  # the old platform's 23 tasks
 
 
@@ -56,6 +55,10 @@ def test_units_and_names_that_changed_are_converted_not_passed_through(app):
     assert coverage == {"actor": "run_test_suite", "payload": {"coverage": True, "path": "tests"}}
     assert translate_legacy("run_quality_checks", {"path": "a", "tools": ["flake8"]})["payload"]["tools"] == [
         "ruff_check"]
+    assert translate_legacy("import_mat_dataset", {"paths": ["d"], "auto_normalize": True})["payload"] == {
+        "paths": ["d"], "normalize": "file"}
+    assert translate_legacy("import_mat_dataset", {"paths": ["d"], "auto_normalize": False})["payload"][
+        "normalize"] == "none"
 
 
 def test_every_key_that_cannot_be_carried_is_named_at_once(app):
