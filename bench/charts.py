@@ -1,4 +1,4 @@
-"""PNG charts of the benchmark figures in ``bench/results``, for the README (``bench/charts``).
+"""PNG charts of the benchmark figures in ``bench/results``, for docs/benchmarks.md (``bench/charts``).
 
 Drawn from whatever results exist; a missing result file skips its chart. Run
 ``python -m bench.charts`` (``make bench`` runs it last).
