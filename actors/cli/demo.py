@@ -97,6 +97,20 @@ def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Co
     return log_path
 
 
+def _wait_for_workers(queues: tuple[str, ...], console: Console, timeout_s: float = 120.0) -> None:
+    """Wait until each of ``queues`` has a live worker (its first heartbeat), so the demo's
+    jobs are not reported as waiting for a worker that is still starting."""
+    from actors.platform.jobs import job_store
+
+    deadline = time.monotonic() + timeout_s
+    with console.status("waiting for the workers to start"):
+        while not all(job_store().live_workers().get(queue) for queue in queues):
+            if time.monotonic() > deadline:
+                console.print(f"[yellow]no worker answered within {timeout_s:g} s: see the workers' log")
+                return
+            time.sleep(0.5)
+
+
 def _start_stub_worker(stack: contextlib.ExitStack, settings: Settings, console: Console) -> None:
     import fakeredis
 
@@ -134,6 +148,7 @@ def run_demo(records_per_class: int = 4, console: Console | None = None) -> int:
             setup_broker(settings)
             load_actors()
             _start_procfile(stack, settings, console)
+            _wait_for_workers(("cpu_processing",), console)
 
         from actors.datasets import generate_dataset, import_mat_dataset
 

@@ -21,8 +21,9 @@ from actors.store.trees import ANNOUNCEMENT_QUEUES, JobTree
 __all__ = ["follow_tree", "print_outcome"]
 
 # A job queued this long on a queue that no live worker consumes gets a hint: heartbeats
-# come every 2 s, so a worker that is up has beaten by then.
-_NO_CONSUMER_AFTER_S = 3.0
+# come every 2 s, and a worker that is starting (torch and the actors load) beats within
+# about 10 s on two cores.
+_NO_CONSUMER_AFTER_S = 10.0
 
 
 def follow_tree(any_id: str, *, label: str, timeout_s: float = 3600.0, console: Console | None = None) -> JobTree:
