@@ -6,6 +6,9 @@ worker that starts it, forever. On the queues of heavy work (``CRASH_GUARDED_QUE
 each start of a delivery is counted in Redis before the job runs; a delivery that has
 already been started ``max_starts`` times without finishing is failed with the reason and
 dead-lettered. Retries are new deliveries with their own count, so only deaths count.
+
+The count is made before the job runs, so while Redis is unreachable the job waits for it,
+as the consumer does: a start that was not counted would be a crash the guard cannot see.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from collections.abc import Callable
 import structlog
 from dramatiq.middleware import Middleware, SkipMessage
 
+from actors.platform.broker.consumer import REDIS_DOWN
 from actors.platform.errors import WorkerCrashLoop
+from actors.platform.outages import OutageLog, call_until_back
 from actors.store.jobs import JobStore
 
 __all__ = ["REFUSED_OPTION", "CrashGuard"]
@@ -34,13 +39,17 @@ class CrashGuard(Middleware):
         self.queues = frozenset(queues)
         self.max_starts = max_starts
         self.ttl_s = ttl_s
+        self._outage = OutageLog(log, "crash_guard.count_start")
 
     def before_process_message(self, broker, message):  # type: ignore[no-untyped-def]
-        """Count this start; fail and dead-letter a delivery that killed its worker too often."""
+        """Count this start (waiting for Redis if need be); fail and dead-letter a delivery
+        that killed its worker too often."""
         delivery = message.options.get("redis_message_id")
         if delivery is None or message.queue_name.removesuffix(".DQ") not in self.queues:
             return
-        starts = self._store().count_start(delivery, ttl_s=self.ttl_s)
+        store = self._store()
+        starts = call_until_back(lambda: store.count_start(delivery, ttl_s=self.ttl_s), errors=REDIS_DOWN,
+                                 outage=self._outage)
         if starts <= self.max_starts:
             return
         reason = (f"started {starts - 1} times and its worker process died each time; "
