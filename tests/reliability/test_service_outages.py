@@ -120,6 +120,7 @@ def test_a_job_that_starts_during_a_redis_outage_is_counted_and_recorded_once_re
 
         recorded = wait_until(row, timeout=60, what="the third job's row in PostgreSQL")
         assert (recorded.attempts, recorded.worker) == (1, job.worker) and recorded.started_at is not None
+        assert job.deliveries == recorded.deliveries == 1
     finally:
         running.stop_all()
         server.stop()
