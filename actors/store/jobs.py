@@ -82,6 +82,14 @@ local function count_redelivery(job_key, dirty_key, member)
 end
 """
 
+# Starts taken back by a worker that was asked to stop; a count that expired stays gone.
+_UNCOUNT_STARTS = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then redis.call('DECR', key) end
+end
+return 0
+"""
+
 # A job written at version v stays dirty if it changed since (its hash is past v); a final
 # one still at v gets the short cache TTL (one requeued since keeps its long one).
 # ARGV: key prefix, cache TTL, then (id, version, final) triples.
@@ -152,6 +160,7 @@ class JobStore:
         self._record = register_script(redis, _RECORD)
         self._announce = register_script(redis, _ANNOUNCE)
         self._forget = register_script(redis, _FORGET_FLUSHED)
+        self._uncount = register_script(redis, _UNCOUNT_STARTS)
 
     def key(self, message_id: str) -> str:
         """Return the Redis key of a job's hash."""
@@ -218,9 +227,18 @@ class JobStore:
     def count_start(self, delivery_id: str, *, ttl_s: int) -> int:
         """Count one start of a broker delivery (its Redis message id); return the starts so far."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(f"{self.prefix}:starts:{delivery_id}")
-        pipe.expire(f"{self.prefix}:starts:{delivery_id}", ttl_s)
+        pipe.incr(self._starts_key(delivery_id))
+        pipe.expire(self._starts_key(delivery_id), ttl_s)
         return int(pipe.execute()[0])
+
+    def uncount_starts(self, delivery_ids: list[str]) -> None:
+        """Take back one counted start of each delivery (whose worker was asked to stop)."""
+        batch = Batch(self.redis)
+        batch.script(self._uncount, [self._starts_key(d) for d in delivery_ids], [])
+        batch.execute()
+
+    def _starts_key(self, delivery_id: str) -> str:
+        return f"{self.prefix}:starts:{delivery_id}"
 
     def cancel_requests(self) -> set[str]:
         """Return the ids of jobs with a pending cancel request."""

@@ -1,4 +1,4 @@
-"""Redelivery after a worker dies: how soon, and how it is counted.
+"""Redelivery after a worker dies: how soon, how it is counted, and what the crash guard makes of it.
 
 Each test owns a ``redis-server`` and starts its own one-process, one-thread
 ``cpu_processing`` workers (the Procfile line, prefetch 1), so which worker holds the job is
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from actors.platform.dead_letters import list_dead_letters
 from actors.store.db import get_database
 from actors.store.jobs import JobStore
 from tests import env as test_env
@@ -29,6 +30,8 @@ from tests.workers import Workers
 pytestmark = pytest.mark.slow
 
 HEARTBEAT_TIMEOUT_S = int(test_env.TEST_ENV["PFD_BROKER_HEARTBEAT_TIMEOUT_MS"]) / 1000
+# A worker that boots waits this long for the first redelivery it makes (a heartbeat timeout).
+ROUND_S = 120
 
 
 class OwnCluster:
@@ -121,6 +124,43 @@ def test_a_killed_workers_job_starts_on_a_waiting_worker_within_the_heartbeat_ti
                 "its record counts 4 deliveries, 1 attempt",
         heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, kill_to_start_s=delays,
     )
+
+
+def _shutdown_begun(cluster: OwnCluster, tag: str) -> bool:
+    return any(line.get("event") == "Shutting down..." for line in cluster.lines(tag))
+
+
+@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
+def test_the_crash_guard_counts_deaths_while_running_but_not_stops_that_were_asked_for(cluster, stop):
+    """Three times, the worker running a crash-guarded job is killed: with SIGKILL alone (a
+    crash), or after a SIGTERM whose graceful stop the job outlasts (a supervisor's stop, then
+    its kill after the grace). The guard's limit is 3: the fourth start is refused after three
+    crashes, and runs after three stops."""
+    message_id = cluster.send_work(seconds=50)
+    for n in range(3):
+        tag = f"worker{n}"
+        cluster.start_worker(tag)
+        wait_until(lambda n=n: cluster.starts(message_id) == n + 1, timeout=ROUND_S, what=f"start {n + 1}")
+        if stop == "sigterm":
+            cluster.workers.signal(tag, signal.SIGTERM)
+            wait_until(lambda t=tag: _shutdown_begun(cluster, t), timeout=30, what=f"{tag} to begin its stop")
+        cluster.workers.signal(tag, signal.SIGKILL)
+        cluster.workers.stop(tag)
+
+    cluster.start_worker("worker3")
+    if stop == "sigkill":
+        job = wait_until(lambda: (j := cluster.store.get(message_id)).final and j, timeout=ROUND_S,
+                         what="the fourth start to be refused")
+        assert (job.state, job.error_type) == ("failed", "WorkerCrashLoop")
+        assert cluster.starts(message_id) == 3
+        assert any(d.message_id == message_id for d in list_dead_letters(cluster.client, "cpu_processing"))
+    else:
+        # The fourth start runs, or is refused: either ends the wait.
+        job = wait_until(lambda: (cluster.starts(message_id) == 4 or cluster.store.get(message_id).final)
+                         and cluster.store.get(message_id), timeout=ROUND_S, what="the fourth start")
+        assert (job.state, job.error_type) == ("running", None)
+        assert cluster.starts(message_id) == 4
+        assert not list_dead_letters(cluster.client, "cpu_processing")
 
 
 def test_a_redis_outage_longer_than_the_heartbeat_timeout_redelivers_nothing_that_still_runs(cluster):
