@@ -59,8 +59,14 @@ def _scaling(quick: bool) -> dict:
     return bench_scaling.run(quick=quick)
 
 
+def _redelivery(quick: bool) -> dict:
+    from bench import bench_redelivery
+
+    return bench_redelivery.run(kills=2 if quick else 5)
+
+
 BENCHMARKS = {"generation": _generation, "tracking": _tracking, "features": _features, "dispatch": _dispatch,
-              "latency": _latency, "memory": _memory, "scaling": _scaling}
+              "latency": _latency, "memory": _memory, "scaling": _scaling, "redelivery": _redelivery}
 
 
 def main() -> None:
