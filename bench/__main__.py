@@ -65,8 +65,15 @@ def _listings(quick: bool) -> dict:
     return bench_listings.run(rows=2_000 if quick else 100_000, repeats=3 if quick else 20)
 
 
-BENCHMARKS = {"listings": _listings, "generation": _generation, "tracking": _tracking, "features": _features, "dispatch": _dispatch,
-              "latency": _latency, "memory": _memory, "scaling": _scaling}
+def _redelivery(quick: bool) -> dict:
+    from bench import bench_redelivery
+
+    return bench_redelivery.run(kills=2 if quick else 5)
+
+
+BENCHMARKS = {"listings": _listings, "generation": _generation, "tracking": _tracking, "features": _features,
+              "dispatch": _dispatch, "latency": _latency, "memory": _memory, "scaling": _scaling,
+              "redelivery": _redelivery}
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,16 +18,16 @@ from typing import Any
 
 from bench.common import scratch_dir
 
-__all__ = ["BIN", "ROOT", "Drain", "bench_env", "cpu_seconds", "drain", "migrate", "procfile", "produce", "running",
-           "wait_for"]
+__all__ = ["BIN", "ROOT", "Drain", "bench_env", "cpu_seconds", "drain", "migrate", "own_redis", "procfile", "produce",
+           "running", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def procfile(name: str, *, extra_modules: tuple[str, ...] = ()) -> str:
-    """The Procfile's command for process ``name``, loading ``extra_modules`` beside ``actors.app``."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
+def procfile(name: str, *, extra_modules: tuple[str, ...] = (), root: Path = ROOT) -> str:
+    """The Procfile's command for process ``name`` (in checkout ``root``), loading ``extra_modules`` beside ``actors.app``."""
+    for line in (root / "Procfile").read_text().splitlines():
         if line.startswith(f"{name}:"):
             return line.partition(":")[2].strip().replace("actors.app", " ".join(("actors.app", *extra_modules)))
     raise KeyError(f"no {name!r} line in the Procfile")
@@ -39,15 +40,15 @@ def bench_env(redis_url: str, **extra: str) -> dict[str, str]:
             "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT), **extra}
 
 
-def migrate(env: dict[str, str]) -> None:
-    """Bring the benchmark's database to head."""
+def migrate(env: dict[str, str], *, cwd: Path = ROOT) -> None:
+    """Bring the benchmark's database to head (the head of the checkout at ``cwd``)."""
     subprocess.run([sys.executable, "-c", "from actors.store.db import migrate; from config.settings import get_settings; "
-                    "migrate(get_settings().database_url)"], cwd=ROOT, env=env, check=True)
+                    "migrate(get_settings().database_url)"], cwd=cwd, env=env, check=True)
 
 
-def produce(code: str, env: dict[str, str]) -> dict[str, Any]:
+def produce(code: str, env: dict[str, str], *, cwd: Path = ROOT) -> dict[str, Any]:
     """Run producer ``code`` in a fresh interpreter; it prints one JSON object last, returned here."""
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -61,14 +62,15 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, interv
 
 
 @contextmanager
-def running(command: list[str] | str, env: dict[str, str], *, log_name: str = "worker") -> Iterator[subprocess.Popen]:
-    """Run ``command`` in its own process group for the block; SIGTERM the group after it.
+def running(command: list[str] | str, env: dict[str, str], *, log_name: str = "worker",
+            cwd: Path = ROOT) -> Iterator[subprocess.Popen]:
+    """Run ``command`` (from the checkout at ``cwd``) in its own process group for the block; SIGTERM the group after it.
 
     Its output goes to a log file that is deleted after the block, unless the block raised:
     then the log is kept for the diagnosis and its path printed.
     """
     log = tempfile.NamedTemporaryFile(prefix=f"pfd-bench-{log_name}-", suffix=".log", delete=False)
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True, shell=isinstance(command, str))
     failed = True
     try:
@@ -88,6 +90,38 @@ def running(command: list[str] | str, env: dict[str, str], *, log_name: str = "w
             print(f"the {log_name} log is kept: {log.name}", file=sys.stderr)
         else:
             os.unlink(log.name)
+
+
+@contextmanager
+def own_redis() -> Iterator[str]:
+    """A ``redis-server`` of the benchmark's own on a free port, for the block; yields its URL.
+
+    For a benchmark that must not share a Redis database with anything else: another run's
+    ``flushdb`` or workers would take its messages and heartbeats.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tempfile.mkdtemp(prefix="pfd-bench-redis-")
+    server = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", folder,
+                               "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_for(lambda: _answers(url), timeout=20, what=f"redis-server on port {port}", interval=0.05)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def _answers(url: str) -> bool:
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        return bool(Redis.from_url(url).ping())
+    except RedisConnectionError:
+        return False
 
 
 # The servers every stack talks to; their CPU is part of what a message costs.

@@ -50,10 +50,11 @@ class Settings(BaseSettings):
     job_record_settle_s: float = Field(5.0, ge=0)
     worker_heartbeat_s: float = Field(2.0, gt=0)
 
-    # Redis broker: a killed worker's messages come back after heartbeat_timeout plus a
-    # maintenance pass; the defaults (60 s, 1 in 1,000) took minutes, these take seconds.
+    # Redis broker: a killed worker's messages come back once its heartbeat is this old, at
+    # the next sweep of dead workers, which every worker process runs every sweep interval.
+    # Dramatiq's 60 s heartbeat timeout and random maintenance pass took minutes.
     broker_heartbeat_timeout_ms: int = Field(15_000, ge=1_000)
-    broker_maintenance_chance: int = Field(50_000, ge=1, le=1_000_000)
+    broker_sweep_interval_s: float = Field(1.0, gt=0)
     # How long a producer's send waits for an unreachable Redis (a worker's waits until it is back).
     broker_enqueue_wait_s: float = Field(30.0, ge=0)
     # A delivery started this many times without finishing (its worker died each time) is

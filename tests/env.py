@@ -27,7 +27,6 @@ TEST_ENV = {
     # Jobs here run for seconds, not minutes: record running states sooner than in production.
     "PFD_JOB_RECORD_SETTLE_S": "0.5",
     "PFD_BROKER_HEARTBEAT_TIMEOUT_MS": "5000",
-    "PFD_BROKER_MAINTENANCE_CHANCE": "200000",
     "PFD_GENERATION_WORKERS": "1",
     "PFD_CPU_PROCESSES": "2",
 }

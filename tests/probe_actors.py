@@ -190,6 +190,19 @@ def durable_work(payload: Work, job: JobContext) -> dict:
     return {"done": True}
 
 
+class Nap(Payload):
+    """How long to sleep."""
+
+    seconds: float = Field(ge=0, le=50)
+
+
+@job_actor(schema=Nap, policy=ActorPolicy("cpu_processing", time_limit_ms=60_000, **FAST_RETRY))
+def nap(payload: Nap, job: JobContext) -> dict:
+    """Sleep, touching neither Redis nor the database: work that runs on through a Redis outage."""
+    time.sleep(payload.seconds)
+    return {"slept_s": payload.seconds}
+
+
 class Reach(Payload):
     """A URL to fail on, password and all."""
 

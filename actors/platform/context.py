@@ -65,9 +65,9 @@ class JobContext:
         if self.store is None:
             return
         start = None if self.announced else self.start_fields
-        self.announced = True
         if self.store.progress(self.message_id, fraction, status, _json_safe(metrics), start=start):
             self.cancel_seen = True
+        self.announced = True  # only once written: a report that failed leaves the start to a later one
         if self.on_member_progress is not None:
             self.on_member_progress(fraction)
 

@@ -2,17 +2,22 @@
 
 Background loops (the tracking tick, the job recorder) retry every few hundred ms; a line
 per failed try would bury everything else in the log for the length of an outage.
+``call_until_back`` waits out an outage in place, logged the same way.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import structlog
 
 from config.settings import mask_secrets
 
-__all__ = ["OutageLog"]
+__all__ = ["OutageLog", "call_until_back"]
+
+T = TypeVar("T")
 
 
 class OutageLog:
@@ -40,3 +45,20 @@ class OutageLog:
         if self.failing_since is not None:
             self.logger.info(f"{self.name}_recovered", down_s=round(time.monotonic() - self.failing_since, 2))
             self.failing_since = None
+
+
+def call_until_back(call: Callable[[], T], *, errors: tuple[type[BaseException], ...], outage: OutageLog,
+                    max_pause_s: float = 2.0) -> T:
+    """Return ``call()``, calling it again while it raises one of ``errors`` (the service is
+    down), with pauses growing from 0.1 s to ``max_pause_s``; the outage goes to ``outage``."""
+    pause = 0.1
+    while True:
+        try:
+            value = call()
+        except errors as exc:
+            outage.failed(exc)
+            time.sleep(pause)
+            pause = min(pause * 2, max_pause_s)
+            continue
+        outage.succeeded()
+        return value

@@ -25,7 +25,7 @@ from actors.platform.broker.command_batch import Batch, register_script
 from actors.store.db import Database
 from actors.store.models import FINAL_JOB_STATES, Job
 
-__all__ = ["LIVE_TTL_S", "JobStore", "JobView", "view_from_hash", "view_from_row"]
+__all__ = ["COUNT_REDELIVERY_LUA", "LIVE_TTL_S", "JobStore", "JobView", "view_from_hash", "view_from_row"]
 
 # A job's hash lives this long while not final; a final one lives for the cache TTL.
 LIVE_TTL_S = 7 * 24 * 3600
@@ -67,6 +67,29 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
+# For the broker's sweep, which redelivers the messages of dead workers in one script: a
+# function that counts one redelivery of a job whose hash is live and not final, and marks
+# it dirty. The view adds the count to ``attempts`` as ``deliveries``.
+COUNT_REDELIVERY_LUA = _NOW_MS + """
+local function count_redelivery(job_key, dirty_key, member)
+  local state = redis.call('HGET', job_key, 'state')
+  if not state or state == 'succeeded' or state == 'failed' or state == 'timed_out' or state == 'cancelled' then
+    return
+  end
+  redis.call('HINCRBY', job_key, 'redeliveries', 1)
+  redis.call('HINCRBY', job_key, 'version', 1)
+  redis.call('ZADD', dirty_key, 'NX', now_ms, member)
+end
+"""
+
+# Starts taken back by a worker that was asked to stop; a count that expired stays gone.
+_UNCOUNT_STARTS = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then redis.call('DECR', key) end
+end
+return 0
+"""
+
 # A job written at version v stays dirty if it changed since (its hash is past v); a final
 # one still at v gets the short cache TTL (one requeued since keeps its long one).
 # ARGV: key prefix, cache TTL, then (id, version, final) triples.
@@ -98,6 +121,8 @@ class JobView:
     progress: float = 0.0
     status: str = ""
     attempts: int = 0
+    # Times a worker took the message: each attempt, and each redelivery after its worker died.
+    deliveries: int = 0
     enqueued_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -137,6 +162,7 @@ class JobStore:
         self._record = register_script(redis, _RECORD)
         self._announce = register_script(redis, _ANNOUNCE)
         self._forget = register_script(redis, _FORGET_FLUSHED)
+        self._uncount = register_script(redis, _UNCOUNT_STARTS)
 
     def key(self, message_id: str) -> str:
         """Return the Redis key of a job's hash."""
@@ -221,9 +247,18 @@ class JobStore:
     def count_start(self, delivery_id: str, *, ttl_s: int) -> int:
         """Count one start of a broker delivery (its Redis message id); return the starts so far."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(f"{self.prefix}:starts:{delivery_id}")
-        pipe.expire(f"{self.prefix}:starts:{delivery_id}", ttl_s)
+        pipe.incr(self._starts_key(delivery_id))
+        pipe.expire(self._starts_key(delivery_id), ttl_s)
         return int(pipe.execute()[0])
+
+    def uncount_starts(self, delivery_ids: list[str]) -> None:
+        """Take back one counted start of each delivery (whose worker was asked to stop)."""
+        batch = Batch(self.redis)
+        batch.script(self._uncount, [self._starts_key(d) for d in delivery_ids], [])
+        batch.execute()
+
+    def _starts_key(self, delivery_id: str) -> str:
+        return f"{self.prefix}:starts:{delivery_id}"
 
     def cancel_requests(self) -> set[str]:
         """Return the ids of jobs with a pending cancel request."""
@@ -422,10 +457,11 @@ def _json(value: str | None) -> Any:
 def view_from_hash(raw: dict[bytes, bytes]) -> JobView:
     """A job's view from its Redis hash."""
     h = _decode_hash(raw)
+    attempts = int(h.get("attempts") or 0)
     return JobView(
         message_id=h["message_id"], actor=h.get("actor", ""), queue=h.get("queue", ""),
         state=h.get("state", "queued"), progress=float(h.get("progress") or 0.0),
-        status=h.get("status", ""), attempts=int(h.get("attempts") or 0),
+        status=h.get("status", ""), attempts=attempts, deliveries=attempts + int(h.get("redeliveries") or 0),
         enqueued_at=_float(h.get("enqueued_at")), started_at=_float(h.get("started_at")),
         finished_at=_float(h.get("finished_at")), duration_ms=_float(h.get("duration_ms")),
         error_type=h.get("error_type") or None, error_message=h.get("error_message") or None,
@@ -441,7 +477,7 @@ def _row_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     row = {
         "message_id": view.message_id, "actor": view.actor, "queue": view.queue,
         "state": view.state, "progress": view.progress, "status": view.status,
-        "attempts": view.attempts, "duration_ms": view.duration_ms,
+        "attempts": view.attempts, "deliveries": view.deliveries, "duration_ms": view.duration_ms,
         "error_type": view.error_type, "error_message": view.error_message,
         "result": view.result, "metrics": view.metrics or None, "fanout_id": view.fanout_id,
         "parent_id": view.parent_id, "root_id": view.root_id, "worker": view.worker, "version": view.version, "updated_at": datetime.now(UTC),
@@ -461,7 +497,7 @@ def view_from_row(row: Job) -> JobView:
 
     return JobView(
         message_id=row.message_id, actor=row.actor, queue=row.queue, state=row.state,
-        progress=row.progress, status=row.status, attempts=row.attempts,
+        progress=row.progress, status=row.status, attempts=row.attempts, deliveries=row.deliveries,
         enqueued_at=stamp(row.enqueued_at), started_at=stamp(row.started_at),
         finished_at=stamp(row.finished_at), duration_ms=row.duration_ms,
         error_type=row.error_type, error_message=row.error_message, result=row.result,

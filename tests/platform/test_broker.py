@@ -1,4 +1,4 @@
-"""The Redis broker's own mechanics, on real Redis: wake-ups, slot waits, batched acks, scripts."""
+"""The Redis broker's own mechanics, on real Redis: wake-ups, slot waits, batched acks, scripts, the sweep."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from dramatiq.common import current_millis
 from dramatiq.message import Message
 from redis import Redis
 from redis.exceptions import ResponseError
 
 from actors.platform.broker.command_batch import Batch
 from actors.platform.broker.redis_broker import JsonOnlyRedisBroker
+from actors.platform.redelivery import Redelivery, Swept
+from actors.store.db import Database, migrate
+from actors.store.jobs import JobStore
+from actors.store.models import Job
 from tests.conftest import wait_until
 from tests.servers import RedisServer
 
@@ -181,3 +186,48 @@ def test_an_ack_batch_that_redis_refuses_still_frees_its_slots_and_says_why(fetc
     # The window must not stay full (the consumer would wait for ever), and the next ack is sent.
     assert consumer.outstanding_message_count == 0
     assert not broker.acks._sending
+
+
+def test_a_sweep_redelivers_a_dead_workers_messages_counted_and_wakes_their_consumers(private_redis, tmp_path):
+    client = private_redis.client()
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    migrate(url)
+    store = JobStore(client, Database(url), cache_ttl_s=60)
+    queues = [f"sweep-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    dead, live = _broker(client), _broker(client)
+    for queue in queues:
+        dead.declare_queue(queue)
+        live.declare_queue(queue)  # a sweep expires the dead letters of the queues its process knows
+    sent = [dead.enqueue(_message(queue, n)) for queue in queues for n in range(2)]
+    for message in sent:
+        store.enqueued(message.message_id, "probe", message.queue_name)
+    # Given a worker that fetched three messages on two queues and then died (its heartbeat
+    # is older than the timeout), and a live one holding the fourth
+    first, second = (dead.consume(queue, prefetch=p, timeout=IDLE_TIMEOUT_MS) for queue, p in zip(queues, (2, 1)))
+    held = [next(first), next(first), next(second)]
+    kept = next(live.consume(queues[1], prefetch=1, timeout=IDLE_TIMEOUT_MS))
+    client.zadd("dramatiq:__heartbeats__", {dead.broker_id: current_millis() - dead.heartbeat_timeout - 1})
+    # and a consumer waiting on the first queue, and a dead letter past its TTL
+    waiting = live.consume(queues[0], prefetch=4, timeout=IDLE_TIMEOUT_MS)
+    thread, answers = _next_in_thread(waiting)
+    wait_until(lambda: _blocked_on_blpop(client), what="the consumer to block on its wake list")
+    client.zadd(f"dramatiq:{queues[1]}.XQ", {"old-letter": current_millis() - dead.dead_message_ttl - 1})
+    client.hset(f"dramatiq:{queues[1]}.XQ.msgs", "old-letter", b"{}")
+
+    swept = Redelivery(live, store).sweep()
+
+    # Then the dead worker's three messages are back and counted, the waiting consumer woke,
+    # the live worker's message stays where it is, and the old dead letter is gone
+    assert swept == Swept(dead_workers=1, redelivered=3, expired_dead_letters=1)
+    thread.join(timeout=10)
+    assert not thread.is_alive() and answers == [None]
+    requeued = {m.message_id for m in (next(waiting), next(waiting))}
+    assert requeued == {m.message_id for m in held if m.queue_name == queues[0]}
+    assert [store.get(m.message_id).deliveries for m in held] == [1, 1, 1]
+    assert store.get(kept.message_id).deliveries == 0
+    assert client.zscore("dramatiq:__heartbeats__", dead.broker_id) is None
+    assert client.zcard(f"dramatiq:{queues[1]}.XQ") == 0
+    assert Redelivery(live, store).sweep() == Swept(dead_workers=0, redelivered=0, expired_dead_letters=0)
+    store.flush(settle_s=0)
+    with store.database.session() as session:
+        assert session.get(Job, held[0].message_id).deliveries == 1

@@ -26,6 +26,7 @@ def test_status_shows_the_job_record(workers):
     wait_for_job(message.message_id, timeout_s=30)
     status = _json("status", message.message_id)["job"]
     assert (status["state"], status["actor"], status["queue"]) == ("succeeded", "stepper", "cpu_processing")
+    assert (status["attempts"], status["deliveries"]) == (1, 1)
     assert runner.invoke(cli, ["status", "no-such-id"]).exit_code == 1
 
 

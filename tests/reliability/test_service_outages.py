@@ -72,6 +72,60 @@ def test_redis_restart_mid_stream_loses_no_message_with_append_only_persistence(
         server.stop()
 
 
+def _nap(seconds: float) -> dict:
+    return {"actor": "nap", "kwargs": {"seconds": seconds}}
+
+
+def test_a_job_that_starts_during_a_redis_outage_is_counted_and_recorded_once_redis_is_back(app, pg_url, tmp_path):
+    """Given a worker of two threads running two jobs with a third fetched behind them, when
+    Redis goes away and the second job ends (its ack waits with the first's sender), the third
+    starts during the outage: it must wait for Redis before it runs, and its start, worker and
+    attempt must reach its record."""
+    server = RedisServer(tmp_path / "redis", appendonly=True).start()
+    env = {"PFD_REDIS_URL": server.url()}
+    running = Workers(tmp_path, extra_env=env)
+    database = get_database(pg_url)
+    try:
+        running.start("cpu_processing", command=running.cpu_command(threads=2))
+        running.start("recorder")
+        client = server.client()
+        store = JobStore(client, database, cache_ttl_s=3600)
+        first, second, third = sent = send_messages([_nap(3.0), _nap(4.0), _nap(0.5)], env)
+        wait_until(lambda: store.get(first).state == store.get(second).state == "running"
+                   and client.llen("dramatiq:cpu_processing") == 0, timeout=60,
+                   what="two jobs running and the third fetched behind them")
+
+        server.stop()
+        # The third job's thread is free once the second job ends; whatever happens to it
+        # next is logged under its message id (waiting for Redis, or running).
+        wait_until(lambda: third in running.log("cpu_processing"), timeout=30,
+                   what="the third job to be taken during the outage")
+        # The fault itself: an outage that outlasts the third job (0.5 s) and redis-py's own retries.
+        taken_at = time.monotonic()
+        wait_until(lambda: time.monotonic() - taken_at > 4, timeout=10, what="the outage to go on for 4 s")
+        server.start()
+
+        wait_until(lambda: all(store.get(m).state == "succeeded" for m in sent), timeout=60,
+                   what="every job to succeed once Redis is back")
+        job = store.get(third)
+        assert job.attempts == 1 and job.started_at is not None and job.worker
+        # Its start was counted by the crash guard, as the other two were.
+        assert sorted(int(client.get(k)) for k in client.keys("pfd:starts:*")) == [1, 1, 1]
+        assert "Unexpected failure in before_process_message" not in running.log("cpu_processing")
+
+        def row() -> Job | None:
+            with database.session() as session:
+                found = session.get(Job, third)
+                return found if found is not None and found.state == "succeeded" else None
+
+        recorded = wait_until(row, timeout=60, what="the third job's row in PostgreSQL")
+        assert (recorded.attempts, recorded.worker) == (1, job.worker) and recorded.started_at is not None
+        assert job.deliveries == recorded.deliveries == 1
+    finally:
+        running.stop_all()
+        server.stop()
+
+
 def _event(n: int) -> dict:
     return {"actor": "notify", "kwargs": {"event": "dataset.generated", "payload": {"dataset_id": f"ds-{n}", "n_records": n}}}
 

@@ -1,8 +1,8 @@
 """Faults of worker processes: killed mid-job, stopped gracefully, fed poison messages.
 
 Each test starts its own cpu_processing worker from the Procfile line, so killing it does
-not disturb other tests. The test environment tunes the Redis broker (heartbeat timeout
-5 s, maintenance chance 20 %) so a killed worker's messages come back within seconds.
+not disturb other tests. The test environment's broker heartbeat timeout is 5 s, so a
+killed worker's messages come back within seconds (at the next sweep of dead workers).
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ from actors.platform.middleware import (
     JobTracking,
     LogContext,
     SchemaGuard,
+    Sweeper,
 )
+from actors.platform.redelivery import Redelivery
 from actors.store.db import get_database
 from actors.store.jobs import JobStore
 from config.logging import configure_logging
@@ -64,7 +66,6 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
         broker = JsonOnlyRedisBroker(
             client=redis,
             heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
-            maintenance_chance=settings.broker_maintenance_chance,
             enqueue_wait_s=settings.broker_enqueue_wait_s,
         )
         results_backend = RedisResultBackend(client=redis)
@@ -94,6 +95,12 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
         store=store, queues=CRASH_GUARDED_QUEUES, max_starts=settings.crash_guard_max_starts,
         ttl_s=settings.job_cache_ttl_s,
     ))
+    if isinstance(broker, JsonOnlyRedisBroker):
+        redis_broker = broker
+        broker.add_middleware(Sweeper(
+            redelivery=lambda: Redelivery(redis_broker, store()), interval_s=settings.broker_sweep_interval_s,
+            heartbeat_timeout_s=settings.broker_heartbeat_timeout_ms / 1000,
+        ))
     broker.add_middleware(SchemaGuard(database=lambda: get_database(settings.database_url)))
     broker.add_middleware(GracefulShutdown())
     broker.add_middleware(Results(backend=results_backend, result_ttl=ttl_ms))

@@ -10,7 +10,9 @@ round trips than it needs:
 - a retry enqueued while Redis is down fails after its attempt was acked: ``enqueue``
   here waits for Redis;
 - its consumer polls with a back-off of up to a second; here every enqueue also pushes
-  the queue's wake list, on which idle consumers block.
+  the queue's wake list, on which idle consumers block;
+- it redelivers a dead worker's messages on a random chance per command; here the sweep
+  (``actors.platform.redelivery``) does, once a second, and counts each redelivery.
 
 What middleware must write with a message (its job record) rides in the same MULTI/EXEC
 as the enqueue (``ride_along_enqueue``) or the ack (``TrackedMessage.ride_along``).
@@ -125,6 +127,12 @@ class JsonOnlyRedisBroker(RedisBroker):
         batch.execute()
         self.emit_after("enqueue", message, delay)
         return message
+
+    def _should_do_maintenance(self, command: str) -> int:
+        # Never on a command: dead workers and old dead letters are the sweep's
+        # (``actors.platform.redelivery``), which runs on a fixed period and counts each
+        # redelivery in its job record, where a random pass here would not.
+        return 0
 
     def dispatch_into(self, batch: Batch, command: str, queue_name: str, *args: object) -> None:
         """Queue one call of Dramatiq's ``dispatch`` script (enqueue, ack, nack...) on ``batch``."""

@@ -264,10 +264,12 @@ class JobTracking(Middleware):
         now = time.monotonic()
         with self._running_lock:
             due = [c for c in self._running.values() if not c.announced and now - c.started >= self.announce_after_s]
-        for context in due:
-            context.announced = True
         if due:
             self.store.announce_started([c.start_fields for c in due if c.start_fields])
+        # Only once written: a start that met an outage is announced by a later tick, or
+        # recorded with the outcome.
+        for context in due:
+            context.announced = True
 
     def _tick_loop(self) -> None:
         tick = min(self.announce_after_s, self.flush_interval_s)
