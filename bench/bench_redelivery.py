@@ -59,6 +59,13 @@ def _new_worker_key(redis: Redis, known: set[bytes]) -> bytes | None:
     return next((k for k in redis.scan_iter("pfd:worker:*") if k not in known), None)
 
 
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _measure(kills: int, code: Path) -> dict[str, Any]:
     """Kill the worker running a job ``kills`` times, with workers from checkout ``code``."""
     with own_redis() as redis_url:
@@ -77,6 +84,9 @@ def _kill_and_time(kills: int, code: Path, redis_url: str) -> dict[str, Any]:
         def start_worker(name: str, line: str = command):  # type: ignore[no-untyped-def]
             known = set(redis.scan_iter("pfd:worker:*"))
             worker = stack.enter_context(running(line, env, log_name=f"redelivery-{name}", cwd=code))
+            # Killed on the way out, before its Redis stops: a graceful stop would wait for
+            # the job, and then for a Redis that is gone, long after ``running`` has returned.
+            stack.callback(_kill_group, worker.pid)
             wait_for(lambda: _new_worker_key(redis, known) is not None, timeout=120, interval=0.05,
                      what=f"worker {name} to boot")
             return worker
@@ -97,7 +107,6 @@ def _kill_and_time(kills: int, code: Path, redis_url: str) -> dict[str, Any]:
             samples.append(round(time.monotonic() - killed_at, 2))
             print(f"{code.name}: kill {n} restarted after {samples[-1]} s", flush=True)
             victim = waiting
-        os.killpg(victim.pid, signal.SIGKILL)  # its job would hold a graceful stop for JOB_S
     settings = produce("import json\nfrom config.settings import get_settings\n"
                        "print(get_settings().model_dump_json())", env, cwd=code)
     return {
