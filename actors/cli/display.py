@@ -96,6 +96,8 @@ def _node_label(job: JobView) -> Text:
     label.append(f"  {_duration(job.duration_ms)}", style="dim")
     if job.attempts > 1:
         label.append(f"  attempt {job.attempts}", style="yellow")
+    if job.deliveries > max(job.attempts, 1):
+        label.append(f"  delivered {job.deliveries} times (a worker died holding it)", style="yellow")
     if job.error_type:
         label.append(f"\n{error_line(job)}", style="red")
     return label

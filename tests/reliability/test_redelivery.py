@@ -116,7 +116,7 @@ def test_a_killed_workers_job_starts_on_a_waiting_worker_within_the_heartbeat_ti
     assert job.deliveries == 4
     shown = subprocess.run([str(Path(sys.executable).parent / "pfd"), "status", message_id, "--json"],
                            env={**os.environ, **cluster.env}, capture_output=True, text=True, check=True)
-    assert json.loads(shown.stdout)["deliveries"] == 4
+    assert json.loads(shown.stdout)["job"]["deliveries"] == 4
     reliability.record(
         "worker_sigkill_redelivery_time",
         fault="the worker running a job killed (SIGKILL) while another waits on its queue, 3 times in a row",
