@@ -24,6 +24,19 @@ def _follow_and_exit(any_id: str, label: str, timeout_s: float) -> None:
     raise typer.Exit(0 if tree.state == "succeeded" else 1)
 
 
+def _tree_or_exit(any_id: str):  # type: ignore[no-untyped-def]
+    """The tree ``any_id`` names, or a one-line error and exit 1 when nothing has that id."""
+    from actors.platform.errors import JobNotFound
+    from actors.platform.jobs import get_tree
+
+    load_broker()
+    try:
+        return get_tree(any_id)
+    except JobNotFound as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(1) from None
+
+
 @app.command()
 def send(
     actor: str,
@@ -70,15 +83,8 @@ def status(
     ``tree`` (its state, progress, counts, first failure and every node).
     """
     from actors.cli.display import tree_view
-    from actors.platform.errors import JobNotFound
-    from actors.platform.jobs import get_tree
 
-    load_broker()
-    try:
-        tree = get_tree(any_id)
-    except JobNotFound as exc:
-        console.print(f"[red]{exc}")
-        raise typer.Exit(1) from None
+    tree = _tree_or_exit(any_id)
     if as_json:
         asked = next((node for node in tree.nodes if node.message_id == any_id), tree.root)
         emit({"job": asked.to_dict(), "tree": tree.to_dict()}, True)
@@ -92,16 +98,7 @@ def follow(
     timeout_s: float = typer.Option(3600.0, "--timeout", help="Give up after this many seconds."),
 ) -> None:
     """Follow a piece of work with live bars until all of it ends; print its error or result."""
-    from actors.platform.errors import JobNotFound
-    from actors.platform.jobs import get_tree
-
-    load_broker()
-    try:
-        tree = get_tree(any_id)
-    except JobNotFound as exc:
-        console.print(f"[red]{exc}")
-        raise typer.Exit(1) from None
-    _follow_and_exit(any_id, tree.root.actor, timeout_s)
+    _follow_and_exit(any_id, _tree_or_exit(any_id).root.actor, timeout_s)
 
 
 @app.command()
