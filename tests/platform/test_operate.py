@@ -16,6 +16,7 @@ from actors.platform.dead_letters import list_dead_letters
 from actors.platform.jobs import get_job, job_store, wait_for_job
 from tests.conftest import wait_until
 from tests.probe_actors import PROBES, flaky, launch_squares, stepper
+from tests.workers import Workers
 
 runner = CliRunner()
 
@@ -134,11 +135,21 @@ def test_bad_input_is_one_warning_without_a_traceback(workers):
     assert not any("exception" in r or "Traceback" in json.dumps(r) for r in records)
 
 
-def test_every_procfile_process_writes_only_json_lines(workers):
+def test_every_procfile_process_writes_only_json_lines(workers, tmp_path):
     for process in ("high_priority", "gpu_training", "cpu_processing", "notifications", "recorder"):
         for line in workers.log(process).splitlines():
             if line.strip():
                 assert isinstance(json.loads(line), dict), (process, line)
+    # The scheduler too: periodiq's start and its table of periodic actors.
+    own = Workers(tmp_path)
+    try:
+        own.start("scheduler")
+        wait_until(lambda: "notify_dead_letters" in own.log("scheduler") or "reap_stale_jobs" in own.log("scheduler"),
+                   timeout=60, what="the scheduler's table of periodic actors")
+    finally:
+        own.stop_all()
+    lines = [line for line in own.log("scheduler").splitlines() if line.strip()]
+    assert lines and all(isinstance(json.loads(line), dict) for line in lines)
 
 
 def test_logs_follows_one_tree_across_processes(workers, tmp_path):
