@@ -81,8 +81,9 @@ def test_worker_sigtermed_in_a_loop_under_log_load_exits_and_starts_nothing_afte
             late = {m: t - signalled_at for m, t in started.items() if t > signalled_at}
             assert not late, f"jobs started after the signal: {late}"
             assert "worker.repeated_stop_signal_ignored" in own_workers.log(tag)
-        # Each stop took no longer than its running 1 s jobs plus Dramatiq's 1 s loop and close.
-        assert max(exits) < 5.0, exits
+        # Each stop took its running 1 s jobs plus Dramatiq's own polling loops (about 3.5 s on a
+        # quiet machine): well inside the documented bound, a stop timeout of 10 s past the jobs.
+        assert max(exits) < 1.0 + 10.0, exits
         own_workers.start("cpu_processing", tag="drain", command=own_workers.cpu_command(4))
         for message in sent:
             assert wait_for_job(message.message_id, timeout_s=90).state == "succeeded"
