@@ -17,7 +17,7 @@ from actors.store.jobs import JobView
 from actors.store.trees import JobTree
 
 __all__ = [
-    "STATE_STYLES", "error_line", "human_time", "id_column", "job_table", "record_table", "result_lines", "tree_view",
+    "STATE_STYLES", "error_line", "human_time", "id_column", "job_summary", "job_table", "record_table", "result_lines", "tree_view",
 ]
 
 STATE_STYLES = {
@@ -126,6 +126,21 @@ def tree_view(tree: JobTree) -> RenderableType:
         parts.append(Text(f"first failure: {tree.first_failure.actor} {tree.first_failure.message_id}: "
                           f"{error_line(tree.first_failure)}", style="red"))
     return Group(*parts)
+
+
+def job_summary(job: JobView, *, wide: bool = False) -> str:
+    """One job in words: what, where, when (sent, started, finished), attempts, its error or result."""
+    lines = [f"{job.actor} {job.message_id} on {job.queue}: {job.state}"
+             + (f" ({job.status})" if job.status and job.state != "succeeded" else ""),
+             f"  sent {human_time(job.enqueued_at, wide=wide)}, started {human_time(job.started_at, wide=wide)}, "
+             f"finished {human_time(job.finished_at, wide=wide)}, took {_duration(job.duration_ms)}",
+             f"  attempts {job.attempts}, deliveries {job.deliveries}, worker {job.worker or '-'}"]
+    if job.error_type:
+        lines.append(f"  error: {error_line(job)}")
+    if job.result:
+        lines.append("  result:")
+        lines.extend(result_lines(job.result, indent="    "))
+    return "\n".join(lines)
 
 
 def job_table(jobs: list[JobView], *, wide: bool = False) -> Table:

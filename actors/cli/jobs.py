@@ -82,14 +82,15 @@ def status(
     With --json: ``job`` (the job ID names, or the tree's root for another kind of id) and
     ``tree`` (its state, progress, counts, first failure and every node).
     """
-    from actors.cli.display import tree_view
+    from actors.cli.display import job_summary, tree_view
 
     tree = _tree_or_exit(any_id)
+    asked = next((node for node in tree.nodes if node.message_id == any_id), tree.root)
     if as_json:
-        asked = next((node for node in tree.nodes if node.message_id == any_id), tree.root)
         emit({"job": asked.to_dict(), "tree": tree.to_dict()}, True)
-    else:
-        console.print(tree_view(tree))
+        return
+    console.print(tree_view(tree))
+    console.print(job_summary(asked), soft_wrap=True, highlight=False)
 
 
 @app.command()

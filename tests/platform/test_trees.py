@@ -95,3 +95,6 @@ def test_status_shows_a_tree_with_every_node(workers):
     for actor in ("launch_squares", "square", "collect"):
         assert actor in shown.output
     assert "succeeded" in shown.output
+    # Then the job asked about, in words: when, how many tries, and its result as fields.
+    assert "ago" in shown.output and "attempts 1, deliveries 1" in shown.output
+    assert "fanout_id:" in shown.output and "{'" not in shown.output
