@@ -209,8 +209,18 @@ def test_a_sweep_redelivers_a_dead_workers_messages_counted_and_wakes_their_cons
     client.zadd("dramatiq:__heartbeats__", {dead.broker_id: current_millis() - dead.heartbeat_timeout - 1})
     # and a consumer waiting on the first queue, and a dead letter past its TTL
     waiting = live.consume(queues[0], prefetch=4, timeout=IDLE_TIMEOUT_MS)
-    thread, answers = _next_in_thread(waiting)
-    wait_until(lambda: _blocked_on_blpop(client), what="the consumer to block on its wake list")
+    calls = [_next_in_thread(waiting)]
+
+    def blocked() -> bool:
+        # A wake token left by an earlier enqueue ends a call at once (it returns None, as after
+        # any wake-up); the consumer thread then calls again, and that call blocks.
+        thread, answers = calls[-1]
+        if not thread.is_alive() and answers == [None]:
+            calls.append(_next_in_thread(waiting))
+        return _blocked_on_blpop(client)
+
+    wait_until(blocked, what="the consumer to block on its wake list")
+    thread, answers = calls[-1]
     client.zadd(f"dramatiq:{queues[1]}.XQ", {"old-letter": current_millis() - dead.dead_message_ttl - 1})
     client.hset(f"dramatiq:{queues[1]}.XQ.msgs", "old-letter", b"{}")
 
