@@ -5,10 +5,15 @@ from __future__ import annotations
 import uuid
 
 import dramatiq
+import pytest
 from sqlalchemy import select
 
 from actors.datasets import generate_dataset
-from actors.platform.jobs import wait_for_job
+from actors.platform.broker.command_batch import Batch
+from actors.platform.broker.consumer import TrackedMessage
+from actors.platform.errors import JobNotFound, PayloadInvalid
+from actors.platform.jobs import get_job, wait_for_job
+from actors.platform.middleware.tracking import JobTracking
 from actors.store.db import get_database
 from actors.store.notifications import InboxItem
 from config.settings import get_settings
@@ -38,3 +43,23 @@ def test_a_generated_dataset_is_announced_as_dataset_generated(workers):
     assert wait_for_job(message.message_id, timeout_s=60).state == "succeeded"
     rows = wait_until(lambda: _inbox(f"dataset.generated:{dataset_id}"), what="the dataset.generated inbox row")
     assert rows[0].payload["n_records"] == 1
+
+
+def test_a_final_failure_is_announced_in_the_ack_that_records_it(workers):
+    """The job.failed message rides in the ack's transaction: nothing reaches Redis before the ack."""
+    broker = dramatiq.get_broker()
+    failed = TrackedMessage(dramatiq.Message(queue_name="high_priority", actor_name="strict", args=(),
+                                             kwargs={"key": "x", "failures": "many"}, options={}))
+    event = JobTracking._announce_failure(broker, failed, None, PayloadInvalid("bad"), "bad")
+    assert event is not None and event.kwargs["event_id"] == f"job.failed:{failed.message_id}"
+    assert failed.ride_along
+    with pytest.raises(JobNotFound):
+        get_job(event.message_id)
+
+    batch = Batch(broker.client, transaction=True)
+    for write in failed.ride_along:
+        write(batch)
+    batch.execute()
+    # Queued in that transaction, then delivered by the notifications worker.
+    rows = wait_until(lambda: _inbox(event.kwargs["event_id"]), what="the job.failed inbox row")
+    assert get_job(event.message_id) is not None and len(rows) == 1

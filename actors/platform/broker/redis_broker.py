@@ -104,6 +104,22 @@ class JsonOnlyRedisBroker(RedisBroker):
                 pause = min(pause * 2, 2.0)
 
     def _enqueue_once(self, message: Message, delay: int | None) -> Message:
+        message, write = self.prepare_enqueue(message, delay=delay)
+        batch = Batch(self.client, transaction=True)
+        write(batch)
+        batch.execute()
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def prepare_enqueue(self, message: Message, *, delay: int | None = None) -> tuple[Message, Callable[[Batch], None]]:
+        """Run ``message``'s enqueue hooks now and return it with the write that enqueues it.
+
+        The write (the message, its hooks' writes and the wake-up) can go into any
+        transaction: ``enqueue`` sends it on its own; a message announcing an outcome sends it
+        with the ack that records the outcome (``TrackedMessage.ride_along``), so the two are
+        one fact. A write sent twice (a transaction retried after its reply was lost) enqueues
+        the message twice: carry only idempotent messages this way.
+        """
         # As RedisBroker.enqueue, with the writes of before_enqueue hooks and the wake-up in
         # the same transaction as the message.
         queue_name = message.queue_name
@@ -111,22 +127,22 @@ class JsonOnlyRedisBroker(RedisBroker):
         if delay is not None:
             queue_name = dq_name(queue_name)
             message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
-        batch = Batch(self.client, transaction=True)
         outer = getattr(self._enqueue_writes, "pending", None)  # a hook that enqueues, in turn
-        self._enqueue_writes.pending = []
+        self._enqueue_writes.pending = hook_writes = []
         try:
             self.emit_before("enqueue", message, delay)
-            for write in self._enqueue_writes.pending:
-                write(batch)
         finally:
             self._enqueue_writes.pending = outer
-        self.dispatch_into(batch, "enqueue", queue_name, message.options["redis_message_id"], message.encode())
-        wake = self.wake_key(queue_name)
-        batch.command("LPUSH", wake, 1)
-        batch.command("LTRIM", wake, 0, WAKE_TOKENS - 1)
-        batch.execute()
-        self.emit_after("enqueue", message, delay)
-        return message
+        redis_message_id, body, wake = message.options["redis_message_id"], message.encode(), self.wake_key(queue_name)
+
+        def write(batch: Batch) -> None:
+            for hook_write in hook_writes:
+                hook_write(batch)
+            self.dispatch_into(batch, "enqueue", queue_name, redis_message_id, body)
+            batch.command("LPUSH", wake, 1)
+            batch.command("LTRIM", wake, 0, WAKE_TOKENS - 1)
+
+        return message, write
 
     def _should_do_maintenance(self, command: str) -> int:
         # Never on a command: dead workers and old dead letters are the sweep's

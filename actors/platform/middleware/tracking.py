@@ -206,25 +206,44 @@ class JobTracking(Middleware):
         batch.execute()
 
     @staticmethod
-    def _announce_failure(broker, message, context, exception, error_message) -> None:  # type: ignore[no-untyped-def]
-        """Send ``job.failed`` for a final failure, unless the actor reports its own."""
+    def _announce_failure(broker, message, context, exception, error_message):  # type: ignore[no-untyped-def]
+        """Send ``job.failed`` for a final failure, unless the actor reports its own; return
+        the event's message (None when there is none).
+
+        With a broker that acks in transactions, the event's message rides in the ack that
+        records the failure: the job is failed in Redis exactly when its announcement is
+        queued, and a crash before the ack redelivers the job, never a told-but-unrecorded
+        or recorded-but-untold failure.
+        """
         actor = broker.actors.get(message.actor_name)
         if actor is None or actor.options.get("reports_own_failures") or "notify" not in broker.actors:
-            return
-        try:
-            broker.get_actor("notify").send(
-                event="job.failed",
+            return None
+        notify = broker.get_actor("notify")
+        event = notify.message_with_options(
+            kwargs={
+                "event": "job.failed",
                 # One event per job: a redelivered message cannot announce it twice.
-                event_id=f"job.failed:{message.message_id}",
-                payload={
+                "event_id": f"job.failed:{message.message_id}",
+                "payload": {
                     "message_id": message.message_id, "actor": message.actor_name,
                     "queue": message.queue_name.removesuffix(".DQ"),
                     "error_type": type(exception).__name__ if exception else "",
                     "error_message": error_message or "", "attempts": context.attempt if context else 1,
                 },
-            )
+            },
+        )
+        try:
+            ride_along = getattr(message, "ride_along", None)
+            prepare = getattr(broker, "prepare_enqueue", None)
+            if ride_along is not None and prepare is not None:
+                event, write = prepare(event)
+                ride_along.append(write)
+            else:
+                event = broker.enqueue(event)
         except Exception as exc:  # an after-hook must never raise
             log.error("job.failure_event_failed", error=mask_secrets(str(exc)))
+            return None
+        return event
 
     def after_skip_message(self, broker, message):  # type: ignore[no-untyped-def]
         """Record a skipped message: cancelled before it ran, or refused by the crash guard (failed)."""
