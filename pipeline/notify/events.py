@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from pipeline.errors import EventInvalid, InvalidInput
 
@@ -31,7 +38,19 @@ KINDS = ("completion", "failure", "progress")
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Text = Annotated[str, StringConstraints(max_length=200)]
-ErrorText = Annotated[str, StringConstraints(max_length=2000)]
+ERROR_TEXT_MAX = 2000
+
+
+def _shorten_error(value: Any) -> Any:
+    """Cut a long error to its head and tail: an error's length is never a reason to lose its event."""
+    if isinstance(value, str) and len(value) > ERROR_TEXT_MAX:
+        marker = f" … [{len(value)} characters in all; the middle is cut] … "
+        keep = ERROR_TEXT_MAX - len(marker)
+        return value[: keep // 2] + marker + value[len(value) - (keep - keep // 2):]
+    return value
+
+
+ErrorText = Annotated[str, BeforeValidator(_shorten_error), StringConstraints(max_length=ERROR_TEXT_MAX)]
 Count = Annotated[int, Field(ge=0)]
 Scalar = float | int | str | bool | None
 

@@ -115,3 +115,12 @@ def test_webhook_body_is_signed_over_the_exact_bytes_sent():
     assert verify("secret", body, signature)
     assert not verify("other", body, signature)
     assert not verify("secret", body + b" ", signature)
+
+
+def test_a_long_error_is_shortened_to_head_and_tail_never_refused():
+    error = "first line of the error\n" + "x" * 6000 + "\nlast line of the error"
+    typed = parse_event("job.failed", {"message_id": "m-1", "actor": "import_mat_dataset", "error_message": error})
+    assert len(typed.error_message) == 2000
+    assert typed.error_message.startswith("first line of the error")
+    assert typed.error_message.endswith("last line of the error")
+    assert f"[{len(error)} characters in all; the middle is cut]" in typed.error_message

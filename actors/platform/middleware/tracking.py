@@ -219,20 +219,20 @@ class JobTracking(Middleware):
         if actor is None or actor.options.get("reports_own_failures") or "notify" not in broker.actors:
             return None
         notify = broker.get_actor("notify")
-        event = notify.message_with_options(
-            kwargs={
-                "event": "job.failed",
-                # One event per job: a redelivered message cannot announce it twice.
-                "event_id": f"job.failed:{message.message_id}",
-                "payload": {
-                    "message_id": message.message_id, "actor": message.actor_name,
-                    "queue": message.queue_name.removesuffix(".DQ"),
-                    "error_type": type(exception).__name__ if exception else "",
-                    "error_message": error_message or "", "attempts": context.attempt if context else 1,
-                },
-            },
-        )
         try:
+            event = notify.message_with_options(
+                kwargs={
+                    "event": "job.failed",
+                    # One event per job: a redelivered message cannot announce it twice.
+                    "event_id": f"job.failed:{message.message_id}",
+                    "payload": {
+                        "message_id": message.message_id, "actor": message.actor_name,
+                        "queue": message.queue_name.removesuffix(".DQ"),
+                        "error_type": type(exception).__name__ if exception else "",
+                        "error_message": error_message or "", "attempts": context.attempt if context else 1,
+                    },
+                },
+            )
             ride_along = getattr(message, "ride_along", None)
             prepare = getattr(broker, "prepare_enqueue", None)
             if ride_along is not None and prepare is not None:
@@ -240,7 +240,7 @@ class JobTracking(Middleware):
                 ride_along.append(write)
             else:
                 event = broker.enqueue(event)
-        except Exception as exc:  # an after-hook must never raise
+        except Exception as exc:  # an after-hook must never raise: the failure is still recorded
             log.error("job.failure_event_failed", error=mask_secrets(str(exc)))
             return None
         return event
