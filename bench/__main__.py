@@ -44,7 +44,9 @@ def _dispatch(quick: bool) -> dict:
 def _latency(quick: bool) -> dict:
     from bench import bench_latency
 
-    return bench_latency.run(n=200 if quick else 2000, rounds=1 if quick else 3, quiet=3 if quick else 20)
+    if quick:
+        return bench_latency.run(n=200, rounds=1, quiet=3, placements=("none", "idle"), burn_s=30)
+    return bench_latency.run()
 
 
 def _memory(quick: bool) -> dict:

@@ -8,16 +8,23 @@ In one run, on the same Redis, each worker one process of 8 threads:
 - ``dramatiq``: raw Dramatiq with its own polling consumer, idle and after quiet spells;
 - ``celery``: Celery on Redis, a thread pool of 8, idle and after quiet spells;
 - ``redis_ping``: the control, a bare Redis PING from the same driver, idle and under the
-  same load: what the machine itself adds to a round trip's tail.
+  same load: what the machine itself adds to a round trip's tail;
+- ``placements``: the ``pfd`` stack idle and loaded again under each CPU placement of
+  ``PLACEMENTS`` (``actors.platform.placement``), with the heavy queues' throughput (rounds of
+  matrix products per second) measured in the same batches: what the urgent tail gains and
+  what the heavy work pays for it.
 
 Run ``python -m bench.bench_latency``; figures in ``bench/results/latency.json``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import statistics
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -27,8 +34,10 @@ if __package__ in (None, ""):
 
 from redis import Redis
 
+from actors.platform.placement import parse_cpu_list
 from bench.common import write_result
 from bench.processes import BIN, bench_env, migrate, procfile, produce, running, wait_for
+from config.settings import get_settings
 
 __all__ = ["run"]
 
@@ -94,12 +103,20 @@ def _cpu_busy() -> tuple[float, float]:
     return fields[3] + fields[4], sum(fields)  # (idle + iowait, total)
 
 
+def _burn_rounds(redis: Redis, message_ids: list[str]) -> int:
+    """Rounds of heavy work done so far by the burn jobs (each reports its count as its status)."""
+    statuses = [redis.hget(f"pfd:job:{i}", "status") or b"" for i in message_ids]
+    return sum(int(s.split()[1]) for s in statuses if s.startswith(b"burning: "))
+
+
 def _loaded(env: dict[str, str], n: int, rounds: int, burn_s: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``rounds`` batches of round trips while gpu_training and cpu_processing run heavy jobs with more queued.
 
-    Returns the full stack's batches and the bare Redis pings' (``PING``), one after each.
+    Returns the full stack's batches (with the heavy queues' rounds per second during each)
+    and the bare Redis pings' (``PING``), one after each.
     """
-    heavy_env = {**env, "PFD_CPU_PROCESSES": str(os.cpu_count() or 2)}
+    # As many cpu_processing processes as the placement leaves CPUs (the Procfile's default).
+    heavy_env = {key: value for key, value in env.items() if key != "PFD_CPU_PROCESSES"}
     with running(procfile("gpu_training", extra_modules=EXTRA), heavy_env, log_name="gpu"), \
          running(procfile("cpu_processing", extra_modules=EXTRA), heavy_env, log_name="cpu"):
         burns = produce(f"""
@@ -111,15 +128,19 @@ print(json.dumps(ids))
 """, env)
         redis = Redis.from_url(env["PFD_REDIS_URL"])
         running_jobs = lambda: sum(redis.hget(f"pfd:job:{i}", "state") == b"running" for i in burns)  # noqa: E731
-        wait_for(lambda: running_jobs() >= 1 + (os.cpu_count() or 2), timeout=120, what="the heavy jobs to start",
+        heavy_cpus = len(os.sched_getaffinity(0) - parse_cpu_list(env.get("PFD_URGENT_CPUS", "")))
+        wait_for(lambda: running_jobs() >= 1 + heavy_cpus, timeout=120, what="the heavy jobs to start",
                  interval=0.1)
         batches, pings = [], []
         for _ in range(rounds):
             idle_before, total_before = _cpu_busy()
+            burnt_before, started = _burn_rounds(redis, burns), time.monotonic()
             figures = _measure("pfd", env, n, 0, 0)["idle"]
             idle_after, total_after = _cpu_busy()
             figures["cpu_busy_share"] = round(1 - (idle_after - idle_before) / (total_after - total_before), 3)
             figures["heavy_jobs_running"] = running_jobs()
+            figures["heavy_rounds_per_s"] = round((_burn_rounds(redis, burns) - burnt_before)
+                                                  / (time.monotonic() - started), 2)
             batches.append(figures)
             pings.append(_measure("redis_ping", env, n, 0, 0)["idle"])
         produce(f"""
@@ -136,9 +157,39 @@ def _median_of(batches: list[dict[str, Any]]) -> dict[str, float]:
     return {key: round(statistics.median(b[key] for b in batches), 3) for key in batches[0]}
 
 
+# The options measured beside the settings' defaults (the ``pfd`` stack above): heavy
+# workers' niceness and policy, and CPU 0 reserved for the urgent worker (``urgent_cpus``).
+PLACEMENTS: dict[str, dict[str, str]] = {
+    "none": {"PFD_HEAVY_WORKER_NICE": "0", "PFD_HEAVY_WORKER_POLICY": "other", "PFD_URGENT_CPUS": ""},
+    "nice_19": {"PFD_HEAVY_WORKER_NICE": "19", "PFD_HEAVY_WORKER_POLICY": "other", "PFD_URGENT_CPUS": ""},
+    "batch_nice_10": {"PFD_HEAVY_WORKER_NICE": "10", "PFD_HEAVY_WORKER_POLICY": "batch", "PFD_URGENT_CPUS": ""},
+    "idle": {"PFD_HEAVY_WORKER_NICE": "0", "PFD_HEAVY_WORKER_POLICY": "idle", "PFD_URGENT_CPUS": ""},
+    "pinned": {"PFD_HEAVY_WORKER_NICE": "0", "PFD_HEAVY_WORKER_POLICY": "other", "PFD_URGENT_CPUS": "0"},
+    "pinned_batch_nice_10": {"PFD_HEAVY_WORKER_NICE": "10", "PFD_HEAVY_WORKER_POLICY": "batch",
+                             "PFD_URGENT_CPUS": "0"},
+    "pinned_idle": {"PFD_HEAVY_WORKER_NICE": "0", "PFD_HEAVY_WORKER_POLICY": "idle", "PFD_URGENT_CPUS": "0"},
+}
+
+
+def _placement(name: str, env: dict[str, str], n: int, rounds: int, burn_s: float) -> dict[str, Any]:
+    """The ``pfd`` stack idle and loaded with every worker placed as option ``name`` says."""
+    placed = {**env, **PLACEMENTS[name]}
+    with running(_worker_command("pfd"), placed, log_name=f"pfd-{name}"), \
+         running([str(BIN / "pfd"), "record-jobs"], placed, log_name="recorder"):
+        _ready("pfd", placed)
+        idle = [_measure("pfd", placed, n, 0, 0)["idle"] for _ in range(rounds)]
+        loaded, pings = _loaded(placed, n, rounds, burn_s)
+    figures = {"settings": PLACEMENTS[name], "idle": _median_of(idle), "under_load": _median_of(loaded),
+               "redis_ping_under_load": _median_of(pings), "under_load_batches": loaded}
+    figures["loaded_p99_over_idle_p99"] = round(figures["under_load"]["p99_ms"] / figures["idle"]["p99_ms"], 3)
+    return figures
+
+
 def run(n: int = 2000, rounds: int = 3, quiet: int = 20, quiet_s: float = 2.0,
-        redis_url: str = "redis://127.0.0.1:6379/12") -> dict[str, Any]:
-    """Measure every stack; write ``bench/results/latency.json``.
+        redis_url: str = "redis://127.0.0.1:6379/12", placements: tuple[str, ...] = tuple(PLACEMENTS),
+        burn_s: float = 120) -> dict[str, Any]:
+    """Measure every stack, then the ``pfd`` stack under each of ``placements``; write
+    ``bench/results/latency.json``.
 
     Tail latency on this shared 2-core machine moves from run to run, so the full stack's
     idle and loaded figures are each the median of ``rounds`` batches of ``n`` round trips.
@@ -157,10 +208,11 @@ def run(n: int = 2000, rounds: int = 3, quiet: int = 20, quiet_s: float = 2.0,
             stacks[stack] = _measure(stack, env, n, quiet, quiet_s)
             if stack == "pfd":
                 idle = [stacks[stack]["idle"]] + [_measure(stack, env, n, 0, 0)["idle"] for _ in range(rounds - 1)]
-                loaded, loaded_pings = _loaded(env, n, rounds, burn_s=120)
+                loaded, loaded_pings = _loaded(env, n, rounds, burn_s=burn_s)
                 stacks[stack].update(idle=_median_of(idle), idle_batches=idle,
                                      under_load=_median_of(loaded), under_load_batches=loaded)
                 stacks["redis_ping"] = {"idle": _median_of(idle_pings), "under_load": _median_of(loaded_pings)}
+    placed = {name: _placement(name, env, n, rounds, burn_s) for name in placements}
     Redis.from_url(redis_url).flushdb()
     pfd = stacks["pfd"]
     ratios = {
@@ -172,12 +224,22 @@ def run(n: int = 2000, rounds: int = 3, quiet: int = 20, quiet_s: float = 2.0,
             stacks["redis_ping"]["under_load"]["p99_ms"] / stacks["redis_ping"]["idle"]["p99_ms"], 3),
     }
     goals = {"loaded_p99_over_idle_p99": 1.5, "pfd_p50_over_celery_p50": 1.0, "first_after_quiet_max_ms": 100}
-    figures = {"round_trips": n, "rounds": rounds, "quiet_spells": quiet, "quiet_s": quiet_s, "stacks": stacks,
-               "ratios": ratios, "goals": goals,
+    figures = {"round_trips": n, "rounds": rounds, "quiet_spells": quiet, "quiet_s": quiet_s,
+               "default_placement": {"heavy_worker_nice": get_settings().heavy_worker_nice,
+                                     "heavy_worker_policy": get_settings().heavy_worker_policy,
+                                     "urgent_cpus": get_settings().urgent_cpus},
+               "stacks": stacks, "placements": placed, "ratios": ratios, "goals": goals,
                "meets_goals": {k: ratios[k] <= goal for k, goal in goals.items()}}
     write_result("latency", figures)
     return figures
 
 
 if __name__ == "__main__":
-    print(run())
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_latency")
+    parser.add_argument("--n", type=int, default=2000, help="round trips per batch")
+    parser.add_argument("--rounds", type=int, default=3, help="batches per figure (the median is reported)")
+    parser.add_argument("--placements", default=",".join(PLACEMENTS),
+                        help=f"CPU placements to compare, comma-separated, from {', '.join(PLACEMENTS)}")
+    arguments = parser.parse_args()
+    print(json.dumps(run(arguments.n, arguments.rounds, placements=tuple(filter(None, arguments.placements.split(",")))),
+                     indent=2))

@@ -88,6 +88,17 @@ class Settings(BaseSettings):
 
     # Workers.
     generation_workers: int = Field(0, ge=0)
+    # CPU placement (``pfd worker``): workers of the heavy queues (CRASH_GUARDED_QUEUES) yield
+    # the CPU to the urgent ones. They run at this added niceness, under this Linux scheduling
+    # policy ("batch": never preempts on wake-up; "idle": runs only when nothing else wants the
+    # CPU; "other": the default policy), and off the urgent CPUs: a CPU list ("0", "0-1,4"),
+    # "auto" (CPU 0 on hosts of 2 or more CPUs) or "" (no pinning).
+    # bench/bench_latency.py measures each option; docs/operations.md has the figures.
+    # The defaults (heavy workers SCHED_IDLE off CPU 0) are the only placement measured to keep
+    # the urgent tail within 1.5x on 2 CPUs (docs/operations.md, "Urgent work under load").
+    heavy_worker_nice: int = Field(0, ge=0, le=19)
+    heavy_worker_policy: Literal["other", "batch", "idle"] = "idle"
+    urgent_cpus: str = Field("auto", pattern=r"^(auto|\d+(-\d+)?(,\d+(-\d+)?)*)?$")
     # Dramatiq's Prometheus middleware in every worker process, writing to metrics_dir;
     # ``pfd metrics`` serves it with the cluster's queue depths and job outcomes.
     prometheus: bool = False

@@ -29,6 +29,9 @@ TEST_ENV = {
     "PFD_BROKER_HEARTBEAT_TIMEOUT_MS": "5000",
     "PFD_GENERATION_WORKERS": "1",
     "PFD_CPU_PROCESSES": "2",
+    # The suite's heavy jobs share the machine with pytest itself: keep every CPU open to them
+    # (tests/platform/test_placement.py checks the pinning the defaults give).
+    "PFD_URGENT_CPUS": "",
 }
 
 

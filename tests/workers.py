@@ -59,7 +59,7 @@ class Workers:
         """The cpu_processing line as one process of ``threads`` threads (prefetch two each)."""
         command = self.command("cpu_processing").replace("--threads 1", f"--threads {threads}")
         command = command.replace("dramatiq_queue_prefetch=1", f"dramatiq_queue_prefetch={threads * 2}")
-        return command.replace("${PFD_CPU_PROCESSES:-$(nproc)}", "1")
+        return command.replace("${PFD_CPU_PROCESSES:+--processes $PFD_CPU_PROCESSES}", "--processes 1")
 
     def start(self, name: str, *, tag: str | None = None, command: str | None = None) -> subprocess.Popen:
         """Start one Procfile process in its own process group."""

@@ -39,9 +39,26 @@ def worker(context: typer.Context) -> None:
     from config.logging import configure_logging
     from config.settings import get_settings
 
-    configure_logging(get_settings())
+    settings = get_settings()
+    configure_logging(settings)
     args = make_argument_parser().parse_args([*context.args, "--skip-logging"])
+    _place(args, settings, processes_given=bool({"-p", "--processes"} & set(context.args)))
     raise typer.Exit(main(args) or 0)
+
+
+def _place(args, settings, *, processes_given: bool) -> None:  # type: ignore[no-untyped-def]
+    """Apply the worker's CPU placement before Dramatiq starts (its processes inherit it); a
+    heavy worker whose process count is not given runs one process per CPU left to it."""
+    import structlog
+
+    from actors.platform.placement import apply_placement, placement_for
+    from config.queues import QUEUES
+
+    placement = placement_for(args.queues or QUEUES, settings, frozenset(os.sched_getaffinity(0)))
+    apply_placement(placement)
+    if placement.heavy and not processes_given:
+        args.processes = len(os.sched_getaffinity(0))
+    structlog.get_logger("pfd.worker").info("worker.placement", processes=args.processes, **placement.describe())
 
 
 @app.command(context_settings=_PASS_THROUGH)
