@@ -101,3 +101,15 @@ def workers(app, tmp_path_factory):  # type: ignore[no-untyped-def]
         yield running
     finally:
         running.stop_all()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real MLflow tracking server on loopback (SQLite store, local artifacts), for the session."""
+    from tests.mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
