@@ -19,6 +19,7 @@ from actors.platform.context import JobContext
 from actors.platform.mlflow_runs import TrackedRun, flat_params
 from actors.platform.mlflow_writer import mlflow_writer
 from actors.store.db import Database
+from actors.store.experiments import experiment_history
 from actors.store.mlflow_runs import dataset_config_hash
 from config.settings import Settings
 from pipeline.training import TrainingResult
@@ -45,10 +46,10 @@ class TrainingTracker:
         gap = self.run.writer.gap()
         self.job.progress(fraction, f"{status} ({gap.text()})" if gap and status else status, **metrics)
 
-    def epoch(self, record: EpochRecord) -> None:
-        """Queue one epoch's metrics at step = epoch."""
-        values = record.to_dict()
-        self.run.epoch(record.epoch, {name: values[key] for key, name in _EPOCH_METRICS.items()})
+    def epoch(self, record: EpochRecord | dict[str, Any]) -> None:
+        """Queue one epoch's metrics (an ``EpochRecord`` or a history row) at step = epoch."""
+        values = record.to_dict() if isinstance(record, EpochRecord) else record
+        self.run.epoch(int(values["epoch"]), {name: values.get(key) for key, name in _EPOCH_METRICS.items()})
 
     def completed(self, result: TrainingResult, directory: Path, metrics_path: Path) -> None:
         """Queue test metrics, artifacts and the run's end; wait a bounded time for them to be written."""
@@ -93,4 +94,9 @@ def track_training(settings: Settings, database: Database, job: JobContext, expe
     run.params({"model_key": spec["model_key"], "dataset_id": spec["dataset_id"],
                 "dataset_config_hash": dataset_config_hash(database, spec["dataset_id"]) or "",
                 **flat_params("model", spec["model_args"]), **flat_params("training", spec["training_config"])})
-    return TrainingTracker(run, job, settings.mlflow_flush_wait_s)
+    tracker = TrainingTracker(run, job, settings.mlflow_flush_wait_s)
+    # A resumed run: the epochs a killed worker recorded may not have reached MLflow before it
+    # died. Each goes once (the run skips steps the server holds).
+    for row in experiment_history(database, experiment_id):
+        tracker.epoch(row)
+    return tracker

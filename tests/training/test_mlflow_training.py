@@ -110,3 +110,36 @@ def test_mlflow_stopped_mid_run_does_not_fail_the_job_and_the_run_completes_once
         assert _steps(client, run_id, key) == [1, 2, 3, 4], key
     assert "test_window_accuracy" in run.data.metrics
     assert "mlflow.reachable" in mlflow_workers.log("gpu_training_slow")
+
+
+def test_worker_killed_mid_training_leaves_one_run_with_no_duplicated_epoch_metrics(
+        lane, mlflow_workers, client, tiny_dataset, database):
+    import signal
+
+    from actors.platform.mlflow_runs import RECORD_TAG
+
+    # Given a training past its first epoch, its run started in MLflow
+    for name in ("gpu_training", "gpu_training_slow"):
+        mlflow_workers.stop(name)
+    lane.start_gpu_worker(mlflow_workers, "gpu_training_slow", epoch_delay_s=EPOCH_DELAY_S)
+    message = lane.send(train_model, experiment_id="exp-mlflow-kill", dataset_id=tiny_dataset["dataset_id"],
+                        **_training(4))
+    wait_until(lambda: int((lane.job(message.message_id).metrics or {}).get("epoch", 0)) >= 1, timeout=60,
+               what="a first epoch")
+    run_id = wait_until(lambda: find_mlflow_run(database, "experiment", "exp-mlflow-kill"), timeout=30,
+                        what="the run to be created")
+
+    # When its worker is killed outright and the message is redelivered to a new one
+    mlflow_workers.signal("gpu_training_slow", signal.SIGKILL)
+    mlflow_workers.processes["gpu_training_slow"].wait(10)
+    lane.start_gpu_worker(mlflow_workers, "gpu_training", ready=False)
+    job = lane.wait(message.message_id, timeout=120)
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+
+    # Then the same run is completed, alone, with each epoch logged once
+    run = _finished_run(client, database, "exp-mlflow-kill")
+    assert run.info.run_id == run_id
+    runs = client.search_runs([run.info.experiment_id], filter_string=f"tags.`{RECORD_TAG}` = 'experiment:exp-mlflow-kill'")
+    assert [r.info.run_id for r in runs] == [run_id]
+    for key in EPOCH_METRICS:
+        assert _steps(client, run_id, key) == [1, 2, 3, 4], key
