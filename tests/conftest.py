@@ -113,3 +113,11 @@ def mlflow_server(tmp_path_factory):  # type: ignore[no-untyped-def]
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_client(mlflow_server):  # type: ignore[no-untyped-def]
+    """An MLflow client of the test server, to read back what workers logged."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)

@@ -16,7 +16,7 @@ from pathlib import Path
 from tests.conftest import wait_until
 from tests.servers import free_port
 
-__all__ = ["MlflowServer"]
+__all__ = ["MlflowServer", "worker_env"]
 
 
 class MlflowServer:
@@ -61,3 +61,9 @@ class MlflowServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
         wait_until(lambda: not self._answers(), timeout=30, what="mlflow server to stop")
+
+
+def worker_env(server: MlflowServer) -> dict[str, str]:
+    """The variables that point a worker at ``server``, with short retries and waits for tests."""
+    return {"PFD_MLFLOW_TRACKING_URI": server.uri, "PFD_MLFLOW_RETRY_MAX_S": "1",
+            "PFD_MLFLOW_FLUSH_WAIT_S": "1", "PFD_MLFLOW_HTTP_TIMEOUT_S": "2"}

@@ -52,11 +52,15 @@ def _log_batch(client: Any, run_id: str, *, params: list[tuple[str, str]] = (), 
 
 
 class TrackedRun:
-    """One record's MLflow run; every method queues its work and returns at once."""
+    """One record's MLflow run; every method queues its work and returns at once.
+
+    ``reopen=False`` refers to a run without marking it running again or re-tagging it (it
+    is still created when missing): a trial's view of its campaign's parent run.
+    """
 
     def __init__(self, writer: MlflowWriter, database: Database, *, experiment: str, kind: str, record_id: str,
-                 name: str, tags: Mapping[str, Any], parent: TrackedRun | None = None) -> None:
-        self.writer, self.kind, self.record_id = writer, kind, record_id
+                 name: str, tags: Mapping[str, Any], parent: TrackedRun | None = None, reopen: bool = True) -> None:
+        self.writer, self.kind, self.record_id, self._reopen = writer, kind, record_id, reopen
         self.run_id = find_mlflow_run(database, kind, record_id)
         self._logged_steps: set[int] | None = None
         self._database, self._experiment, self._name = database, experiment, name
@@ -79,8 +83,10 @@ class TrackedRun:
             self.run_id = keep_mlflow_run(self._database, self.kind, self.record_id, created)
             if self.run_id != created and not found:
                 client.delete_run(created)  # another job kept its run first
-        else:
+        elif self._reopen:
             client.update_run(self.run_id, status="RUNNING")
+        else:
+            return  # a reference to a run another job started (a campaign's, from its trials)
         _log_batch(client, self.run_id, tags=list(tags.items()))
 
     def _submit(self, what: str, call: Callable[[Any], None]) -> None:

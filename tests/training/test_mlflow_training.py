@@ -8,6 +8,7 @@ from actors.store.experiments import get_experiment
 from actors.store.mlflow_runs import find_mlflow_run
 from actors.training import train_model
 from tests.conftest import wait_until
+from tests.mlflow_server import worker_env
 from tests.training.conftest import TINY_CNN, Lane
 
 pytestmark = pytest.mark.slow
@@ -24,19 +25,11 @@ def _training(epochs: int) -> dict:
 def mlflow_workers(lane: Lane, mlflow_server, tmp_path_factory):  # type: ignore[no-untyped-def]
     """gpu_training workers on the lane that log to the test MLflow server (started per test)."""
     workers = lane.workers(tmp_path_factory.mktemp("mlflow-worker-logs"))
-    workers.extra_env.update({"PFD_MLFLOW_TRACKING_URI": mlflow_server.uri, "PFD_MLFLOW_RETRY_MAX_S": "1",
-                              "PFD_MLFLOW_FLUSH_WAIT_S": "1", "PFD_MLFLOW_HTTP_TIMEOUT_S": "2"})
+    workers.extra_env.update(worker_env(mlflow_server))
     try:
         yield workers
     finally:
         workers.stop_all()
-
-
-@pytest.fixture(scope="module")
-def client(mlflow_server):  # type: ignore[no-untyped-def]
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=mlflow_server.uri)
 
 
 def _finished_run(client, database, experiment_id: str, timeout: float = 60):  # type: ignore[no-untyped-def]
@@ -53,7 +46,7 @@ def _steps(client, run_id: str, key: str) -> list[int]:  # type: ignore[no-untyp
 
 
 def test_training_on_a_worker_is_an_mlflow_run_with_params_epoch_metrics_and_artifacts(
-        lane, mlflow_workers, client, tiny_dataset, database):
+        lane, mlflow_workers, mlflow_client, tiny_dataset, database):
     # Given a worker that logs to MLflow
     lane.start_gpu_worker(mlflow_workers, "gpu_training")
     # When it trains a tiny CNN for three epochs
@@ -63,26 +56,26 @@ def test_training_on_a_worker_is_an_mlflow_run_with_params_epoch_metrics_and_art
     assert job.state == "succeeded", (job.error_type, job.error_message, mlflow_workers.log("gpu_training")[-3000:])
 
     # Then one finished run holds its params, every epoch's metrics, test metrics, tags and artifacts
-    run = _finished_run(client, database, "exp-mlflow")
+    run = _finished_run(mlflow_client, database, "exp-mlflow")
     params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
     assert params["model_key"] == "cnn1d" and params["model.width"] == "8" and params["training.epochs"] == "3"
     assert params["dataset_id"] == tiny_dataset["dataset_id"] and "dataset_config_hash" in params
     assert run.info.run_name == "mlflow cnn"
     for key in EPOCH_METRICS:
-        assert _steps(client, run.info.run_id, key) == [1, 2, 3], key
+        assert _steps(mlflow_client, run.info.run_id, key) == [1, 2, 3], key
     experiment = get_experiment(database, "exp-mlflow")
     assert metrics["test_window_accuracy"] == pytest.approx(experiment["test_accuracy"])
     assert metrics["test_record_accuracy"] == pytest.approx(experiment["test_record_accuracy"])
     assert tags["pfd.job_id"] == message.message_id and tags["pfd.root_id"] == message.message_id
     assert tags["pfd.queue"] == "gpu_training" and tags["device"] == "cpu" and tags["pfd.host"]
-    files = {f.path for f in client.list_artifacts(run.info.run_id)} | {
-        f.path for folder in ("model", "figures") for f in client.list_artifacts(run.info.run_id, folder)}
+    files = {f.path for f in mlflow_client.list_artifacts(run.info.run_id)} | {
+        f.path for folder in ("model", "figures") for f in mlflow_client.list_artifacts(run.info.run_id, folder)}
     assert {"model/best.pt", "metrics.json", "test_predictions.npz",
             "figures/confusion_matrix.png", "figures/roc.png"} <= files
 
 
 def test_mlflow_stopped_mid_run_does_not_fail_the_job_and_the_run_completes_once_it_is_back(
-        lane, mlflow_workers, mlflow_server, client, tiny_dataset, database):
+        lane, mlflow_workers, mlflow_server, mlflow_client, tiny_dataset, database):
     # Given a training that pauses after each epoch, its run started in MLflow
     mlflow_workers.stop("gpu_training")
     lane.start_gpu_worker(mlflow_workers, "gpu_training_slow", epoch_delay_s=EPOCH_DELAY_S)
@@ -104,16 +97,16 @@ def test_mlflow_stopped_mid_run_does_not_fail_the_job_and_the_run_completes_once
         mlflow_server.start()
 
     # And once it is back, the run completes with every epoch logged exactly once
-    run = _finished_run(client, database, "exp-mlflow-gap", timeout=90)
+    run = _finished_run(mlflow_client, database, "exp-mlflow-gap", timeout=90)
     assert run.info.run_id == run_id
     for key in EPOCH_METRICS:
-        assert _steps(client, run_id, key) == [1, 2, 3, 4], key
+        assert _steps(mlflow_client, run_id, key) == [1, 2, 3, 4], key
     assert "test_window_accuracy" in run.data.metrics
     assert "mlflow.reachable" in mlflow_workers.log("gpu_training_slow")
 
 
 def test_worker_killed_mid_training_leaves_one_run_with_no_duplicated_epoch_metrics(
-        lane, mlflow_workers, client, tiny_dataset, database):
+        lane, mlflow_workers, mlflow_client, tiny_dataset, database):
     import signal
 
     from actors.platform.mlflow_runs import RECORD_TAG
@@ -137,9 +130,9 @@ def test_worker_killed_mid_training_leaves_one_run_with_no_duplicated_epoch_metr
     assert job.state == "succeeded", (job.error_type, job.error_message)
 
     # Then the same run is completed, alone, with each epoch logged once
-    run = _finished_run(client, database, "exp-mlflow-kill")
+    run = _finished_run(mlflow_client, database, "exp-mlflow-kill")
     assert run.info.run_id == run_id
-    runs = client.search_runs([run.info.experiment_id], filter_string=f"tags.`{RECORD_TAG}` = 'experiment:exp-mlflow-kill'")
+    runs = mlflow_client.search_runs([run.info.experiment_id], filter_string=f"tags.`{RECORD_TAG}` = 'experiment:exp-mlflow-kill'")
     assert [r.info.run_id for r in runs] == [run_id]
     for key in EPOCH_METRICS:
-        assert _steps(client, run_id, key) == [1, 2, 3, 4], key
+        assert _steps(mlflow_client, run_id, key) == [1, 2, 3, 4], key
