@@ -6,6 +6,7 @@ away from a running job and bring it back.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,10 +14,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from tests import env
 from tests.conftest import wait_until
 from tests.servers import free_port
 
-__all__ = ["MlflowServer", "worker_env"]
+__all__ = ["MlflowServer", "pfd_mlflow", "worker_env"]
 
 
 class MlflowServer:
@@ -67,3 +69,11 @@ def worker_env(server: MlflowServer) -> dict[str, str]:
     """The variables that point a worker at ``server``, with short retries and waits for tests."""
     return {"PFD_MLFLOW_TRACKING_URI": server.uri, "PFD_MLFLOW_RETRY_MAX_S": "1",
             "PFD_MLFLOW_FLUSH_WAIT_S": "1", "PFD_MLFLOW_HTTP_TIMEOUT_S": "2"}
+
+
+def pfd_mlflow(server: MlflowServer, *args: str) -> dict:
+    """Run ``pfd mlflow ARGS --json`` as an operator would, pointed at ``server``; return its output."""
+    done = subprocess.run([str(Path(sys.executable).parent / "pfd"), "mlflow", *args, "--json"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env.TEST_ENV, **worker_env(server)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)

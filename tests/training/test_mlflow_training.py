@@ -8,7 +8,7 @@ from actors.store.experiments import get_experiment
 from actors.store.mlflow_runs import find_mlflow_run
 from actors.training import train_model
 from tests.conftest import wait_until
-from tests.mlflow_server import worker_env
+from tests.mlflow_server import pfd_mlflow, worker_env
 from tests.training.conftest import TINY_CNN, Lane
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def _steps(client, run_id: str, key: str) -> list[int]:  # type: ignore[no-untyp
 
 
 def test_training_on_a_worker_is_an_mlflow_run_with_params_epoch_metrics_and_artifacts(
-        lane, mlflow_workers, mlflow_client, tiny_dataset, database):
+        lane, mlflow_workers, mlflow_server, mlflow_client, tiny_dataset, database):
     # Given a worker that logs to MLflow
     lane.start_gpu_worker(mlflow_workers, "gpu_training")
     # When it trains a tiny CNN for three epochs
@@ -72,6 +72,10 @@ def test_training_on_a_worker_is_an_mlflow_run_with_params_epoch_metrics_and_art
         f.path for folder in ("model", "figures") for f in mlflow_client.list_artifacts(run.info.run_id, folder)}
     assert {"model/best.pt", "metrics.json", "test_predictions.npz",
             "figures/confusion_matrix.png", "figures/roc.png"} <= files
+
+    # And pfd prints the run's MLflow link
+    shown = pfd_mlflow(mlflow_server, "link", "exp-mlflow")
+    assert shown["url"] == f"{mlflow_server.uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
 def test_mlflow_stopped_mid_run_does_not_fail_the_job_and_the_run_completes_once_it_is_back(
