@@ -280,9 +280,9 @@ def train_model(payload: TrainModel, job: JobContext) -> dict:
             spec = experiment_spec(recorded["dataset_id"], model, recorded["model_args"],
                                    recorded["training_config"] or None,
                                    name=recorded["name"], campaign_id=recorded["campaign_id"])
+        tracker = track_training(settings, database, job, experiment_id, spec)
         job.progress(0.0, "loading dataset")
         data = load_training_dataset(ready_dataset(database, spec["dataset_id"]))
-        tracker = track_training(settings, database, job, experiment_id, spec)
         result = _train(spec, data, directory, job, database, experiment_id, tracker)
         with atomic_path(directory / METRICS_NAME) as tmp:
             tmp.write_text(json.dumps({"experiment_id": experiment_id, **result.to_dict()}, indent=2, sort_keys=True))

@@ -3,11 +3,14 @@
 ``TrackedRun`` finds the record's run (the id kept in ``mlflow_runs``, else a run tagged
 ``pfd.record = <kind>:<id>``, left by a worker that died before keeping it) or creates one,
 on the writer's thread; every later call is queued behind that and uses its id. Epoch
-metrics are logged once per step: a resumed run first reads which steps the server holds.
+metrics are logged once per step (a resumed run first reads which steps the server holds),
+several epochs to a request when they come quickly.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,11 +20,13 @@ from actors.platform.mlflow_writer import MlflowWriter
 from actors.store.db import Database
 from actors.store.mlflow_runs import find_mlflow_run, keep_mlflow_run
 
-__all__ = ["RECORD_TAG", "TrackedRun", "flat_params", "run_link"]
+__all__ = ["EPOCH_BATCH_S", "RECORD_TAG", "TrackedRun", "flat_params", "run_link"]
 
 RECORD_TAG = "pfd.record"
 STEP_KEY = "val_acc"  # every epoch logs it: its history says which steps the server holds
 _BATCH = 100  # MLflow takes at most 100 params / 1000 metrics per log_batch
+_METRICS_BATCH = 1000
+EPOCH_BATCH_S = 2.0
 _PARAM_CHARS = 6000
 
 
@@ -63,6 +68,9 @@ class TrackedRun:
         self.writer, self.kind, self.record_id, self._reopen = writer, kind, record_id, reopen
         self.run_id = find_mlflow_run(database, kind, record_id)
         self._logged_steps: set[int] | None = None
+        self._epochs: list[tuple[int, int, dict[str, float | None]]] = []  # (step, ms timestamp, metrics)
+        self._epochs_sent = -math.inf
+        self._lock = threading.Lock()
         self._database, self._experiment, self._name = database, experiment, name
         self._tags = {RECORD_TAG: f"{kind}:{record_id}", **tags}
         self._parent = parent
@@ -90,9 +98,10 @@ class TrackedRun:
         _log_batch(client, self.run_id, tags=list(tags.items()))
 
     def _submit(self, what: str, call: Callable[[Any], None]) -> None:
-        """Queue ``call(client)`` for this run; skipped when the run could not be started."""
+        """Queue ``call(client)`` for this run, after the epochs still waiting; skipped when the run could not start."""
         def guarded(client: Any) -> None:
             if self.run_id is not None:  # else its start was refused (logged): nothing to log to
+                self._log_epochs(client)
                 call(client)
         self.writer.submit(f"{what} of {self.kind} {self.record_id}", guarded)
 
@@ -109,25 +118,45 @@ class TrackedRun:
 
     def metrics(self, metrics: Mapping[str, float | None], step: int = 0) -> None:
         """Log metrics at ``step`` (``None`` values are left out)."""
-        self._submit("metrics", lambda c: self._log(c, metrics, step, once=False))
+        self._submit("metrics", lambda c: self._log(c, metrics, step))
 
     def epoch(self, step: int, metrics: Mapping[str, float | None]) -> None:
-        """Log one epoch's metrics at ``step`` unless the server already holds that step."""
-        self._submit(f"epoch {step}", lambda c: self._log(c, metrics, step, once=True))
+        """Log one epoch's metrics at ``step`` unless the server already holds that step.
 
-    def _log(self, client: Any, values: Mapping[str, float | None], step: int, *, once: bool) -> None:
+        Epochs are sent together, at most one request per ``EPOCH_BATCH_S`` (and before any
+        other call of this run): short epochs do not each pay a request, on either side.
+        """
+        with self._lock:
+            self._epochs.append((step, int(time.time() * 1000), dict(metrics)))
+            due = time.monotonic() - self._epochs_sent >= EPOCH_BATCH_S
+            if due:
+                self._epochs_sent = time.monotonic()
+        if due:
+            self._submit(f"epoch {step}", lambda client: None)  # _submit sends what waits
+
+    def _log_epochs(self, client: Any) -> None:
+        """Send the waiting epochs the server lacks; they leave the list only once written (a retry resends)."""
         from mlflow.entities import Metric
 
-        if once:
-            if self._logged_steps is None:
-                self._logged_steps = {m.step for m in client.get_metric_history(self.run_id, STEP_KEY)}
-            if step in self._logged_steps:
-                return
+        with self._lock:
+            waiting = list(self._epochs)
+        if not waiting:
+            return
+        if self._logged_steps is None:
+            self._logged_steps = {m.step for m in client.get_metric_history(self.run_id, STEP_KEY)}
+        metrics = [Metric(key, float(value), stamp, step) for step, stamp, values in waiting
+                   if step not in self._logged_steps for key, value in values.items() if value is not None]
+        for start in range(0, len(metrics), _METRICS_BATCH):
+            client.log_batch(self.run_id, metrics=metrics[start:start + _METRICS_BATCH])
+        self._logged_steps.update(step for step, _, _ in waiting)
+        with self._lock:
+            del self._epochs[:len(waiting)]
+
+    def _log(self, client: Any, values: Mapping[str, float | None], step: int) -> None:
+        from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for k, v in values.items() if v is not None]
-        client.log_batch(self.run_id, metrics=metrics)
-        if once:
-            self._logged_steps.add(step)  # type: ignore[union-attr]
+        client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items() if v is not None])
 
     def artifact(self, path: str | Path, folder: str | None = None) -> None:
         """Upload a file (or a folder's files) under ``folder`` of the run's artifacts."""

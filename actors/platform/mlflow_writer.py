@@ -12,6 +12,7 @@ outlives the jobs that fed it, so a run still completes after its job has return
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import random
 import threading
@@ -113,6 +114,8 @@ class MlflowWriter:
             # retries instead, and a short timeout keeps a gap's report current.
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", f"{self._http_timeout_s:g}")
+            # A worker's stdout carries its JSON log lines: no "View run" banners in between.
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             from mlflow import MlflowClient
 
             self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
@@ -132,6 +135,9 @@ class MlflowWriter:
             self._cond.notify_all()
 
     def _run(self) -> None:
+        # mlflow's import (seconds of CPU) starts at once, while the job that made this writer
+        # still loads its data, rather than with the first call, among its first epochs.
+        self._connect()
         delay = 0.5
         while True:
             what, call = self._next()
@@ -175,11 +181,15 @@ _writers_lock = threading.Lock()
 
 
 def mlflow_writer(settings: Settings) -> MlflowWriter | None:
-    """This process's writer for ``settings.mlflow_tracking_uri``; ``None`` when it is unset."""
+    """This process's writer for ``settings.mlflow_tracking_uri``; ``None`` when it is unset (or mlflow is not installed)."""
     uri = settings.mlflow_tracking_uri
     if not uri:
         return None
     with _writers_lock:
+        if uri not in _writers and importlib.util.find_spec("mlflow") is None:
+            # Tracking is a side channel: a worker without the extra still trains, and says why it does not log.
+            log.error("mlflow.not_installed", hint='PFD_MLFLOW_TRACKING_URI is set: pip install -e ".[mlflow]"')
+            return None
         if uri not in _writers:
             writer = MlflowWriter(tracking_uri=uri, retry_max_s=settings.mlflow_retry_max_s,
                                   http_timeout_s=settings.mlflow_http_timeout_s)
