@@ -11,8 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import String, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from actors.platform.errors import StoreError
 from actors.store.db import Database
 from actors.store.models import Base, Dataset, utcnow
 
@@ -40,13 +42,18 @@ def find_mlflow_run(database: Database, kind: str, record_id: str) -> str | None
 
 def keep_mlflow_run(database: Database, kind: str, record_id: str, run_id: str) -> str:
     """Keep ``run_id`` for the record unless one is kept already; return the kept one."""
-    with database.session() as session:
-        row = session.scalar(select(MlflowRun).where(MlflowRun.kind == kind, MlflowRun.record_id == record_id)
-                             .with_for_update())
-        if row is None:
-            session.add(MlflowRun(kind=kind, record_id=record_id, run_id=run_id))
-            return run_id
-        return row.run_id
+    try:
+        with database.session() as session:
+            kept = session.scalar(select(MlflowRun.run_id).where(MlflowRun.kind == kind, MlflowRun.record_id == record_id))
+            if kept is None:
+                session.add(MlflowRun(kind=kind, record_id=record_id, run_id=run_id))
+                return run_id
+            return kept
+    except StoreError as exc:
+        if not isinstance(exc.__cause__, IntegrityError):
+            raise
+    # Another process kept one between our read and our insert: theirs stands.
+    return find_mlflow_run(database, kind, record_id) or run_id
 
 
 def dataset_config_hash(database: Database, dataset_id: str) -> str | None:
