@@ -49,9 +49,13 @@ def track_trials(database: Database, view: dict[str, Any], numbers: list[int]) -
                          record_id=record_id, name=f"trial {number}", parent=parent,
                          tags={"pfd.campaign_id": view["campaign_id"], "pfd.trial_number": number,
                                "pfd.trial_state": entry["state"], "pfd.job_id": entry.get("message_id") or "",
-                               "pfd.experiment_id": entry.get("experiment_id") or ""})
+                               "pfd.experiment_id": entry.get("experiment_id") or "",
+                               "pfd.arch_hash": entry.get("arch_hash") or ""})
         run.params(flat_params("", entry.get("params") or {}))
-        run.metrics({view["metric"]: entry.get("value")})
+        # A NAS candidate also carries its size and speed figures.
+        figures = {k: v for k, v in (entry.get("metrics") or {}).items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}
+        run.metrics({**figures, view["metric"]: entry.get("value")})
         run.end(_RUN_STATUS.get(entry["state"], "KILLED"))
 
 
