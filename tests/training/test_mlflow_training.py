@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from actors.store.experiments import get_experiment
@@ -140,3 +142,20 @@ def test_worker_killed_mid_training_leaves_one_run_with_no_duplicated_epoch_metr
     assert [r.info.run_id for r in runs] == [run_id]
     for key in EPOCH_METRICS:
         assert _steps(mlflow_client, run_id, key) == [1, 2, 3, 4], key
+
+
+def test_a_classical_training_is_a_run_with_its_test_metrics_and_model_file(
+        lane, mlflow_workers, mlflow_client, tiny_dataset, database):
+    for name in ("gpu_training", "gpu_training_slow"):
+        mlflow_workers.stop(name)
+    lane.start_gpu_worker(mlflow_workers, "gpu_training")
+    message = lane.send(train_model, experiment_id="exp-mlflow-rf", dataset_id=tiny_dataset["dataset_id"],
+                        model_key="rf", model_args={"n_estimators": 10})
+    job = lane.wait(message.message_id, timeout=120)
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    run = _finished_run(mlflow_client, database, "exp-mlflow-rf")
+    assert run.data.params["model_key"] == "rf" and run.data.params["model.n_estimators"] == "10"
+    assert run.data.metrics["test_window_accuracy"] == pytest.approx(get_experiment(database, "exp-mlflow-rf")["test_accuracy"])
+    assert not mlflow_client.get_metric_history(run.info.run_id, "val_acc")  # no epochs
+    model_files = [f.path for f in mlflow_client.list_artifacts(run.info.run_id, "model")]
+    assert len(model_files) == 1 and Path(model_files[0]).name == Path(get_experiment(database, "exp-mlflow-rf")["model_path"]).name
