@@ -137,7 +137,10 @@ class MlflowWriter:
     def _run(self) -> None:
         # mlflow's import (seconds of CPU) starts at once, while the job that made this writer
         # still loads its data, rather than with the first call, among its first epochs.
-        self._connect()
+        try:
+            self._connect()
+        except Exception as exc:  # the first call will try again, and log what it meets
+            log.error("mlflow.client_failed", error=mask_secrets(f"{type(exc).__name__}: {exc}")[:500])
         delay = 0.5
         while True:
             what, call = self._next()
