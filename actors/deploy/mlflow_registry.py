@@ -30,8 +30,8 @@ CANDIDATE_ALIAS = "candidate"
 def track_deployment(settings: Settings, database: Database, deployment_id: str) -> None:
     """Queue a ready deployment's run and its registration; nothing when MLflow is not configured."""
     writer = mlflow_writer(settings)
-    if writer is None:
-        return
+    if writer is None or find_mlflow_run(database, "model_version", deployment_id) is not None:
+        return  # off, or registered already (a redelivered benchmark stage that was done)
     deployment = get_deployment(database, deployment_id)
     if deployment["status"] != "ready" or not deployment["benchmark"]:
         return
