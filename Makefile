@@ -15,11 +15,11 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, from the pinned CPU build, so no dependency range can pull a CUDA one.
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) "torch==2.13.0"
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[dev,mlflow]"
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[dev,bench]"
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[dev,mlflow,bench]"
 	touch $(BENCH_STAMP)
 
 # Re-resolve constraints.txt from pyproject.toml (every extra): pins still allowed are kept,

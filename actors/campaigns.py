@@ -17,6 +17,7 @@ import dramatiq
 import structlog
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
+from actors.campaigns_mlflow import track_campaign_end, track_trials
 from actors.platform.base import Payload
 from actors.platform.context import JobContext
 from actors.platform.errors import JobNotFound, TransientError
@@ -207,6 +208,7 @@ def conclude(database: Database, view: dict[str, Any], flavor: Flavor) -> dict[s
             "status": "completed", "best": best, "waves": _all_finalized(v)} if v["status"] == "running" else None,
             events=lambda v: [event])
     _relay_ending(view)
+    track_campaign_end(database, view)
     return view
 
 
@@ -226,8 +228,10 @@ def _settle(database: Database, view: dict[str, Any], study: Any, numbers: list[
     from pipeline.hpo.study import settle
 
     open_numbers = [n for n in numbers if view["trials"][str(n)]["state"] not in FINAL_TRIAL_STATES]
-    return record_trials(database, view["campaign_id"], settle(
+    view = record_trials(database, view["campaign_id"], settle(
         study, open_numbers, lambda n: reason or _job_outcome(view["trials"][str(n)].get("message_id"))))
+    track_trials(database, view, open_numbers)
+    return view
 
 
 def _job_outcome(message_id: str | None) -> str:
@@ -271,6 +275,7 @@ def stop_campaign(database: Database, campaign_id: str, flavor: Flavor) -> dict[
     for wave in view["waves"]:
         if not wave["finalized"]:  # earlier waves keep their outcome
             fanout_store().finish(wave["fanout_id"], "cancelled", {"counts": view["counts"]})
+    track_campaign_end(database, view)
     return view
 
 
@@ -343,4 +348,6 @@ def finish_trial(run: TrialRun, state: str, value: float | None = None, tell: bo
     if tell and not tell_trial(run.study, run.number, value=value, outcome=state):
         state, value = trial_outcome(run.study, run.number)  # told first elsewhere (a stop): keep that
     entry = {"state": state, "value": value, "message_id": run.job.message_id, **extra}
-    return record_trials(run.database, run.view["campaign_id"], {run.number: entry})["trials"][str(run.number)]
+    view = record_trials(run.database, run.view["campaign_id"], {run.number: entry})
+    track_trials(run.database, view, [run.number])
+    return view["trials"][str(run.number)]

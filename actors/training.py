@@ -34,6 +34,7 @@ from actors.store.experiments import (
     record_epoch,
 )
 from actors.store.outbox import record_events
+from actors.training_mlflow import TrainingTracker, track_training
 from config.settings import get_settings, mask_secrets
 from pipeline.artifacts import atomic_path, file_sha256
 from pipeline.errors import DatasetFileError, InvalidInput, StopRequested
@@ -41,6 +42,7 @@ from pipeline.models import CLASSICAL_KEYS, MODEL_KEYS, is_deep, validate_model_
 from pipeline.models.arguments import ARGUMENTS, type_name
 from pipeline.training import TrainingConfig, TrainingData, TrainingResult, load_training_data
 from pipeline.training.config import DEVICES, OPTIMIZERS, SCHEDULERS
+from pipeline.training.metrics import EpochRecord
 
 __all__ = ["TrainModel", "experiment_spec", "load_training_dataset", "ready_dataset", "train_model", "training_option_rows",
            "training_options"]
@@ -202,18 +204,23 @@ def load_training_dataset(dataset: dict[str, Any]) -> TrainingData:
 
 
 def _train(spec: dict[str, Any], data: TrainingData, directory: Path, job: JobContext,
-           database: Database, experiment_id: str) -> TrainingResult:
+           database: Database, experiment_id: str, tracker: TrainingTracker | None = None) -> TrainingResult:
+    progress = tracker.progress if tracker else job.progress
     if spec["model_key"] in CLASSICAL_KEYS:
         from pipeline.training.classical import train_classical
 
         return train_classical(spec["model_key"], spec["model_args"], data, None, directory,
-                               on_progress=job.progress, should_stop=job.should_stop)
+                               on_progress=progress, should_stop=job.should_stop)
     from pipeline.training.loop import train_deep
+
+    def on_epoch(record: EpochRecord) -> None:
+        record_epoch(database, experiment_id, record.to_dict())
+        if tracker:
+            tracker.epoch(record)
 
     return train_deep(
         spec["model_key"], spec["model_args"], spec["training_config"], data, directory,
-        on_progress=job.progress, should_stop=job.should_stop,
-        on_epoch=lambda record: record_epoch(database, experiment_id, record.to_dict()),
+        on_progress=progress, should_stop=job.should_stop, on_epoch=on_epoch,
     )
 
 
@@ -261,6 +268,7 @@ def train_model(payload: TrainModel, job: JobContext) -> dict:
     database = get_database(settings.database_url)
     experiment_id = payload.experiment_id or f"exp-{job.message_id}"
     model = payload.model_key or ""
+    tracker: TrainingTracker | None = None
     try:
         spec = _payload_spec(payload, experiment_id, database)
         directory = settings.artifact_root / "experiments" / experiment_id
@@ -272,9 +280,10 @@ def train_model(payload: TrainModel, job: JobContext) -> dict:
             spec = experiment_spec(recorded["dataset_id"], model, recorded["model_args"],
                                    recorded["training_config"] or None,
                                    name=recorded["name"], campaign_id=recorded["campaign_id"])
+        tracker = track_training(settings, database, job, experiment_id, spec)
         job.progress(0.0, "loading dataset")
         data = load_training_dataset(ready_dataset(database, spec["dataset_id"]))
-        result = _train(spec, data, directory, job, database, experiment_id)
+        result = _train(spec, data, directory, job, database, experiment_id, tracker)
         with atomic_path(directory / METRICS_NAME) as tmp:
             tmp.write_text(json.dumps({"experiment_id": experiment_id, **result.to_dict()}, indent=2, sort_keys=True))
         summary = complete_experiment(
@@ -289,6 +298,10 @@ def train_model(payload: TrainModel, job: JobContext) -> dict:
         )
     except BaseException as exc:
         _record_failure(database, experiment_id, job, exc, model)
+        if tracker:
+            tracker.failed(final=not _will_retry(job, exc), cancelled=isinstance(exc, StopRequested) and job.cancel_seen)
         raise
+    if tracker:
+        tracker.completed(result, directory, directory / METRICS_NAME)
     relay_now([f"training.completed:{experiment_id}"])
     return summary

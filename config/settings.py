@@ -123,6 +123,15 @@ class Settings(BaseSettings):
     notify_channel_failure_limit: int = Field(5, ge=1)  # failures in a row that pause a channel
     notify_channel_pause_s: float = Field(900.0, ge=0)  # then one attempt probes it again
 
+    # MLflow (the optional ``mlflow`` extra). Empty: nothing is logged and mlflow is never
+    # imported. Logging runs on a background thread that retries an unreachable server, so
+    # training never waits on it; a job's end waits at most mlflow_flush_wait_s for its run.
+    mlflow_tracking_uri: str = ""
+    mlflow_experiment: str = Field("pfd", min_length=1)
+    mlflow_http_timeout_s: float = Field(5.0, gt=0)
+    mlflow_retry_max_s: float = Field(10.0, gt=0)
+    mlflow_flush_wait_s: float = Field(10.0, ge=0)
+
     @model_validator(mode="after")
     def _fill_derived_paths(self) -> Settings:
         var_dir = self.var_dir.expanduser().absolute()

@@ -101,3 +101,23 @@ def workers(app, tmp_path_factory):  # type: ignore[no-untyped-def]
         yield running
     finally:
         running.stop_all()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real MLflow tracking server on loopback (SQLite store, local artifacts), for the session."""
+    from tests.mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_client(mlflow_server):  # type: ignore[no-untyped-def]
+    """An MLflow client of the test server, to read back what workers logged."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)

@@ -14,6 +14,7 @@ from actors.cli import (  # noqa: F401  (register commands)
     records,
     reference,
     services,
+    tracking,
 )
 from actors.cli.common import app
 

@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 
 from actors.deploy.inputs import split_windows, variant_entry
+from actors.deploy.mlflow_registry import track_deployment
 from actors.deploy.run_stage import run_stage
 from actors.deploy.schemas import (
     BenchmarkModels,
@@ -19,6 +20,8 @@ from actors.deploy.schemas import (
 )
 from actors.platform.base import job_actor
 from actors.platform.context import JobContext
+from actors.store.db import get_database
+from config.settings import get_settings
 from pipeline.errors import InvalidInput
 from pipeline.progress import scaled
 
@@ -159,4 +162,8 @@ def benchmark_models(payload: Any, job: JobContext, *piped: Any) -> dict | None:
             "latency_ms": best["latency"][0]["p50_ms"]}, event_id=f"deployment.ready:{deployment['deployment_id']}")
         return [], {"recommended": table["recommended"], **paths}, {"benchmark": table, **paths, "events": [event]}
 
-    return run_stage("benchmark", payload, job, piped, work)
+    summary = run_stage("benchmark", payload, job, piped, work)
+    if summary is not None:
+        settings = get_settings()
+        track_deployment(settings, get_database(settings.database_url), summary["deployment_id"])
+    return summary

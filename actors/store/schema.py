@@ -6,6 +6,7 @@ from actors.store import (  # noqa: F401
     deployments,
     experiments,
     explanations,
+    mlflow_runs,
     models,
     notifications,
     outbox,
