@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 CONSTRAINTS := constraints.txt
 PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: install lock demo test bench reliability migrate workers clean
+.PHONY: install lock demo test bench reliability migrate workers browser clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,16 @@ demo: $(STAMP)
 workers: $(STAMP) migrate
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
+# Debian's chromium, which the dashboard's browser test drives through Playwright; installed
+# only where it is missing, from the distribution (Playwright never downloads a browser here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update && apt-get install -y chromium
+
+browser: $(CHROMIUM)
+
 # The import contracts (pyproject.toml) first: a broken layer fails before any test runs.
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -p no:cacheprovider
 

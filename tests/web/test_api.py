@@ -1,0 +1,143 @@
+"""The dashboard's JSON API and access rules, against real Redis, PostgreSQL and Procfile workers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from actors.platform.dead_letters import list_dead_letters
+from actors.platform.jobs import get_job, wait_for_job
+from tests.conftest import wait_until
+from tests.probe_actors import flaky, stepper
+from tests.web.conftest import bearer, sign_in
+
+
+def test_nothing_is_served_without_credentials(client):
+    for path in ("/api/queues", "/api/jobs", "/api/jobs/x", "/api/openapi.json", "/api/dead-letters",
+                 "/api/records/datasets", "/api/artifacts/a.png", "/api/queues/events"):
+        answer = client.get(path)
+        assert answer.status_code == 401, path
+        assert answer.headers["www-authenticate"] == "Bearer"
+    assert client.post("/api/jobs", json={"actor": "stepper", "payload": {}}).status_code == 401
+    for path in ("/", "/jobs", "/jobs/x", "/dead-letters", "/records/experiments", "/send"):
+        answer = client.get(path)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/login?next="), path
+    # A wrong token or password counts for nothing.
+    assert client.get("/api/queues", headers={"Authorization": "Bearer nope"}).status_code == 401
+    page = client.get("/login")
+    assert "Sign in" in page.text
+
+
+def test_the_openapi_document_lists_the_api(client):
+    document = client.get("/api/openapi.json", headers=bearer("viewer")).json()
+    assert {"/api/queues", "/api/jobs", "/api/jobs/{any_id}", "/api/jobs/{message_id}/cancel",
+            "/api/dead-letters/{queue}/retry"} <= set(document["paths"])
+
+
+def test_queues_overview_counts_every_queue_and_its_live_workers(client, workers):
+    rows = {row["queue"]: row for row in client.get("/api/queues", headers=bearer("viewer")).json()["queues"]}
+    assert set(rows) == {"high_priority", "gpu_training", "cpu_processing", "notifications"}
+    for row in rows.values():
+        assert {"queued", "in_flight", "delayed", "dead"} <= set(row) and row["workers"]
+
+
+def test_an_operator_sends_a_job_and_follows_it_to_success(client, workers):
+    answer = client.post("/api/jobs", headers=bearer("operator"),
+                         json={"actor": "stepper", "payload": {"steps": 3, "step_s": 0.05}})
+    assert answer.status_code == 202, answer.text
+    message_id = answer.json()["message_id"]
+    tree = wait_until(lambda: (t := client.get(f"/api/jobs/{message_id}", headers=bearer("viewer")).json()["tree"])
+                      ["state"] == "succeeded" and t, what="the job to succeed")
+    assert tree["nodes"][0]["result"] == {"steps": 3} and tree["progress"] == 1.0
+    # It is listed, with the filters pfd jobs takes.
+    listed = wait_until(lambda: client.get("/api/jobs", headers=bearer("viewer"),
+                                           params={"actor": "stepper", "state": "succeeded"}).json()["jobs"],
+                        what="the recorded job")
+    assert message_id in {job["message_id"] for job in listed}
+
+
+def test_a_payload_is_checked_by_the_actors_schema_as_send_checks_it(client):
+    bad = client.post("/api/jobs", headers=bearer("operator"), json={"actor": "stepper", "payload": {"steps": 0}})
+    assert bad.status_code == 422 and "steps" in bad.json()["detail"]
+    unknown = client.post("/api/jobs", headers=bearer("operator"), json={"actor": "no_such", "payload": {}})
+    assert unknown.status_code == 404 and "no_such" in unknown.json()["detail"]
+    assert client.get("/api/jobs", headers=bearer("viewer"), params={"state": "sleeping"}).status_code == 422
+
+
+def test_the_event_stream_follows_a_tree_until_it_ends(client, workers):
+    message = stepper.send(steps=4, step_s=0.2)
+    progress = []
+    with client.stream("GET", f"/api/jobs/{message.message_id}/events", headers=bearer("viewer")) as stream:
+        event = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "tree":
+                progress.append(json.loads(line[6:])["progress"])
+    assert progress[-1] == 1.0 and len(set(progress)) >= 3  # it moved, in steps, to the end
+
+
+def test_a_viewer_reads_but_cannot_act(client, workers):
+    message = stepper.send(steps=10, step_s=0.2)
+    assert client.get(f"/api/jobs/{message.message_id}", headers=bearer("viewer")).status_code == 200
+    refused = client.post(f"/api/jobs/{message.message_id}/cancel", headers=bearer("viewer"))
+    assert refused.status_code == 403
+    assert client.post("/api/jobs", headers=bearer("viewer"), json={"actor": "stepper", "payload": {"steps": 1}}).status_code == 403
+    assert client.post("/api/dead-letters/high_priority/purge", headers=bearer("viewer")).status_code == 403
+    # The operator's cancel stops it.
+    assert client.post(f"/api/jobs/{message.message_id}/cancel", headers=bearer("operator")).status_code == 200
+    assert wait_for_job(message.message_id, timeout_s=30).state == "cancelled"
+    assert client.post(f"/api/jobs/{message.message_id}/cancel", headers=bearer("operator")).status_code == 409
+
+
+def test_a_signed_in_state_change_needs_the_sessions_csrf_token(client, workers):
+    csrf = sign_in(client, "otto")
+    message = stepper.send(steps=10, step_s=0.2)
+    url = f"/api/jobs/{message.message_id}/cancel"
+    assert client.post(url).status_code == 403
+    assert client.post(url, headers={"X-CSRF-Token": "forged"}).status_code == 403
+    assert client.post(f"/jobs/{message.message_id}/cancel", data={"csrf_token": "forged"}).status_code == 403
+    assert get_job(message.message_id).cancel_requested is False
+    assert client.post(url, headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert wait_for_job(message.message_id, timeout_s=30).state == "cancelled"
+    # The sign-in form itself refuses a post without the token.
+    client.cookies.clear()
+    assert client.post("/login", data={"username": "otto", "password": "operator-pass"}).status_code == 403
+
+
+def test_an_operator_retries_a_dead_letter(client, workers, redis_client):
+    message = flaky.send(key=f"test:{uuid.uuid4().hex}", failures=4)
+    assert wait_for_job(message.message_id, timeout_s=60).state == "failed"
+    wait_until(lambda: any(d.message_id == message.message_id for d in list_dead_letters(redis_client, "high_priority")),
+               what="the dead letter")
+    letters = client.get("/api/dead-letters", headers=bearer("viewer"), params={"queue": "high_priority"}).json()
+    assert any(d["message_id"] == message.message_id and "transient failure" in d["reason"]
+               for d in letters["dead_letters"])
+    retried = client.post("/api/dead-letters/high_priority/retry", headers=bearer("operator"),
+                          json={"message_ids": [message.message_id]})
+    assert retried.json()["requeued"] == [message.message_id]
+    # Its fifth attempt succeeds (four failures were asked for).
+    assert wait_for_job(message.message_id, timeout_s=60).state == "succeeded"
+    assert client.post("/api/dead-letters/no_queue/retry", headers=bearer("operator")).status_code == 404
+
+
+def test_an_artifact_outside_the_artifact_root_is_refused(client, dashboard_settings):
+    root = dashboard_settings.artifact_root
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "plot.png").write_bytes(b"\x89PNG")
+    assert client.get("/api/artifacts/plot.png", headers=bearer("viewer")).content == b"\x89PNG"
+    for path in ("/api/artifacts//etc/passwd", "/api/artifacts/%2e%2e/%2e%2e/etc/passwd", "/api/artifacts/missing.png"):
+        assert client.get(path, headers=bearer("viewer")).status_code == 404, path
+
+
+def test_pages_render_for_a_signed_in_viewer_without_actions(client, workers):
+    sign_in(client, "vera")
+    message = stepper.send(steps=10, step_s=0.2)
+    page = client.get(f"/jobs/{message.message_id}")
+    assert page.status_code == 200 and message.message_id in page.text and "<progress" in page.text
+    assert 'id="cancel"' not in page.text
+    overview = client.get("/")
+    assert 'data-queue="cpu_processing"' in overview.text
+    assert client.get("/send").status_code == 403
+    assert client.get("/jobs", params={"state": "running"}).status_code == 200
+    wait_for_job(message.message_id, timeout_s=30)
