@@ -41,6 +41,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,12 +88,15 @@ def _terminate(process: subprocess.Popen) -> None:
 
 
 def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Console) -> Path:
+    dashboard_port = settings.dashboard_port if _port_free(settings.dashboard_host, settings.dashboard_port) else _free_port()
     log_path = settings.var_dir / "logs" / "workers.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ, "PFD_REDIS_URL": settings.redis_url, "PFD_LOG_JSON": "1",
         # Any free port: a demo must not fail because something else serves on 9191.
         "PFD_METRICS_PORT": os.environ.get("PFD_METRICS_PORT", "0"),
+        # The dashboard's port must be known to be printed: the configured one if it is free.
+        "PFD_DASHBOARD_PORT": str(dashboard_port),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     log = stack.enter_context(open(log_path, "ab"))
@@ -93,7 +105,9 @@ def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Co
         cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     stack.callback(_terminate, process)
-    console.print(f"Started the Procfile (4 queue workers, periodiq, the recorder, metrics); logs in {log_path}")
+    console.print(f"Started the Procfile (4 queue workers, periodiq, the recorder, metrics, the dashboard); logs in {log_path}")
+    console.print(f"Dashboard: http://{settings.dashboard_host}:{dashboard_port}/ until the demo ends "
+                  f"(sign-in from PFD_DASHBOARD_USERS: README, 'The dashboard')")
     return log_path
 
 

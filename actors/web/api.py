@@ -118,13 +118,17 @@ def cancel(message_id: str, _: Identity = Depends(operator_identity)) -> dict[st
 @router.get("/dead-letters")
 def dead_letters(
     request: Request, queue: str | None = Query(None, max_length=200), limit: int = Query(50, ge=1, le=1000),
-    _: Identity = Depends(api_identity),
+    identity: Identity = Depends(api_identity),
 ) -> dict[str, Any]:
-    """Dead-lettered messages (one queue, or all), newest first, with why each failed."""
+    """Dead-lettered messages (one queue, or all), newest first, with why each failed.
+
+    Tracebacks are for operators: a viewer's answer has them empty.
+    """
     from actors.platform.operations import dead_letters_explained
 
     letters = dead_letters_explained(request.app.state.broker, known_queue(queue) if queue else None, limit=limit)
-    return {"dead_letters": [asdict(letter) for letter in letters]}
+    return {"dead_letters": [{**asdict(letter), "traceback": letter.traceback if identity.operator else ""}
+                             for letter in letters]}
 
 
 @router.post("/dead-letters/{queue}/retry")

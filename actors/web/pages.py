@@ -132,7 +132,13 @@ def job(request: Request, any_id: str) -> HTMLResponse:
     for node in tree.nodes:  # parents come before their children (sent first)
         depth[node.message_id] = depth.get(node.parent_id, -1) + 1 if node.message_id != tree.root_id else 0
     plots = plot_paths(request.app.state.settings, *(node.result for node in tree.nodes if node.result))
-    return _page(request, "job.html", identity, tree=tree, job=asked, depth=depth, plots=plots,
+    traceback = ""
+    if identity.operator and asked.error_type and asked.queue in request.app.state.queues:
+        from actors.platform.dead_letters import list_dead_letters
+
+        letters = list_dead_letters(request.app.state.broker.client, asked.queue, limit=1000)
+        traceback = next((letter.traceback for letter in letters if letter.message_id == asked.message_id), "")
+    return _page(request, "job.html", identity, tree=tree, job=asked, depth=depth, plots=plots, traceback=traceback,
                  result_json=json.dumps(asked.result, indent=2, default=str) if asked.result else "")
 
 

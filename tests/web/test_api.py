@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 from actors.platform.dead_letters import list_dead_letters
 from actors.platform.jobs import get_job, wait_for_job
 from tests.conftest import wait_until
 from tests.probe_actors import flaky, stepper
+from tests.records import make_dataset
 from tests.web.conftest import bearer, sign_in
 
 
@@ -111,8 +113,12 @@ def test_an_operator_retries_a_dead_letter(client, workers, redis_client):
     wait_until(lambda: any(d.message_id == message.message_id for d in list_dead_letters(redis_client, "high_priority")),
                what="the dead letter")
     letters = client.get("/api/dead-letters", headers=bearer("viewer"), params={"queue": "high_priority"}).json()
-    assert any(d["message_id"] == message.message_id and "transient failure" in d["reason"]
-               for d in letters["dead_letters"])
+    [letter] = [d for d in letters["dead_letters"] if d["message_id"] == message.message_id]
+    assert "transient failure" in letter["reason"] and letter["traceback"] == ""  # tracebacks: operators only
+    # An operator's job page shows the traceback Dramatiq kept.
+    sign_in(client, "otto")
+    page = client.get(f"/jobs/{message.message_id}")
+    assert 'id="traceback"' in page.text and "TransientError" in page.text
     retried = client.post("/api/dead-letters/high_priority/retry", headers=bearer("operator"),
                           json={"message_ids": [message.message_id]})
     assert retried.json()["requeued"] == [message.message_id]
@@ -141,3 +147,26 @@ def test_pages_render_for_a_signed_in_viewer_without_actions(client, workers):
     assert client.get("/send").status_code == 403
     assert client.get("/jobs", params={"state": "running"}).status_code == 200
     wait_for_job(message.message_id, timeout_s=30)
+
+
+def test_an_experiment_page_shows_its_training_curve_test_metrics_and_confusion_matrix(client, workers, database):
+    # Given a tiny dataset, a model trained on it and its error analysis, all sent through the API,
+    make_dataset(database, "ds-web")
+    training = {"experiment_id": "exp-web", "dataset_id": "ds-web", "model_key": "cnn1d",
+                "model_args": {"width": 8, "depth": 2},
+                "training": {"epochs": 2, "batch_size": 8, "lr": 1e-2, "scheduler": "none", "seed": 0}}
+    for actor, payload in (("train_model", training), ("error_analysis", {"experiment_id": "exp-web"})):
+        sent = client.post("/api/jobs", headers=bearer("operator"), json={"actor": actor, "payload": payload})
+        assert sent.status_code == 202, sent.text
+        assert wait_for_job(sent.json()["message_id"], timeout_s=240).state == "succeeded"
+    # when a viewer opens the experiment's page,
+    sign_in(client, "vera")
+    page = client.get("/records/experiments/exp-web")
+    # then it shows the curve per epoch, the test metrics and the confusion matrix the analysis drew.
+    assert page.status_code == 200 and 'id="training-curve"' in page.text and "test_f1_macro" in page.text
+    curve = client.get("/records/experiments/exp-web/curve.png")
+    assert curve.headers["content-type"] == "image/png" and curve.content.startswith(b"\x89PNG")
+    [confusion] = re.findall(r'src="(/api/artifacts/[^"]*confusion\.png)"', page.text)
+    assert client.get(confusion).content.startswith(b"\x89PNG")
+    dataset = client.get("/records/datasets/ds-web")
+    assert "Class counts" in dataset.text and "train" in dataset.text

@@ -36,7 +36,7 @@ def dashboard_url(workers, tmp_path_factory):  # type: ignore[no-untyped-def]
     """A ``pfd dashboard`` process (as its Procfile line starts it) on a free port."""
     port = _free_port()
     process = Workers(tmp_path_factory.mktemp("dashboard-logs"), extra_env=dashboard_env())
-    process.start("dashboard", command=f"pfd dashboard --port {port}")
+    process.start("dashboard", command=f"{process.command('dashboard')} --port {port}")
     url = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:
