@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     # to probe the network it sits in.
     benchmark_api_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
     redis_url: str = "redis://127.0.0.1:6379/0"
-    dashboard_url: str = "http://127.0.0.1:8050"
+    dashboard_url: str = "http://127.0.0.1:8088"  # notification links (pfd dashboard serves them)
 
     # Jobs, results and progress.
     result_ttl_s: int = Field(3600, ge=1)

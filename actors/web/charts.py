@@ -14,6 +14,7 @@ def training_curve_png(history: list[dict[str, Any]]) -> bytes:
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(9, 3.4), dpi=100, layout="constrained")
     loss_axes, accuracy_axes = figure.subplots(1, 2)
@@ -25,6 +26,7 @@ def training_curve_png(history: list[dict[str, Any]]) -> bytes:
             if points:
                 axes.plot(*zip(*points), marker="o", label=split)
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_title("loss" if metric == "loss" else "accuracy")
         axes.grid(alpha=0.3)
         if axes.has_data():

@@ -272,3 +272,22 @@ def training_curve(request: Request, experiment_id: str) -> Response:
     record_or_404("experiments", experiment_id)
     png = training_curve_png(experiment_history(job_store().database, experiment_id))
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+# The paths notification links use (pipeline.notify.events), to the record pages here, so
+# PFD_DASHBOARD_URL can point at this dashboard. Listed one by one: a catch-all
+# ``/{kind}/{id}`` route would also catch ``/static/...``.
+_LINK_KINDS = {"datasets": "datasets", "experiments": "experiments", "deployments": "deployments",
+               "hpo": "campaigns", "nas": "campaigns", "xai": "explanations", "evaluations": "analyses"}
+
+
+def _link_route(kind: str):  # type: ignore[no-untyped-def]
+    def follow_link(request: Request, record_id: str) -> Response:
+        _viewer(request)
+        return RedirectResponse(f"/records/{kind}/{quote(record_id, safe='')}", status.HTTP_303_SEE_OTHER)
+
+    return follow_link
+
+
+for _prefix, _kind in _LINK_KINDS.items():
+    router.add_api_route(f"/{_prefix}/{{record_id}}", _link_route(_kind), methods=["GET"])

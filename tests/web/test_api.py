@@ -170,3 +170,12 @@ def test_an_experiment_page_shows_its_training_curve_test_metrics_and_confusion_
     assert client.get(confusion).content.startswith(b"\x89PNG")
     dataset = client.get("/records/datasets/ds-web")
     assert "Class counts" in dataset.text and "train" in dataset.text
+
+
+def test_notification_links_lead_to_the_record_pages(client):
+    sign_in(client, "vera")
+    for link, page in (("/experiments/exp-1", "/records/experiments/exp-1"), ("/hpo/c-1", "/records/campaigns/c-1"),
+                       ("/evaluations/a-1", "/records/analyses/a-1")):
+        answer = client.get(link)
+        assert answer.status_code == 303 and answer.headers["location"] == page, link
+    assert client.get("/static/dashboard.css").status_code == 200

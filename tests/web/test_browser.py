@@ -7,6 +7,7 @@ folder (``pfd-dashboard-*.png``) for a person to look at; they are never committ
 
 from __future__ import annotations
 
+import json
 import socket
 import tempfile
 from pathlib import Path
@@ -92,3 +93,34 @@ def test_a_viewer_signs_in_and_watches_a_running_jobs_progress_bar_move(dashboar
     page.wait_for_function("() => document.getElementById('tree-state').textContent === 'succeeded'",
                            timeout=15_000)
     page.screenshot(path=str(SHOTS / "pfd-dashboard-job-done.png"), full_page=True)
+
+
+def test_an_operator_sends_training_from_the_form_and_sees_the_experiment_page(dashboard_url, page, database):
+    from actors.evaluation import error_analysis
+    from actors.platform.jobs import wait_for_job
+    from tests.records import make_dataset
+
+    make_dataset(database, "ds-browser")
+    # Given an operator signed in, when they send train_model from the form generated from its schema,
+    page.goto(f"{dashboard_url}/login")
+    page.fill("input[name=username]", "otto")
+    page.fill("input[name=password]", PASSWORDS["otto"])
+    page.click("button[type=submit]")
+    page.goto(f"{dashboard_url}/send?actor=train_model")
+    assert page.locator("text=model_key").count() >= 1  # the payload's fields, from the schema
+    payload = {"experiment_id": "exp-browser", "dataset_id": "ds-browser", "model_key": "cnn1d",
+               "model_args": {"width": 8, "depth": 2},
+               "training": {"epochs": 2, "batch_size": 8, "lr": 1e-2, "scheduler": "none", "seed": 0}}
+    page.fill("textarea[name=payload]", json.dumps(payload))
+    page.click("form[action='/send'][method=post] button")
+    # then they land on the job's page, which ends showing it succeeded,
+    page.wait_for_url("**/jobs/*")
+    page.wait_for_function("() => document.getElementById('tree-state').textContent === 'succeeded'", timeout=240_000)
+    analysis = error_analysis.send(experiment_id="exp-browser")
+    assert wait_for_job(analysis.message_id, timeout_s=120).state == "succeeded"
+    # and the experiment's page shows its training curve and confusion matrix.
+    page.goto(f"{dashboard_url}/records/experiments/exp-browser")
+    for image in ("#training-curve", "img[src$='confusion.png']"):
+        page.wait_for_function("sel => { const img = document.querySelector(sel); return img && img.naturalWidth > 0; }",
+                               arg=image, timeout=10_000)
+    page.screenshot(path=str(SHOTS / "pfd-dashboard-experiment.png"), full_page=True)
