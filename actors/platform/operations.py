@@ -18,7 +18,9 @@ from actors.platform.queue_depths import queue_depths
 from actors.store.jobs import JobView
 from config.queues import QUEUES
 
-__all__ = ["CancelOutcome", "cancel_unless_final", "dead_letters_explained", "queue_overview", "send_job"]
+__all__ = [
+    "CancelOutcome", "cancel_unless_final", "dead_letters_explained", "queue_overview", "send_job", "steer_campaign",
+]
 
 
 def queue_overview(broker: dramatiq.Broker) -> list[dict[str, Any]]:
@@ -73,3 +75,16 @@ def cancel_unless_final(message_id: str) -> CancelOutcome:
     if before.final:
         return CancelOutcome(before, requested=False)
     return CancelOutcome(request_cancel(message_id), requested=True)
+
+
+def steer_campaign(broker: dramatiq.Broker, kind: str, campaign_id: str, action: str) -> dramatiq.Message:
+    """Stop a campaign (``stop_<kind>_campaign``) or resume it (``run_<kind>_campaign``, ``resume``).
+
+    ``kind`` is the campaign's own (``hpo``, ``nas``); raises ``PayloadInvalid`` for another
+    action, and whatever ``send_job`` raises.
+    """
+    if action == "stop":
+        return send_job(broker, f"stop_{kind}_campaign", {"campaign_id": campaign_id})
+    if action == "resume":
+        return send_job(broker, f"run_{kind}_campaign", {"campaign_id": campaign_id, "resume": True})
+    raise PayloadInvalid(f"a campaign can be stopped or resumed, not {action!r}")

@@ -115,6 +115,21 @@ def cancel(message_id: str, _: Identity = Depends(operator_identity)) -> dict[st
     return {"message_id": message_id, "state": outcome.job.state, "cancel_requested": True}
 
 
+@router.post("/campaigns/{campaign_id}/{action}", status_code=status.HTTP_202_ACCEPTED)
+def steer_campaign(
+    campaign_id: str, action: Literal["stop", "resume"], request: Request, _: Identity = Depends(operator_identity),
+) -> dict[str, str]:
+    """Stop a campaign (running trials stop, queued ones are skipped) or resume a stopped one."""
+    from actors.platform.operations import steer_campaign as steer
+
+    campaign = record_or_404("campaigns", campaign_id)
+    try:
+        message = steer(request.app.state.broker, campaign["kind"], campaign_id, action)
+    except PayloadInvalid as exc:  # e.g. a resume the campaign's state refuses at send
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    return {"message_id": message.message_id, "campaign_id": campaign_id, "action": action}
+
+
 @router.get("/dead-letters")
 def dead_letters(
     request: Request, queue: str | None = Query(None, max_length=200), limit: int = Query(50, ge=1, le=1000),

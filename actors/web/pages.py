@@ -261,6 +261,22 @@ def record(request: Request, kind: str, record_id: str) -> HTMLResponse:
                  fields=json.dumps(found, indent=2, default=str))
 
 
+@router.post("/records/campaigns/{campaign_id}/{action}")
+def steer_campaign(
+    request: Request, campaign_id: str, action: str, csrf_token_: str = Form("", alias="csrf_token"),
+) -> Response:
+    """Stop or resume a campaign (operators), then follow the job that does it."""
+    from actors.platform.operations import steer_campaign as steer
+
+    _operator(request, csrf_token_)
+    campaign = record_or_404("campaigns", campaign_id)
+    try:
+        message = steer(request.app.state.broker, campaign["kind"], campaign_id, action)
+    except PayloadInvalid as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    return RedirectResponse(f"/jobs/{message.message_id}", status.HTTP_303_SEE_OTHER)
+
+
 @router.get("/records/experiments/{experiment_id}/curve.png")
 def training_curve(request: Request, experiment_id: str) -> Response:
     """The experiment's training curve (loss and accuracy per epoch), drawn on the server."""

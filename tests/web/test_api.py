@@ -179,3 +179,33 @@ def test_notification_links_lead_to_the_record_pages(client):
         answer = client.get(link)
         assert answer.status_code == 303 and answer.headers["location"] == page, link
     assert client.get("/static/dashboard.css").status_code == 200
+
+
+def test_an_operator_stops_and_resumes_a_campaign_a_viewer_cannot(client, workers, database):
+    make_dataset(database, "ds-web-hpo")
+    campaign_id = f"hpo-web-{uuid.uuid4().hex[:8]}"
+    spec = {"model_key": "cnn1d", "model_args": {"width": 8, "depth": 2}, "method": "random", "n_trials": 3,
+            "parallelism": 1, "metric": "val_accuracy", "seed": 0,
+            "training": {"epochs": 2, "batch_size": 4, "scheduler": "none", "seed": 0},
+            "space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}}}
+    sent = client.post("/api/jobs", headers=bearer("operator"), json={
+        "actor": "run_hpo_campaign", "payload": {"campaign_id": campaign_id, "dataset_id": "ds-web-hpo", "spec": spec}})
+    assert sent.status_code == 202, sent.text
+
+    def campaign() -> dict:
+        answer = client.get(f"/api/records/campaigns/{campaign_id}", headers=bearer("viewer"))
+        return answer.json()["record"] if answer.status_code == 200 else {}
+
+    wait_until(lambda: campaign().get("trials_done", 0) >= 1, timeout=180, what="a first finished trial")
+    assert client.post(f"/api/campaigns/{campaign_id}/stop", headers=bearer("viewer")).status_code == 403
+    stop = client.post(f"/api/campaigns/{campaign_id}/stop", headers=bearer("operator"))
+    assert stop.status_code == 202, stop.text
+    wait_until(lambda: campaign().get("status") == "cancelled", timeout=90, what="the campaign to stop")
+    resume = client.post(f"/api/campaigns/{campaign_id}/resume", headers=bearer("operator"))
+    assert resume.status_code == 202, resume.text
+    done = wait_until(lambda: (c := campaign()).get("status") == "completed" and c, timeout=240,
+                      what="the resumed campaign to complete")
+    assert done["trials_done"] == 3
+    assert client.post("/api/campaigns/no-such/stop", headers=bearer("operator")).status_code == 404
+    sign_in(client, "otto")
+    assert 'id="resume-campaign"' in client.get(f"/records/campaigns/{campaign_id}").text
