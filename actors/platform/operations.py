@@ -19,7 +19,8 @@ from actors.store.jobs import JobView
 from config.queues import QUEUES
 
 __all__ = [
-    "CancelOutcome", "cancel_unless_final", "dead_letters_explained", "queue_overview", "send_job", "steer_campaign",
+    "CancelOutcome", "cancel_unless_final", "dead_letters_explained", "queue_overview", "recent_activity", "send_job",
+    "steer_campaign",
 ]
 
 
@@ -28,6 +29,23 @@ def queue_overview(broker: dramatiq.Broker) -> list[dict[str, Any]]:
     depths = queue_depths(broker.client, QUEUES)  # type: ignore[attr-defined]
     workers = job_store().live_workers()
     return [{**depth.to_dict(), "workers": workers.get(depth.queue, [])} for depth in depths]
+
+
+def recent_activity() -> dict[str, float | int]:
+    """Jobs sent per minute (mean of the last 10 minutes) and failures among jobs sent in the last hour.
+
+    Read from the recorded jobs (the recorder writes them within seconds).
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from actors.store.listings import job_counts
+
+    now = datetime.now(UTC)
+    last_hour = job_counts(job_store().database, since=now - timedelta(hours=1))
+    last_ten = job_counts(job_store().database, since=now - timedelta(minutes=10))
+    return {"jobs_per_minute": round(sum(last_ten.values()) / 10, 1),
+            "failures_last_hour": sum(last_hour.get(state, 0) for state in ("failed", "timed_out")),
+            "jobs_last_hour": sum(last_hour.values())}
 
 
 def dead_letters_explained(broker: dramatiq.Broker, queue: str | None = None, *, limit: int = 50) -> list[DeadLetter]:

@@ -42,10 +42,10 @@ class RetryRequest(BaseModel):
 
 @router.get("/queues")
 def queues(request: Request, _: Identity = Depends(api_identity)) -> dict[str, Any]:
-    """Each queue's queued / in flight / delayed / dead counts and its live workers."""
-    from actors.platform.operations import queue_overview
+    """Each queue's queued / in flight / delayed / dead counts and live workers, and recent activity."""
+    from actors.platform.operations import queue_overview, recent_activity
 
-    return {"queues": queue_overview(request.app.state.broker)}
+    return {"queues": queue_overview(request.app.state.broker), "activity": recent_activity()}
 
 
 @router.get("/queues/events")

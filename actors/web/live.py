@@ -22,7 +22,9 @@ from actors.platform.errors import JobNotFound
 __all__ = ["overview_events", "tree_events"]
 
 # Progress reaches Redis at once; a quarter second keeps an update well within 1 s of it.
-_POLL_S = 0.25
+# The overview also counts recorded jobs in the database: once a second is enough there.
+_TREE_POLL_S = 0.25
+_OVERVIEW_POLL_S = 1.0
 _KEEPALIVE_S = 15.0
 
 
@@ -30,7 +32,7 @@ def _event(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(data, default=str, separators=(',', ':'))}\n\n"
 
 
-async def _changes(request: Request, read, name: str, *, until_final: bool = False) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+async def _changes(request: Request, read, name: str, *, poll_s: float, until_final: bool = False) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
     last, quiet_since = None, time.monotonic()
     while not await request.is_disconnected():
         data = await run_in_threadpool(read)
@@ -44,7 +46,7 @@ async def _changes(request: Request, read, name: str, *, until_final: bool = Fal
         elif time.monotonic() - quiet_since >= _KEEPALIVE_S:
             quiet_since = time.monotonic()
             yield ": keep-alive\n\n"
-        await anyio.sleep(_POLL_S)
+        await anyio.sleep(poll_s)
 
 
 def tree_events(request: Request, any_id: str) -> AsyncIterator[str]:
@@ -58,12 +60,13 @@ def tree_events(request: Request, any_id: str) -> AsyncIterator[str]:
             return {"final": True, "state": "unknown"}
         return {**tree.to_dict(), "final": tree.final}
 
-    return _changes(request, read, "tree", until_final=True)
+    return _changes(request, read, "tree", poll_s=_TREE_POLL_S, until_final=True)
 
 
 def overview_events(request: Request) -> AsyncIterator[str]:
-    """``queues`` events: the queue overview (depths and live workers) each time it changes."""
-    from actors.platform.operations import queue_overview
+    """``queues`` events: the queue overview (depths, live workers) and recent activity, each time they change."""
+    from actors.platform.operations import queue_overview, recent_activity
 
     broker = request.app.state.broker
-    return _changes(request, lambda: {"queues": queue_overview(broker)}, "queues")
+    return _changes(request, lambda: {"queues": queue_overview(broker), "activity": recent_activity()}, "queues",
+                    poll_s=_OVERVIEW_POLL_S)

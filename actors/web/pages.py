@@ -95,10 +95,11 @@ def logout(request: Request, csrf_token_: str = Form("", alias="csrf_token")) ->
 @router.get("/")
 def overview(request: Request) -> HTMLResponse:
     """Each queue's counts and live workers (kept live by server-sent events)."""
-    from actors.platform.operations import queue_overview
+    from actors.platform.operations import queue_overview, recent_activity
 
     identity = _viewer(request)
-    return _page(request, "overview.html", identity, queues=queue_overview(request.app.state.broker))
+    return _page(request, "overview.html", identity, queues=queue_overview(request.app.state.broker),
+                 activity=recent_activity())
 
 
 @router.get("/jobs")

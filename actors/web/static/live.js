@@ -20,6 +20,12 @@
   }
 
   function updateQueues(data) {
+    var activity = document.getElementById("activity");
+    if (activity && data.activity) {
+      ["jobs_per_minute", "jobs_last_hour", "failures_last_hour"].forEach(function (k) {
+        setText(activity.querySelector("." + k), data.activity[k]);
+      });
+    }
     (data.queues || []).forEach(function (q) {
       var row = document.querySelector('[data-queue="' + CSS.escape(q.queue) + '"]');
       if (!row) return;
