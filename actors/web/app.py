@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from config.settings import Settings
 __all__ = ["create_app"]
 
 _STATIC = Path(__file__).parent / "static"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def create_app(settings: Settings, broker: dramatiq.Broker) -> FastAPI:
@@ -38,6 +40,13 @@ def create_app(settings: Settings, broker: dramatiq.Broker) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+
+    @app.middleware("http")
+    async def refuse_control_characters(request: Request, call_next):  # type: ignore[no-untyped-def]
+        # No id, name or filter has one, and PostgreSQL refuses a NUL in text: say so at once.
+        if _CONTROL.search(request.url.path) or any(_CONTROL.search(v) for v in request.query_params.values()):
+            return JSONResponse({"detail": "control characters are not allowed in a path or query"}, status_code=400)
+        return await call_next(request)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(_: Identity = Depends(api_identity)) -> dict[str, Any]:
