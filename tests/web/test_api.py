@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 
 from actors.platform.dead_letters import list_dead_letters
@@ -213,3 +214,22 @@ def test_an_operator_stops_and_resumes_a_campaign_a_viewer_cannot(client, worker
     assert client.post("/api/campaigns/no-such/stop", headers=bearer("operator")).status_code == 404
     sign_in(client, "otto")
     assert 'id="resume-campaign"' in client.get(f"/records/campaigns/{campaign_id}").text
+
+
+def test_a_progress_report_reaches_the_event_stream_within_a_second(client, workers):
+    # The stepper reports step k at about started + k * step_s (sleeping overruns only make
+    # the real report later, so the latency measured here is an upper bound).
+    steps, step_s = 10, 0.3
+    message = stepper.send(steps=steps, step_s=step_s)
+    latencies = []
+    with client.stream("GET", f"/api/jobs/{message.message_id}/events", headers=bearer("viewer")) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            data = json.loads(line[6:])
+            node = next((n for n in data.get("nodes", []) if n["message_id"] == message.message_id), None)
+            if node and node["started_at"] and 0 < node["progress"] < 1:
+                reported_at = node["started_at"] + round(node["progress"] * steps) * step_s
+                latencies.append(time.time() - reported_at)
+    print(f"progress to event stream: max {max(latencies):.3f} s over {len(latencies)} updates")
+    assert len(latencies) >= 5 and max(latencies) < 1.0, latencies
