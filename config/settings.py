@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     dashboard_tokens: dict[str, DashboardToken] = Field(default_factory=dict)
     dashboard_secret_key: SecretStr = SecretStr("")
     dashboard_session_max_age_s: int = Field(8 * 3600, ge=60)
+    # Log files whose JSON lines a job's page shows (the lines naming it or its tree), e.g.
+    # where a Procfile runner's output is collected; only the last few MiB of each are read.
+    dashboard_log_files: tuple[Path, ...] = ()
     # A link to optuna-dashboard (run beside it on the same database) from each campaign page.
     optuna_dashboard_url: str = ""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -97,6 +98,8 @@ def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Co
         "PFD_METRICS_PORT": os.environ.get("PFD_METRICS_PORT", "0"),
         # The dashboard's port must be known to be printed: the configured one if it is free.
         "PFD_DASHBOARD_PORT": str(dashboard_port),
+        # Job pages show their lines from the file this runner's output goes to.
+        "PFD_DASHBOARD_LOG_FILES": json.dumps([str(log_path)]),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     log = stack.enter_context(open(log_path, "ab"))

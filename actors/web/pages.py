@@ -139,8 +139,25 @@ def job(request: Request, any_id: str) -> HTMLResponse:
 
         letters = list_dead_letters(request.app.state.broker.client, asked.queue, limit=1000)
         traceback = next((letter.traceback for letter in letters if letter.message_id == asked.message_id), "")
+    log_lines = _log_lines(request.app.state.settings, {asked.message_id, tree.root_id})
     return _page(request, "job.html", identity, tree=tree, job=asked, depth=depth, plots=plots, traceback=traceback,
+                 log_lines=log_lines,
                  result_json=json.dumps(asked.result, indent=2, default=str) if asked.result else "")
+
+
+# A page reads at most this much of each log file, and shows at most this many lines.
+_LOG_TAIL_BYTES = 8 * 1024 * 1024
+_LOG_LINES_SHOWN = 200
+
+
+def _log_lines(settings: Any, ids: set[str]) -> list[str]:
+    """The log lines (readable form) naming one of ``ids`` in the configured log files, oldest first."""
+    from actors.platform.log_lines import matching_lines, render_line, tail_lines
+
+    found = [(record.get("timestamp", ""), render_line(record))
+             for path in settings.dashboard_log_files
+             for _, record in matching_lines(tail_lines(path, max_bytes=_LOG_TAIL_BYTES), ids)]
+    return [line for _, line in sorted(found)][-_LOG_LINES_SHOWN:]
 
 
 @router.post("/jobs/{message_id}/cancel")

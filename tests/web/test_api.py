@@ -233,3 +233,18 @@ def test_a_progress_report_reaches_the_event_stream_within_a_second(client, work
                 latencies.append(time.time() - reported_at)
     print(f"progress to event stream: max {max(latencies):.3f} s over {len(latencies)} updates")
     assert len(latencies) >= 5 and max(latencies) < 1.0, latencies
+
+
+def test_a_jobs_page_shows_its_log_lines_from_the_configured_files(app, workers, dashboard_settings):
+    from fastapi.testclient import TestClient
+
+    from actors.web import create_app
+
+    settings = dashboard_settings.model_copy(update={"dashboard_log_files": (workers.log_path("cpu_processing"),)})
+    message = stepper.send(steps=2, step_s=0.05)
+    assert wait_for_job(message.message_id, timeout_s=30).state == "succeeded"
+    with TestClient(create_app(settings, app.broker), follow_redirects=False) as own:
+        sign_in(own, "vera")
+        page = wait_until(lambda: (p := own.get(f"/jobs/{message.message_id}").text) and "job.finished" in p and p,
+                          what="the job's log lines on its page")
+    assert 'id="log-lines"' in page and "job.started" in page
