@@ -5,18 +5,56 @@ from __future__ import annotations
 import io
 from typing import Any
 
-__all__ = ["training_curve_png"]
+__all__ = ["example_signals_png", "training_curve_png"]
 
 
-def training_curve_png(history: list[dict[str, Any]]) -> bytes:
-    """Loss and accuracy per epoch (train and validation) as a PNG; an empty history draws empty axes."""
+def _figure(**kwargs: Any):  # type: ignore[no-untyped-def]
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+
+    return Figure(dpi=100, layout="constrained", **kwargs)
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def example_signals_png(dataset_path: str, *, samples: int = 2048) -> bytes:
+    """One training record per class (up to 6 classes): its first ``samples`` points and its spectrum."""
+    import numpy as np
+
+    from pipeline.datasets.hdf5 import dataset_info, read_labels, read_split
+
+    info = dataset_info(dataset_path)
+    keys = info["attrs"].get("class_keys") or []
+    rate = float(info["attrs"].get("sampling_rate") or 1.0)
+    labels = read_labels(dataset_path, "train")
+    chosen = [(int(label), int(np.flatnonzero(labels == label)[0])) for label in np.unique(labels)][:6]
+    figure = _figure(figsize=(10, 1.9 * max(len(chosen), 1)))
+    rows = figure.subplots(max(len(chosen), 1), 2, squeeze=False)
+    for (label, index), (wave_axes, spectrum_axes) in zip(chosen, rows):
+        signal = read_split(dataset_path, "train", slice(index, index + 1)).signals[0]
+        name = keys[label] if label < len(keys) else str(label)
+        wave_axes.plot(np.arange(samples) / rate * 1000, signal[:samples], linewidth=0.6)
+        wave_axes.set_ylabel(name)
+        spectrum = np.abs(np.fft.rfft(signal)) / signal.size
+        spectrum_axes.semilogy(np.fft.rfftfreq(signal.size, 1 / rate), spectrum + 1e-12, linewidth=0.5)
+    rows[-1][0].set_xlabel("time (ms)")
+    rows[-1][1].set_xlabel("frequency (Hz)")
+    rows[0][0].set_title("signal (first samples)")
+    rows[0][1].set_title("amplitude spectrum")
+    return _png(figure)
+
+
+def training_curve_png(history: list[dict[str, Any]]) -> bytes:
+    """Loss and accuracy per epoch (train and validation) as a PNG; an empty history draws empty axes."""
     from matplotlib.ticker import MaxNLocator
 
-    figure = Figure(figsize=(9, 3.4), dpi=100, layout="constrained")
+    figure = _figure(figsize=(9, 3.4))
     loss_axes, accuracy_axes = figure.subplots(1, 2)
     epochs = [row["epoch"] for row in history]
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "acc")):
@@ -31,6 +69,4 @@ def training_curve_png(history: list[dict[str, Any]]) -> bytes:
         axes.grid(alpha=0.3)
         if axes.has_data():
             axes.legend()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return _png(figure)

@@ -279,6 +279,20 @@ def record(request: Request, kind: str, record_id: str) -> HTMLResponse:
                  fields=json.dumps(found, indent=2, default=str))
 
 
+@router.get("/records/datasets/{dataset_id}/examples.png")
+def example_signals(request: Request, dataset_id: str) -> Response:
+    """A record of each class from the dataset's training split: its signal and spectrum."""
+    from actors.web.charts import example_signals_png
+    from actors.web.reads import artifact_file
+
+    _viewer(request)
+    dataset = record_or_404("datasets", dataset_id)
+    if not dataset.get("path"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"dataset {dataset_id!r} has no HDF5 file")
+    path = artifact_file(request.app.state.settings, dataset["path"])
+    return Response(example_signals_png(str(path)), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
 @router.post("/records/campaigns/{campaign_id}/{action}")
 def steer_campaign(
     request: Request, campaign_id: str, action: str, csrf_token_: str = Form("", alias="csrf_token"),

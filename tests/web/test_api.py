@@ -6,6 +6,7 @@ import json
 import re
 import time
 import uuid
+from pathlib import Path
 
 from actors.platform.dead_letters import list_dead_letters
 from actors.platform.jobs import get_job, wait_for_job
@@ -174,7 +175,10 @@ def test_an_experiment_page_shows_its_training_curve_test_metrics_and_confusion_
     [confusion] = re.findall(r'src="(/api/artifacts/[^"]*confusion\.png)"', page.text)
     assert client.get(confusion).content.startswith(b"\x89PNG")
     dataset = client.get("/records/datasets/ds-web")
-    assert "Class counts" in dataset.text and "train" in dataset.text
+    assert "Class counts" in dataset.text and "train" in dataset.text and 'id="examples"' in dataset.text
+    examples = client.get("/records/datasets/ds-web/examples.png")
+    assert examples.headers["content-type"] == "image/png" and examples.content.startswith(b"\x89PNG")
+    Path("/tmp/pfd-dashboard-examples.png").write_bytes(examples.content)
 
 
 def test_notification_links_lead_to_the_record_pages(client):
