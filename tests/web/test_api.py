@@ -155,7 +155,7 @@ def test_pages_render_for_a_signed_in_viewer_without_actions(client, workers):
     wait_for_job(message.message_id, timeout_s=30)
 
 
-def test_an_experiment_page_shows_its_training_curve_test_metrics_and_confusion_matrix(client, workers, database):
+def test_record_pages_show_the_curve_confusion_matrix_example_signals_and_deployment(client, workers, database):
     # Given a tiny dataset, a model trained on it and its error analysis, all sent through the API,
     make_dataset(database, "ds-web")
     training = {"experiment_id": "exp-web", "dataset_id": "ds-web", "model_key": "cnn1d",
@@ -179,6 +179,18 @@ def test_an_experiment_page_shows_its_training_curve_test_metrics_and_confusion_
     examples = client.get("/records/datasets/ds-web/examples.png")
     assert examples.headers["content-type"] == "image/png" and examples.content.startswith(b"\x89PNG")
     Path("/tmp/pfd-dashboard-examples.png").write_bytes(examples.content)
+    # A deployment of the experiment: its stages, variants, recommended variant and benchmark chart.
+    quick = {"quantize": {"calibration_windows": 16}, "benchmark": {"batch_sizes": [1, 8], "warmup": 1, "runs": 3}}
+    sent = client.post("/api/jobs", headers=bearer("operator"),
+                       json={"actor": "deploy_experiment", "payload": {"experiment_id": "exp-web", "options": quick}})
+    assert sent.status_code == 202, sent.text
+    tree = wait_until(lambda: (t := client.get(f"/api/jobs/{sent.json()['message_id']}").json()["tree"])["state"]
+                      in ("succeeded", "failed", "timed_out", "cancelled") and t, timeout=300, what="the deployment")
+    assert tree["state"] == "succeeded", tree["first_failure"]
+    deployment_id = tree["nodes"][0]["result"]["deployment_id"]
+    page = wait_until(lambda: (p := client.get(f"/records/deployments/{deployment_id}").text) and 'id="recommended"' in p
+                      and p, timeout=60, what="the deployment's recommended variant")
+    assert "Stages" in page and "Variants" in page and re.search(r'src="/api/artifacts/[^"]+\.png"', page)
 
 
 def test_notification_links_lead_to_the_record_pages(client):
