@@ -39,6 +39,7 @@ def create_app(settings: Settings, broker: dramatiq.Broker) -> FastAPI:
                        max_age=settings.dashboard_session_max_age_s, same_site="strict")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(pages.signed_in)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 
     @app.middleware("http")

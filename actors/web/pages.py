@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dramatiq.errors import ActorNotFound
-from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -22,9 +22,9 @@ from actors.platform.errors import JobNotFound, PayloadInvalid
 from actors.web.auth import Identity, check_csrf, csrf_token, identify, sign_in, verify_password
 from actors.web.reads import job_listing, known_queue, plot_paths, record_or_404, tree_or_404
 
-__all__ = ["LoginRequired", "router", "templates"]
+__all__ = ["LoginRequired", "router", "signed_in", "templates"]
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False)  # the sign-in page only
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
@@ -46,6 +46,11 @@ def _viewer(request: Request) -> Identity:
     if identity is None:
         raise LoginRequired()
     return identity
+
+
+# Every other page: the session is checked before anything of the request is read, so a
+# request without one is sent to sign in whatever its form or query holds.
+signed_in = APIRouter(include_in_schema=False, dependencies=[Depends(_viewer)])
 
 
 def _operator(request: Request, csrf: str | None) -> Identity:
@@ -84,7 +89,7 @@ def login(
     return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
 
 
-@router.post("/logout")
+@signed_in.post("/logout")
 def logout(request: Request, csrf_token_: str = Form("", alias="csrf_token")) -> Response:
     """End the session."""
     check_csrf(request, _viewer(request), csrf_token_)
@@ -92,7 +97,7 @@ def logout(request: Request, csrf_token_: str = Form("", alias="csrf_token")) ->
     return RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
 
 
-@router.get("/")
+@signed_in.get("/")
 def overview(request: Request) -> HTMLResponse:
     """Each queue's counts and live workers (kept live by server-sent events)."""
     from actors.platform.operations import queue_overview, recent_activity
@@ -102,7 +107,7 @@ def overview(request: Request) -> HTMLResponse:
                  activity=recent_activity())
 
 
-@router.get("/jobs")
+@signed_in.get("/jobs")
 def jobs(
     request: Request, state: str = "", actor: str = "", queue: str = "", since: str = "", q: str = "", page: int = 1,
 ) -> Response:
@@ -123,7 +128,7 @@ def jobs(
     return _page(request, "jobs.html", identity, jobs=found, filters=filters, states=JOB_STATES, page=page)
 
 
-@router.get("/jobs/{any_id}")
+@signed_in.get("/jobs/{any_id}")
 def job(request: Request, any_id: str) -> HTMLResponse:
     """One job's tree with live progress bars, its timings, attempts, error and result."""
     identity = _viewer(request)
@@ -160,7 +165,7 @@ def _log_lines(settings: Any, ids: set[str]) -> list[str]:
     return [line for _, line in sorted(found)][-_LOG_LINES_SHOWN:]
 
 
-@router.post("/jobs/{message_id}/cancel")
+@signed_in.post("/jobs/{message_id}/cancel")
 def cancel(request: Request, message_id: str, csrf_token_: str = Form("", alias="csrf_token")) -> Response:
     """Cancel a job (operators), then show it again."""
     from actors.platform.operations import cancel_unless_final
@@ -173,7 +178,7 @@ def cancel(request: Request, message_id: str, csrf_token_: str = Form("", alias=
     return RedirectResponse(f"/jobs/{quote(message_id, safe='')}", status.HTTP_303_SEE_OTHER)
 
 
-@router.get("/send")
+@signed_in.get("/send")
 def send_form(request: Request, actor: str = "") -> HTMLResponse:
     """Pick an actor and write its payload; the fields and defaults come from its schema."""
     identity = _operator(request, None)
@@ -194,7 +199,7 @@ def _send_page(request: Request, identity: Identity, actor: str, *, payload: str
                  payload=payload or "{}")
 
 
-@router.post("/send")
+@signed_in.post("/send")
 def send(
     request: Request, actor: str = Form(max_length=200), payload: str = Form("{}", max_length=100_000),
     csrf_token_: str = Form("", alias="csrf_token"),
@@ -213,7 +218,7 @@ def send(
     return RedirectResponse(f"/jobs/{message.message_id}", status.HTTP_303_SEE_OTHER)
 
 
-@router.get("/dead-letters")
+@signed_in.get("/dead-letters")
 def dead_letters(request: Request) -> HTMLResponse:
     """Dead-lettered messages of every queue, with why each failed."""
     from actors.platform.operations import dead_letters_explained
@@ -223,7 +228,7 @@ def dead_letters(request: Request) -> HTMLResponse:
                  letters=dead_letters_explained(request.app.state.broker), queues=request.app.state.queues)
 
 
-@router.post("/dead-letters/{queue}/{action}")
+@signed_in.post("/dead-letters/{queue}/{action}")
 def dead_letter_action(
     request: Request, queue: str, action: str, csrf_token_: str = Form("", alias="csrf_token"),
     confirm: str = Form(""),
@@ -244,7 +249,7 @@ def dead_letter_action(
     return RedirectResponse("/dead-letters", status.HTTP_303_SEE_OTHER)
 
 
-@router.get("/records/{kind}")
+@signed_in.get("/records/{kind}")
 def records(request: Request, kind: str, page: int = 1) -> HTMLResponse:
     """Domain records of one kind, newest first."""
     from actors.platform.jobs import job_store
@@ -259,7 +264,7 @@ def records(request: Request, kind: str, page: int = 1) -> HTMLResponse:
                  records=found, page=page)
 
 
-@router.get("/records/{kind}/{record_id}")
+@signed_in.get("/records/{kind}/{record_id}")
 def record(request: Request, kind: str, record_id: str) -> HTMLResponse:
     """One record: its fields, its plots, and by kind its training curve, class counts or trials."""
     from actors.platform.jobs import job_store
@@ -279,7 +284,7 @@ def record(request: Request, kind: str, record_id: str) -> HTMLResponse:
                  fields=json.dumps(found, indent=2, default=str))
 
 
-@router.get("/records/datasets/{dataset_id}/examples.png")
+@signed_in.get("/records/datasets/{dataset_id}/examples.png")
 def example_signals(request: Request, dataset_id: str) -> Response:
     """A record of each class from the dataset's training split: its signal and spectrum."""
     from actors.web.charts import example_signals_png
@@ -293,7 +298,7 @@ def example_signals(request: Request, dataset_id: str) -> Response:
     return Response(example_signals_png(str(path)), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-@router.post("/records/campaigns/{campaign_id}/{action}")
+@signed_in.post("/records/campaigns/{campaign_id}/{action}")
 def steer_campaign(
     request: Request, campaign_id: str, action: str, csrf_token_: str = Form("", alias="csrf_token"),
 ) -> Response:
@@ -309,7 +314,7 @@ def steer_campaign(
     return RedirectResponse(f"/jobs/{message.message_id}", status.HTTP_303_SEE_OTHER)
 
 
-@router.get("/records/experiments/{experiment_id}/curve.png")
+@signed_in.get("/records/experiments/{experiment_id}/curve.png")
 def training_curve(request: Request, experiment_id: str) -> Response:
     """The experiment's training curve (loss and accuracy per epoch), drawn on the server."""
     from actors.platform.jobs import job_store
@@ -338,4 +343,4 @@ def _link_route(kind: str):  # type: ignore[no-untyped-def]
 
 
 for _prefix, _kind in _LINK_KINDS.items():
-    router.add_api_route(f"/{_prefix}/{{record_id}}", _link_route(_kind), methods=["GET"])
+    signed_in.add_api_route(f"/{_prefix}/{{record_id}}", _link_route(_kind), methods=["GET"])

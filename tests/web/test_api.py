@@ -26,6 +26,17 @@ def test_nothing_is_served_without_credentials(client):
     for path in ("/", "/jobs", "/jobs/x", "/dead-letters", "/records/experiments", "/send"):
         answer = client.get(path)
         assert answer.status_code == 303 and answer.headers["location"].startswith("/login?next="), path
+    # Every route the app has, whatever its method: 401 (API) or the sign-in page (pages).
+    from actors.web import api, pages
+
+    for route in [*api.router.routes, *pages.signed_in.routes]:
+        path = re.sub(r"\{[^}]+\}", "x", route.path)
+        for method in route.methods - {"HEAD"}:
+            answer = client.request(method, path)
+            if path.startswith("/api/"):
+                assert answer.status_code == 401, (method, path, answer.status_code)
+            else:
+                assert answer.status_code == 303 and answer.headers["location"].startswith("/login"), (method, path)
     # A wrong token or password counts for nothing.
     assert client.get("/api/queues", headers={"Authorization": "Bearer nope"}).status_code == 401
     page = client.get("/login")

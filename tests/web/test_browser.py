@@ -95,7 +95,7 @@ def test_a_viewer_signs_in_and_watches_a_running_jobs_progress_bar_move(dashboar
     page.screenshot(path=str(SHOTS / "pfd-dashboard-job-done.png"), full_page=True)
 
 
-def test_an_operator_sends_training_from_the_form_and_sees_the_experiment_page(dashboard_url, page, database):
+def test_an_operator_cancels_a_job_sends_training_from_the_form_and_sees_the_experiment_page(dashboard_url, page, database):
     from actors.evaluation import error_analysis
     from actors.platform.jobs import wait_for_job
     from tests.records import make_dataset
@@ -106,6 +106,12 @@ def test_an_operator_sends_training_from_the_form_and_sees_the_experiment_page(d
     page.fill("input[name=username]", "otto")
     page.fill("input[name=password]", PASSWORDS["otto"])
     page.click("button[type=submit]")
+    # an operator cancels a running job from its page (after confirming),
+    running = stepper.send(steps=15, step_s=0.2)
+    page.goto(f"{dashboard_url}/jobs/{running.message_id}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel")
+    page.wait_for_function("() => document.getElementById('tree-state').textContent === 'cancelled'", timeout=15_000)
     page.goto(f"{dashboard_url}/send?actor=train_model")
     assert page.locator("text=model_key").count() >= 1  # the payload's fields, from the schema
     payload = {"experiment_id": "exp-browser", "dataset_id": "ds-browser", "model_key": "cnn1d",
