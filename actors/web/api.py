@@ -67,7 +67,7 @@ def jobs(
     _: Identity = Depends(api_identity),
 ) -> dict[str, Any]:
     """Recorded jobs, newest first, filtered by state, actor, queue, tree and time."""
-    found = job_listing(request, state=state, actor=actor, queue=queue, root=root, since=since,
+    found = job_listing(state=state, actor=actor, queue=queue, root=root, since=since,
                         limit=limit, offset=offset)
     return {"jobs": [job.to_dict() for job in found], "limit": limit, "offset": offset}
 

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
-from actors.web import api, pages
+from actors.web import api, pages, record_pages
 from actors.web.auth import Identity, api_identity
 from config.queues import QUEUES
 from config.settings import Settings
@@ -40,6 +40,7 @@ def create_app(settings: Settings, broker: dramatiq.Broker) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(pages.signed_in)
+    app.include_router(record_pages.records_router)
     app.mount("/static", StaticFiles(directory=_STATIC), name="static")
 
     @app.middleware("http")

@@ -1,4 +1,4 @@
-"""The HTML pages: overview, jobs, one job's tree, dead letters, sending, and domain records.
+"""The HTML pages: sign-in, overview, jobs, one job's tree, dead letters and sending (records: ``record_pages``).
 
 Pages read through the same functions as the API (``actors.web.reads``, the shared
 operations); forms that change something are for operators and carry the session's CSRF
@@ -20,9 +20,9 @@ from fastapi.templating import Jinja2Templates
 
 from actors.platform.errors import JobNotFound, PayloadInvalid
 from actors.web.auth import Identity, check_csrf, csrf_token, identify, sign_in, verify_password
-from actors.web.reads import job_listing, known_queue, plot_paths, record_or_404, tree_or_404
+from actors.web.reads import job_listing, known_queue, plot_paths, tree_or_404
 
-__all__ = ["LoginRequired", "router", "signed_in", "templates"]
+__all__ = ["LoginRequired", "operator", "render", "router", "signed_in", "templates", "viewer"]
 
 router = APIRouter(include_in_schema=False)  # the sign-in page only
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -41,7 +41,8 @@ class LoginRequired(Exception):
     """Raised by a page asked for without a session; the app answers with the sign-in page."""
 
 
-def _viewer(request: Request) -> Identity:
+def viewer(request: Request) -> Identity:
+    """The signed-in caller; raises ``LoginRequired`` (the app sends them to sign in) without a session."""
     identity = identify(request)
     if identity is None:
         raise LoginRequired()
@@ -50,25 +51,27 @@ def _viewer(request: Request) -> Identity:
 
 # Every other page: the session is checked before anything of the request is read, so a
 # request without one is sent to sign in whatever its form or query holds.
-signed_in = APIRouter(include_in_schema=False, dependencies=[Depends(_viewer)])
+signed_in = APIRouter(include_in_schema=False, dependencies=[Depends(viewer)])
 
 
-def _operator(request: Request, csrf: str | None) -> Identity:
-    identity = _viewer(request)
+def operator(request: Request, csrf: str | None) -> Identity:
+    """The signed-in caller if an operator (else 403), with the form's CSRF token checked for a state change."""
+    identity = viewer(request)
     if not identity.operator:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "operators only")
     check_csrf(request, identity, csrf)
     return identity
 
 
-def _page(request: Request, name: str, identity: Identity | None, **context: Any) -> HTMLResponse:
+def render(request: Request, name: str, identity: Identity | None, **context: Any) -> HTMLResponse:
+    """A template with the caller and the session's CSRF token in its context."""
     return templates.TemplateResponse(request, name, {"me": identity, "csrf": csrf_token(request), **context})
 
 
 @router.get("/login")
 def login_form(request: Request, next: str = "/") -> HTMLResponse:
     """The sign-in form."""
-    return _page(request, "login.html", None, next=next, error=None)
+    return render(request, "login.html", None, next=next, error=None)
 
 
 @router.post("/login")
@@ -82,7 +85,7 @@ def login(
         raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong CSRF token")
     identity = verify_password(request.app.state.settings, username, password)
     if identity is None:
-        return _page(request, "login.html", None, next=next, error="wrong user name or password")
+        return render(request, "login.html", None, next=next, error="wrong user name or password")
     sign_in(request, identity)
     # Only a path of this site: never a redirect to another host.
     target = next if next.startswith("/") and not next.startswith("//") else "/"
@@ -92,7 +95,7 @@ def login(
 @signed_in.post("/logout")
 def logout(request: Request, csrf_token_: str = Form("", alias="csrf_token")) -> Response:
     """End the session."""
-    check_csrf(request, _viewer(request), csrf_token_)
+    check_csrf(request, viewer(request), csrf_token_)
     request.session.clear()
     return RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
 
@@ -102,8 +105,8 @@ def overview(request: Request) -> HTMLResponse:
     """Each queue's counts and live workers (kept live by server-sent events)."""
     from actors.platform.operations import queue_overview, recent_activity
 
-    identity = _viewer(request)
-    return _page(request, "overview.html", identity, queues=queue_overview(request.app.state.broker),
+    identity = viewer(request)
+    return render(request, "overview.html", identity, queues=queue_overview(request.app.state.broker),
                  activity=recent_activity())
 
 
@@ -112,7 +115,7 @@ def jobs(
     request: Request, state: str = "", actor: str = "", queue: str = "", since: str = "", q: str = "", page: int = 1,
 ) -> Response:
     """Recorded jobs with filters; ``q`` (any id) opens that job's page."""
-    identity = _viewer(request)
+    identity = viewer(request)
     if q.strip():
         return RedirectResponse(f"/jobs/{quote(q.strip(), safe='')}", status.HTTP_303_SEE_OTHER)
     try:
@@ -122,16 +125,16 @@ def jobs(
     if state and state not in JOB_STATES:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"no job state {state!r}")
     page = max(page, 1)
-    found = job_listing(request, state=state, actor=actor, queue=queue, root=None, since=since_at,
+    found = job_listing(state=state, actor=actor, queue=queue, root=None, since=since_at,
                         limit=50, offset=(page - 1) * 50)
     filters = {"state": state, "actor": actor, "queue": queue, "since": since}
-    return _page(request, "jobs.html", identity, jobs=found, filters=filters, states=JOB_STATES, page=page)
+    return render(request, "jobs.html", identity, jobs=found, filters=filters, states=JOB_STATES, page=page)
 
 
 @signed_in.get("/jobs/{any_id}")
 def job(request: Request, any_id: str) -> HTMLResponse:
     """One job's tree with live progress bars, its timings, attempts, error and result."""
-    identity = _viewer(request)
+    identity = viewer(request)
     tree = tree_or_404(any_id)
     asked = next((node for node in tree.nodes if node.message_id == any_id), tree.root)
     depth = {}
@@ -145,7 +148,7 @@ def job(request: Request, any_id: str) -> HTMLResponse:
         letters = list_dead_letters(request.app.state.broker.client, asked.queue, limit=1000)
         traceback = next((letter.traceback for letter in letters if letter.message_id == asked.message_id), "")
     log_lines = _log_lines(request.app.state.settings, {asked.message_id, tree.root_id})
-    return _page(request, "job.html", identity, tree=tree, job=asked, depth=depth, plots=plots, traceback=traceback,
+    return render(request, "job.html", identity, tree=tree, job=asked, depth=depth, plots=plots, traceback=traceback,
                  log_lines=log_lines,
                  result_json=json.dumps(asked.result, indent=2, default=str) if asked.result else "")
 
@@ -170,7 +173,7 @@ def cancel(request: Request, message_id: str, csrf_token_: str = Form("", alias=
     """Cancel a job (operators), then show it again."""
     from actors.platform.operations import cancel_unless_final
 
-    _operator(request, csrf_token_)
+    operator(request, csrf_token_)
     try:
         cancel_unless_final(message_id)
     except JobNotFound as exc:
@@ -181,11 +184,11 @@ def cancel(request: Request, message_id: str, csrf_token_: str = Form("", alias=
 @signed_in.get("/send")
 def send_form(request: Request, actor: str = "") -> HTMLResponse:
     """Pick an actor and write its payload; the fields and defaults come from its schema."""
-    identity = _operator(request, None)
-    return _send_page(request, identity, actor, payload="", error=None)
+    identity = operator(request, None)
+    return _sendrender(request, identity, actor, payload="", error=None)
 
 
-def _send_page(request: Request, identity: Identity, actor: str, *, payload: str, error: str | None) -> HTMLResponse:
+def _sendrender(request: Request, identity: Identity, actor: str, *, payload: str, error: str | None) -> HTMLResponse:
     """The send form: every actor, and the chosen one's payload fields with a payload of its defaults."""
     from actors.platform.catalog import actor_catalog, actor_schema
 
@@ -195,7 +198,7 @@ def _send_page(request: Request, identity: Identity, actor: str, *, payload: str
         defaults = {f["name"]: f["default"] for f in chosen["fields"]
                     if "." not in f["name"] and not f["required"] and f["default"] is not None}
         payload = json.dumps(defaults, indent=2, default=str)
-    return _page(request, "send.html", identity, catalog=actor_catalog(broker), chosen=chosen, error=error,
+    return render(request, "send.html", identity, catalog=actor_catalog(broker), chosen=chosen, error=error,
                  payload=payload or "{}")
 
 
@@ -207,12 +210,12 @@ def send(
     """Send a job validated as ``send()`` validates it; a bad payload is shown with what is wrong."""
     from actors.platform.operations import send_job
 
-    identity = _operator(request, csrf_token_)
+    identity = operator(request, csrf_token_)
     try:
         message = send_job(request.app.state.broker, actor, json.loads(payload))
     except (json.JSONDecodeError, PayloadInvalid, ActorNotFound) as exc:
         error = f"unknown actor {actor!r}" if isinstance(exc, ActorNotFound) else str(exc)
-        response = _send_page(request, identity, actor, payload=payload, error=error)
+        response = _sendrender(request, identity, actor, payload=payload, error=error)
         response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
         return response
     return RedirectResponse(f"/jobs/{message.message_id}", status.HTTP_303_SEE_OTHER)
@@ -223,8 +226,8 @@ def dead_letters(request: Request) -> HTMLResponse:
     """Dead-lettered messages of every queue, with why each failed."""
     from actors.platform.operations import dead_letters_explained
 
-    identity = _viewer(request)
-    return _page(request, "dead_letters.html", identity,
+    identity = viewer(request)
+    return render(request, "dead_letters.html", identity,
                  letters=dead_letters_explained(request.app.state.broker), queues=request.app.state.queues)
 
 
@@ -236,7 +239,7 @@ def dead_letter_action(
     """Retry or purge a queue's dead letters (operators; purging needs the confirmation box ticked)."""
     from actors.platform.dead_letters import purge_dead_letters, requeue_dead_letters
 
-    _operator(request, csrf_token_)
+    operator(request, csrf_token_)
     known_queue(queue)
     if action == "retry":
         requeue_dead_letters(request.app.state.broker, queue, None)
@@ -247,100 +250,3 @@ def dead_letter_action(
     else:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead-letter action {action!r}")
     return RedirectResponse("/dead-letters", status.HTTP_303_SEE_OTHER)
-
-
-@signed_in.get("/records/{kind}")
-def records(request: Request, kind: str, page: int = 1) -> HTMLResponse:
-    """Domain records of one kind, newest first."""
-    from actors.platform.jobs import job_store
-    from actors.store.listings import RECORD_KINDS, list_records
-
-    identity = _viewer(request)
-    if kind not in RECORD_KINDS:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no record kind {kind!r}")
-    page = max(page, 1)
-    found = list_records(job_store().database, kind, limit=50, offset=(page - 1) * 50)
-    return _page(request, "records.html", identity, kind=kind, columns=RECORD_KINDS[kind].columns,
-                 records=found, page=page)
-
-
-@signed_in.get("/records/{kind}/{record_id}")
-def record(request: Request, kind: str, record_id: str) -> HTMLResponse:
-    """One record: its fields, its plots, and by kind its training curve, class counts or trials."""
-    from actors.platform.jobs import job_store
-    from actors.store.listings import list_records
-
-    identity = _viewer(request)
-    found = record_or_404(kind, record_id)
-    settings = request.app.state.settings
-    related: list[dict[str, Any]] = []
-    if kind == "experiments":
-        # The evaluations of this experiment (ROC, confusion matrix, ...) among recent analyses.
-        related = [a for a in list_records(job_store().database, "analyses", limit=500)
-                   if record_id in (a.get("experiment_ids") or [])]
-    plots = plot_paths(settings, found, *related)
-    return _page(request, "record.html", identity, kind=kind, record=found, record_id=record_id, plots=plots,
-                 related=related, optuna_url=settings.optuna_dashboard_url,
-                 fields=json.dumps(found, indent=2, default=str))
-
-
-@signed_in.get("/records/datasets/{dataset_id}/examples.png")
-def example_signals(request: Request, dataset_id: str) -> Response:
-    """A record of each class from the dataset's training split: its signal and spectrum."""
-    from actors.web.charts import example_signals_png
-    from actors.web.reads import artifact_file
-
-    _viewer(request)
-    dataset = record_or_404("datasets", dataset_id)
-    if not dataset.get("path"):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"dataset {dataset_id!r} has no HDF5 file")
-    path = artifact_file(request.app.state.settings, dataset["path"])
-    return Response(example_signals_png(str(path)), media_type="image/png", headers={"Cache-Control": "no-store"})
-
-
-@signed_in.post("/records/campaigns/{campaign_id}/{action}")
-def steer_campaign(
-    request: Request, campaign_id: str, action: str, csrf_token_: str = Form("", alias="csrf_token"),
-) -> Response:
-    """Stop or resume a campaign (operators), then follow the job that does it."""
-    from actors.platform.operations import steer_campaign as steer
-
-    _operator(request, csrf_token_)
-    campaign = record_or_404("campaigns", campaign_id)
-    try:
-        message = steer(request.app.state.broker, campaign["kind"], campaign_id, action)
-    except PayloadInvalid as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-    return RedirectResponse(f"/jobs/{message.message_id}", status.HTTP_303_SEE_OTHER)
-
-
-@signed_in.get("/records/experiments/{experiment_id}/curve.png")
-def training_curve(request: Request, experiment_id: str) -> Response:
-    """The experiment's training curve (loss and accuracy per epoch), drawn on the server."""
-    from actors.platform.jobs import job_store
-    from actors.store.experiments import experiment_history
-    from actors.web.charts import training_curve_png
-
-    _viewer(request)
-    record_or_404("experiments", experiment_id)
-    png = training_curve_png(experiment_history(job_store().database, experiment_id))
-    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
-
-
-# The paths notification links use (pipeline.notify.events), to the record pages here, so
-# PFD_DASHBOARD_URL can point at this dashboard. Listed one by one: a catch-all
-# ``/{kind}/{id}`` route would also catch ``/static/...``.
-_LINK_KINDS = {"datasets": "datasets", "experiments": "experiments", "deployments": "deployments",
-               "hpo": "campaigns", "nas": "campaigns", "xai": "explanations", "evaluations": "analyses"}
-
-
-def _link_route(kind: str):  # type: ignore[no-untyped-def]
-    def follow_link(request: Request, record_id: str) -> Response:
-        _viewer(request)
-        return RedirectResponse(f"/records/{kind}/{quote(record_id, safe='')}", status.HTTP_303_SEE_OTHER)
-
-    return follow_link
-
-
-for _prefix, _kind in _LINK_KINDS.items():
-    signed_in.add_api_route(f"/{_prefix}/{{record_id}}", _link_route(_kind), methods=["GET"])

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, status
 
 from actors.platform.errors import JobNotFound, RecordNotFound
 from actors.store.jobs import JobView
@@ -44,7 +44,7 @@ def record_or_404(kind: str, record_id: str) -> dict[str, Any]:
 
 
 def job_listing(
-    request: Request, *, state: str | None, actor: str | None, queue: str | None, root: str | None,
+    *, state: str | None, actor: str | None, queue: str | None, root: str | None,
     since: datetime | None, limit: int, offset: int,
 ) -> list[JobView]:
     """Recorded jobs, newest first, as ``pfd jobs`` lists them."""

@@ -27,9 +27,9 @@ def test_nothing_is_served_without_credentials(client):
         answer = client.get(path)
         assert answer.status_code == 303 and answer.headers["location"].startswith("/login?next="), path
     # Every route the app has, whatever its method: 401 (API) or the sign-in page (pages).
-    from actors.web import api, pages
+    from actors.web import api, pages, record_pages
 
-    for route in [*api.router.routes, *pages.signed_in.routes]:
+    for route in [*api.router.routes, *pages.signed_in.routes, *record_pages.records_router.routes]:
         path = re.sub(r"\{[^}]+\}", "x", route.path)
         for method in route.methods - {"HEAD"}:
             answer = client.request(method, path)
@@ -50,9 +50,10 @@ def test_the_openapi_document_lists_the_api(client):
 
 
 def test_queues_overview_counts_every_queue_and_its_live_workers(client, workers):
-    overview = client.get("/api/queues", headers=bearer("viewer")).json()
+    # Activity counts recorded jobs: at least the workers' four start-up probes, once recorded.
+    overview = wait_until(lambda: (o := client.get("/api/queues", headers=bearer("viewer")).json())
+                          ["activity"]["jobs_last_hour"] >= 4 and o, what="the probes to be recorded")
     rows = {row["queue"]: row for row in overview["queues"]}
-    assert overview["activity"]["jobs_last_hour"] >= 4  # at least the workers' four start-up probes
     assert set(rows) == {"high_priority", "gpu_training", "cpu_processing", "notifications"}
     for row in rows.values():
         assert {"queued", "in_flight", "delayed", "dead"} <= set(row) and row["workers"]
