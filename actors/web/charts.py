@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-__all__ = ["example_signals_png", "training_curve_png"]
+__all__ = ["best_value_png", "example_signals_png", "training_curve_png"]
 
 
 def _figure(**kwargs: Any):  # type: ignore[no-untyped-def]
@@ -69,4 +69,26 @@ def training_curve_png(history: list[dict[str, Any]]) -> bytes:
         axes.grid(alpha=0.3)
         if axes.has_data():
             axes.legend()
+    return _png(figure)
+
+
+def best_value_png(trials: dict[str, dict[str, Any]], *, direction: str, metric: str) -> bytes:
+    """A campaign's trial values by trial number, with the best so far as a step line."""
+    scored = sorted((int(number), entry["value"]) for number, entry in trials.items()
+                    if entry.get("state") == "complete" and entry.get("value") is not None)
+    figure = _figure(figsize=(7, 3))
+    axes = figure.subplots()
+    if scored:
+        numbers, values = zip(*scored)
+        pick = max if direction == "maximize" else min
+        best = [pick(values[: i + 1]) for i in range(len(values))]
+        axes.plot(numbers, values, "o", label="trial")
+        axes.step(numbers, best, where="post", label="best so far")
+        axes.legend()
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("trial")
+    axes.set_ylabel(metric)
+    axes.grid(alpha=0.3)
     return _png(figure)

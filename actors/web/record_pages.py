@@ -72,6 +72,17 @@ def example_signals(request: Request, dataset_id: str) -> Response:
     return Response(example_signals_png(str(path)), media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
+@records_router.get("/records/campaigns/{campaign_id}/best.png")
+def best_value(campaign_id: str) -> Response:
+    """The campaign's trial values and the best so far, by trial number, drawn on the server."""
+    from actors.web.charts import best_value_png
+
+    campaign = record_or_404("campaigns", campaign_id)
+    png = best_value_png(campaign.get("trials") or {}, direction=campaign.get("direction") or "maximize",
+                         metric=campaign.get("metric") or "value")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
 @records_router.post("/records/campaigns/{campaign_id}/{action}")
 def steer_campaign(
     request: Request, campaign_id: str, action: str, csrf_token_: str = Form("", alias="csrf_token"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -190,7 +191,7 @@ def test_record_pages_show_the_curve_confusion_matrix_example_signals_and_deploy
     assert "Class counts" in dataset.text and "train" in dataset.text and 'id="examples"' in dataset.text
     examples = client.get("/records/datasets/ds-web/examples.png")
     assert examples.headers["content-type"] == "image/png" and examples.content.startswith(b"\x89PNG")
-    Path("/tmp/pfd-dashboard-examples.png").write_bytes(examples.content)
+    Path(tempfile.gettempdir(), "pfd-dashboard-examples.png").write_bytes(examples.content)
     # A deployment of the experiment: its stages, variants, recommended variant and benchmark chart.
     quick = {"quantize": {"calibration_windows": 16}, "benchmark": {"batch_sizes": [1, 8], "warmup": 1, "runs": 3}}
     sent = client.post("/api/jobs", headers=bearer("operator"),
@@ -242,6 +243,9 @@ def test_an_operator_stops_and_resumes_a_campaign_a_viewer_cannot(client, worker
     assert client.post("/api/campaigns/no-such/stop", headers=bearer("operator")).status_code == 404
     sign_in(client, "otto")
     assert 'id="resume-campaign"' in client.get(f"/records/campaigns/{campaign_id}").text
+    best = client.get(f"/records/campaigns/{campaign_id}/best.png")
+    assert best.headers["content-type"] == "image/png" and best.content.startswith(b"\x89PNG")
+    Path(tempfile.gettempdir(), "pfd-dashboard-best-value.png").write_bytes(best.content)
 
 
 def test_a_progress_report_reaches_the_event_stream_within_a_second(client, workers):
