@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -102,6 +103,14 @@ def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Co
         "PFD_DASHBOARD_LOG_FILES": json.dumps([str(log_path)]),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+    demo_password = None
+    if not settings.dashboard_users:
+        # Nobody could sign in: a one-off operator for this demo run, its password printed once.
+        from argon2 import PasswordHasher
+
+        demo_password = secrets.token_urlsafe(12)
+        env["PFD_DASHBOARD_USERS"] = json.dumps(
+            {"demo": {"role": "operator", "password_hash": PasswordHasher().hash(demo_password)}})
     log = stack.enter_context(open(log_path, "ab"))
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(PROJECT_ROOT / "Procfile")],
@@ -109,8 +118,10 @@ def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Co
     )
     stack.callback(_terminate, process)
     console.print(f"Started the Procfile (4 queue workers, periodiq, the recorder, metrics, the dashboard); logs in {log_path}")
-    console.print(f"Dashboard: http://{settings.dashboard_host}:{dashboard_port}/ until the demo ends "
-                  f"(sign-in from PFD_DASHBOARD_USERS: README, 'The dashboard')")
+    sign_in = (f"sign in as demo / {demo_password}" if demo_password
+               else "sign in as a user of PFD_DASHBOARD_USERS")
+    console.print(f"Dashboard: http://{settings.dashboard_host}:{dashboard_port}/ until the demo ends ({sign_in})",
+                  soft_wrap=True)
     return log_path
 
 
