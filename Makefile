@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 CONSTRAINTS := constraints.txt
 PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: install lock demo test bench reliability migrate workers clean
+.PHONY: install lock demo test bench reliability migrate workers browser promtool clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,23 @@ demo: $(STAMP)
 workers: $(STAMP) migrate
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
+# Debian's chromium, which the dashboard's browser test drives through Playwright; installed
+# only where it is missing, from the distribution (Playwright never downloads a browser here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update && apt-get install -y chromium
+
+browser: $(CHROMIUM)
+
+# promtool (Debian's prometheus package) checks the alert rules in ops/prometheus.
+PROMTOOL := /usr/bin/promtool
+$(PROMTOOL):
+	apt-get update && apt-get install -y --no-install-recommends prometheus
+
+promtool: $(PROMTOOL)
+
 # The import contracts (pyproject.toml) first: a broken layer fails before any test runs.
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM) $(PROMTOOL)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -p no:cacheprovider
 

@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings", "mask_secrets"]
+__all__ = ["DashboardToken", "DashboardUser", "Settings", "get_settings", "mask_secrets"]
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)[^@\s]+@")
 
@@ -18,6 +18,23 @@ _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)[^@\
 def mask_secrets(text: str) -> str:
     """Replace the password of every URL in ``text`` with ``***``."""
     return _URL_PASSWORD.sub(r"\g<head>***@", text)
+
+
+DashboardRole = Literal["viewer", "operator"]
+
+
+class DashboardUser(BaseModel):
+    """A dashboard user: their role and the Argon2 hash of their password."""
+
+    role: DashboardRole
+    password_hash: SecretStr
+
+
+class DashboardToken(BaseModel):
+    """A bearer token for the API, keyed by its SHA-256 hex digest: who it is and its role."""
+
+    name: str
+    role: DashboardRole
 
 
 class Settings(BaseSettings):
@@ -35,7 +52,7 @@ class Settings(BaseSettings):
     # to probe the network it sits in.
     benchmark_api_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
     redis_url: str = "redis://127.0.0.1:6379/0"
-    dashboard_url: str = "http://127.0.0.1:8050"
+    dashboard_url: str = "http://127.0.0.1:8088"  # notification links (pfd dashboard serves them)
 
     # Jobs, results and progress.
     result_ttl_s: int = Field(3600, ge=1)
@@ -105,6 +122,23 @@ class Settings(BaseSettings):
     metrics_dir: Path = Path()
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9191, ge=0, le=65535)  # 0: any free port (logged)
+
+    # The web dashboard and API (pfd dashboard). Nothing is served without credentials:
+    # users sign in with a password (Argon2 hash), services send a bearer token (its SHA-256
+    # hex digest here); each has a role, viewer (reads) or operator (also acts). Session
+    # cookies are signed with dashboard_secret_key; empty: a random key per process, so
+    # sessions end when it restarts.
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(8088, ge=0, le=65535)
+    dashboard_users: dict[str, DashboardUser] = Field(default_factory=dict)
+    dashboard_tokens: dict[str, DashboardToken] = Field(default_factory=dict)
+    dashboard_secret_key: SecretStr = SecretStr("")
+    dashboard_session_max_age_s: int = Field(8 * 3600, ge=60)
+    # Log files whose JSON lines a job's page shows (the lines naming it or its tree), e.g.
+    # where a Procfile runner's output is collected; only the last few MiB of each are read.
+    dashboard_log_files: tuple[Path, ...] = ()
+    # A link to optuna-dashboard (run beside it on the same database) from each campaign page.
+    optuna_dashboard_url: str = ""
 
     # Notifications. E-mail is off while smtp_host is empty, the webhook while webhook_url is.
     smtp_host: str = ""

@@ -5,6 +5,7 @@ every group, so ``actors.cli:app`` (the console script) has them all.
 """
 
 from actors.cli import (  # noqa: F401  (register commands)
+    dashboard,
     database,
     demo,
     jobs,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -39,6 +41,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
@@ -79,21 +90,38 @@ def _terminate(process: subprocess.Popen) -> None:
 
 
 def _start_procfile(stack: contextlib.ExitStack, settings: Settings, console: Console) -> Path:
+    dashboard_port = settings.dashboard_port if _port_free(settings.dashboard_host, settings.dashboard_port) else _free_port()
     log_path = settings.var_dir / "logs" / "workers.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ, "PFD_REDIS_URL": settings.redis_url, "PFD_LOG_JSON": "1",
         # Any free port: a demo must not fail because something else serves on 9191.
         "PFD_METRICS_PORT": os.environ.get("PFD_METRICS_PORT", "0"),
+        # The dashboard's port must be known to be printed: the configured one if it is free.
+        "PFD_DASHBOARD_PORT": str(dashboard_port),
+        # Job pages show their lines from the file this runner's output goes to.
+        "PFD_DASHBOARD_LOG_FILES": json.dumps([str(log_path)]),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+    demo_password = None
+    if not settings.dashboard_users:
+        # Nobody could sign in: a one-off operator for this demo run, its password printed once.
+        from argon2 import PasswordHasher
+
+        demo_password = secrets.token_urlsafe(12)
+        env["PFD_DASHBOARD_USERS"] = json.dumps(
+            {"demo": {"role": "operator", "password_hash": PasswordHasher().hash(demo_password)}})
     log = stack.enter_context(open(log_path, "ab"))
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(PROJECT_ROOT / "Procfile")],
         cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     stack.callback(_terminate, process)
-    console.print(f"Started the Procfile (4 queue workers, periodiq, the recorder, metrics); logs in {log_path}")
+    console.print(f"Started the Procfile (4 queue workers, periodiq, the recorder, metrics, the dashboard); logs in {log_path}")
+    sign_in = (f"sign in as demo / {demo_password}" if demo_password
+               else "sign in as a user of PFD_DASHBOARD_USERS")
+    console.print(f"Dashboard: http://{settings.dashboard_host}:{dashboard_port}/ until the demo ends ({sign_in})",
+                  soft_wrap=True)
     return log_path
 
 

@@ -49,6 +49,7 @@ def send(
     from dramatiq.errors import ActorNotFound
 
     from actors.platform.errors import PayloadInvalid
+    from actors.platform.operations import send_job
 
     if schema:
         from actors.cli.reference import schema as show_schema
@@ -57,10 +58,7 @@ def send(
         return
     broker = load_broker()
     try:
-        kwargs = json.loads(payload)
-        if not isinstance(kwargs, dict):
-            raise PayloadInvalid(f"the payload must be a JSON object, got {type(kwargs).__name__}")
-        message = broker.get_actor(actor).send(**kwargs)
+        message = send_job(broker, actor, json.loads(payload))
     except (json.JSONDecodeError, PayloadInvalid) as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from None
@@ -109,20 +107,20 @@ def cancel(message_id: str, as_json: bool = typer.Option(False, "--json")) -> No
     Exits 1 when there is no such job, or when it had already ended (nothing changes then).
     """
     from actors.platform.errors import JobNotFound
-    from actors.platform.jobs import get_job, request_cancel
+    from actors.platform.operations import cancel_unless_final
 
     load_broker()
     try:
-        before = get_job(message_id)
+        outcome = cancel_unless_final(message_id)
     except JobNotFound as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(1) from None
-    if before.final:
-        emit({"message_id": message_id, "state": before.state, "cancel_requested": False,
+    view = outcome.job
+    if not outcome.requested:
+        emit({"message_id": message_id, "state": view.state, "cancel_requested": False,
               "note": "already final: nothing changed"}, as_json,
-             None if as_json else Text(f"job {message_id} had already ended ({before.state}): nothing changed"))
+             None if as_json else Text(f"job {message_id} had already ended ({view.state}): nothing changed"))
         raise typer.Exit(1)
-    view = request_cancel(message_id)
     emit({"message_id": message_id, "state": view.state, "cancel_requested": view.cancel_requested}, as_json,
          None if as_json else Text(f"cancel requested for job {message_id} ({view.state}): "
                                     "skipped if queued, stopped at its next check if running"))

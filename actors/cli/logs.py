@@ -8,45 +8,13 @@ fan-out's members, or every job that worked on a dataset, experiment, campaign, 
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from actors.cli.common import app, console
-
-__all__ = ["matching_lines"]
-
-
-def _records(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each JSON object in ``lines`` (after any runner's prefix), with the line it came from."""
-    for line in lines:
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            record = json.loads(line[start:])
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            yield line[start:].rstrip("\n"), record
-
-
-def matching_lines(lines: Iterable[str], ids: set[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The JSON log records among ``lines`` whose id fields (``*_id``) name one of ``ids``."""
-    for raw, record in _records(lines):
-        if any(key.endswith("_id") and value in ids for key, value in record.items()):
-            yield raw, record
-
-
-def _render(record: dict[str, Any]) -> str:
-    head = f"{record.get('timestamp', '')[11:23]} {record.get('level', ''):7} {record.get('event', '')}"
-    skip = {"timestamp", "level", "event"}
-    rest = " ".join(f"{key}={value}" for key, value in record.items() if key not in skip)
-    return f"{head}  {rest}"
+from actors.platform.log_lines import matching_lines, render_line
 
 
 @app.command()
@@ -72,7 +40,7 @@ def logs(
     try:
         for stream in streams:
             for raw, record in matching_lines(stream, ids):
-                typer.echo(raw if as_json else _render(record))
+                typer.echo(raw if as_json else render_line(record))
     finally:
         for stream in streams:
             if stream is not sys.stdin:

@@ -15,19 +15,13 @@ app.add_typer(dlq_app, name="dlq")
 @app.command()
 def queues(as_json: bool = typer.Option(False, "--json")) -> None:
     """Show each queue's depth (queued, held by workers, delayed for a retry, dead) and its live workers."""
-    from actors.platform.jobs import job_store
-    from actors.platform.queue_depths import queue_depths
-    from config.queues import QUEUES
+    from actors.platform.operations import queue_overview
 
-    broker = load_broker()
-    depths = queue_depths(broker.client, QUEUES)
-    workers = job_store().live_workers()
+    rows = queue_overview(load_broker())
     table = Table("queue", "queued", "in flight", "delayed", "dead", "live workers")
-    rows = []
-    for depth in depths:
-        alive = workers.get(depth.queue, [])
-        rows.append({**depth.to_dict(), "workers": alive})
-        table.add_row(depth.queue, str(depth.queued), str(depth.in_flight), str(depth.delayed), str(depth.dead),
+    for row in rows:
+        alive = row["workers"]
+        table.add_row(row["queue"], str(row["queued"]), str(row["in_flight"]), str(row["delayed"]), str(row["dead"]),
                       str(len(alive)) if alive else "[yellow]none")
     emit(rows, as_json, table)
 
@@ -40,26 +34,12 @@ def dlq_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List dead-lettered messages, newest first, with why each failed."""
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
     from actors.cli.display import human_time, id_column
-    from actors.platform.dead_letters import list_dead_letters
-    from actors.platform.errors import JobNotFound
-    from actors.platform.jobs import get_job
-    from config.queues import QUEUES
+    from actors.platform.operations import dead_letters_explained
 
-    broker = load_broker()
-    letters = [l for q in ([queue] if queue else QUEUES) for l in list_dead_letters(broker.client, q, limit=limit)]
-    for i, letter in enumerate(letters):
-        if letter.readable:
-            # The job record says why the last attempt failed; Dramatiq's traceback, when it
-            # kept one, may be an earlier attempt's.
-            try:
-                job = get_job(letter.message_id)
-            except JobNotFound:
-                continue
-            if job.error_type:
-                letters[i] = replace(letter, reason=f"{job.error_type}: {job.error_message}")
+    letters = dead_letters_explained(load_broker(), queue, limit=limit)
     table = Table("queue", id_column("message id"), "actor", "failed", "reason", box=box.SIMPLE_HEAD)
     for letter in letters:
         table.add_row(letter.queue, letter.message_id, letter.actor, human_time(letter.failed_at, wide=wide),

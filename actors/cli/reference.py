@@ -40,20 +40,10 @@ def _facts(row: dict[str, Any]) -> str:
 
 
 def actor_schema(name: str) -> dict[str, Any]:
-    """An actor's catalog entry with its payload fields and the options its dict fields take.
+    """An actor's catalog entry with its payload fields (``actors.platform.catalog.actor_schema``)."""
+    from actors.platform.catalog import actor_schema as schema_of
 
-    Raises:
-        KeyError: no actor has this name.
-    """
-    from actors.platform.catalog import actor_catalog, payload_fields
-
-    broker = load_broker()
-    if name not in broker.actors:
-        raise KeyError(name)
-    [entry] = [row for row in actor_catalog(broker) if row["actor"] == name]
-    schema = broker.get_actor(name).schema
-    documented = schema.documented_options() if hasattr(schema, "documented_options") else {}
-    return {**entry, "fields": payload_fields(schema) if schema else [], "options": documented}
+    return schema_of(load_broker(), name)
 
 
 @app.command("actors")

@@ -12,7 +12,7 @@ from typing import Any
 import dramatiq
 from pydantic import BaseModel
 
-__all__ = ["actor_catalog", "option_row", "options_of_dataclass", "payload_fields"]
+__all__ = ["actor_catalog", "actor_schema", "option_row", "options_of_dataclass", "payload_fields"]
 
 _BOUNDS = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"),
            ("minLength", "length ≥"), ("maxLength", "length ≤"), ("minItems", "items ≥"), ("maxItems", "items ≤"))
@@ -93,6 +93,20 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+def actor_schema(broker: dramatiq.Broker, name: str) -> dict[str, Any]:
+    """An actor's catalog entry with its payload fields and the options its dict fields take.
+
+    Raises:
+        KeyError: no actor has this name.
+    """
+    if name not in broker.actors:
+        raise KeyError(name)
+    [entry] = [row for row in actor_catalog(broker) if row["actor"] == name]
+    schema = broker.get_actor(name).schema
+    documented = schema.documented_options() if hasattr(schema, "documented_options") else {}
+    return {**entry, "fields": payload_fields(schema) if schema else [], "options": documented}
 
 
 def payload_fields(schema: type[BaseModel], prefix: str = "") -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import dramatiq
 from redis import Redis
 
 from actors.platform.broker.redis_broker import UNDECODABLE_REASON
+from config.settings import mask_secrets
 
 __all__ = ["DeadLetter", "list_dead_letters"]
 
@@ -28,6 +29,8 @@ class DeadLetter:
     redis_id: str
     reason: str
     readable: bool = True
+    # Dramatiq's traceback of the attempt it kept (URL passwords masked); for operators' eyes.
+    traceback: str = ""
 
 
 def list_dead_letters(redis: Redis, queue: str, *, limit: int = 100) -> list[DeadLetter]:
@@ -53,7 +56,8 @@ def _letter(queue: str, redis_id: str, failed_at: float, payload: bytes) -> Dead
     traceback = data.get("options", {}).get("traceback") or ""
     reason = traceback.strip().splitlines()[-1] if traceback.strip() else ""
     return DeadLetter(queue=queue, message_id=message_id, actor=actor, failed_at=failed_at,
-                      kwargs=data.get("kwargs", {}), redis_id=redis_id, reason=reason)
+                      kwargs=data.get("kwargs", {}), redis_id=redis_id, reason=reason,
+                      traceback=mask_secrets(traceback.strip()))
 
 
 # Options that describe a past attempt; a requeued message starts afresh without them.

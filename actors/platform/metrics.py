@@ -20,6 +20,7 @@ from redis import Redis
 
 from actors.platform.broker.command_batch import Batch, register_script
 from actors.platform.queue_depths import queue_depths
+from actors.store.jobs import live_workers
 
 __all__ = ["DURATION_BUCKETS_S", "ClusterCollector", "JobMetrics", "serve_metrics"]
 
@@ -110,6 +111,12 @@ class ClusterCollector:
         yield durations
         alive = sum(1 for _ in self.redis.scan_iter(match=f"{self.prefix}:worker:*", count=1000))
         yield GaugeMetricFamily("pfd_worker_processes", "Worker processes with a recent heartbeat.", value=alive)
+        per_queue = GaugeMetricFamily("pfd_queue_workers", "Worker processes with a recent heartbeat, per queue "
+                                      "they consume.", labels=["queue"])
+        consuming = live_workers(self.redis, self.prefix)
+        for queue in self.queues:
+            per_queue.add_metric([queue], len(consuming.get(queue, [])))
+        yield per_queue
 
 
 def serve_metrics(host: str, port: int, *, redis: Redis, queues: tuple[str, ...],

@@ -25,7 +25,9 @@ from actors.platform.broker.command_batch import Batch, register_script
 from actors.store.db import Database
 from actors.store.models import FINAL_JOB_STATES, Job
 
-__all__ = ["COUNT_REDELIVERY_LUA", "LIVE_TTL_S", "JobStore", "JobView", "view_from_hash", "view_from_row"]
+__all__ = [
+    "COUNT_REDELIVERY_LUA", "LIVE_TTL_S", "JobStore", "JobView", "live_workers", "view_from_hash", "view_from_row",
+]
 
 # A job's hash lives this long while not final; a final one lives for the cache TTL.
 LIVE_TTL_S = 7 * 24 * 3600
@@ -415,23 +417,28 @@ class JobStore:
 
     def live_workers(self) -> dict[str, list[str]]:
         """Return the workers alive now (by heartbeat), per queue they consume."""
-        keys = list(self.redis.scan_iter(match=f"{self.prefix}:worker:*", count=1000))
-        by_queue: dict[str, list[str]] = {}
-        for key, value in zip(keys, self.redis.mget(keys) if keys else []):
-            if value is None:
-                continue
-            worker = key.decode().removeprefix(f"{self.prefix}:worker:")
-            try:
-                queues = json.loads(value).get("queues", [])
-            except (ValueError, AttributeError):  # a heartbeat from before queues were named
-                queues = []
-            for queue in queues:
-                by_queue.setdefault(queue, []).append(worker)
-        return {queue: sorted(workers) for queue, workers in by_queue.items()}
+        return live_workers(self.redis, self.prefix)
 
     def worker_alive(self, worker: str | None) -> bool:
         """Return whether ``worker`` has sent a heartbeat recently."""
         return bool(worker) and bool(self.redis.exists(f"{self.prefix}:worker:{worker}"))
+
+
+def live_workers(redis: Redis, prefix: str = "pfd") -> dict[str, list[str]]:
+    """Return the workers alive now (their heartbeat keys have not expired), per queue they consume."""
+    keys = list(redis.scan_iter(match=f"{prefix}:worker:*", count=1000))
+    by_queue: dict[str, list[str]] = {}
+    for key, value in zip(keys, redis.mget(keys) if keys else []):
+        if value is None:
+            continue
+        worker = key.decode().removeprefix(f"{prefix}:worker:")
+        try:
+            queues = json.loads(value).get("queues", [])
+        except (ValueError, AttributeError):  # a heartbeat from before queues were named
+            queues = []
+        for queue in queues:
+            by_queue.setdefault(queue, []).append(worker)
+    return {queue: sorted(workers) for queue, workers in by_queue.items()}
 
 
 def _encode(value: Any) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from actors.store.analyses import Analysis, FeatureSet, analysis_summary, feature_set_summary
 from actors.store.campaigns import Campaign, campaign_view
@@ -29,7 +29,7 @@ from actors.store.explanations import (
 from actors.store.jobs import JobView, view_from_row
 from actors.store.models import Base, Dataset, Job
 
-__all__ = ["RECORD_KINDS", "RecordKind", "get_record", "list_jobs", "list_records"]
+__all__ = ["RECORD_KINDS", "RecordKind", "get_record", "job_counts", "list_jobs", "list_records"]
 
 
 @dataclass(frozen=True)
@@ -110,3 +110,10 @@ def list_jobs(
         query = query.where(Job.enqueued_at >= since)
     with database.session() as session:
         return [view_from_row(row) for row in session.scalars(query)]
+
+
+def job_counts(database: Database, *, since: datetime) -> dict[str, int]:
+    """How many recorded jobs sent since ``since`` are in each state (one indexed query)."""
+    query = select(Job.state, func.count()).where(Job.enqueued_at >= since).group_by(Job.state)
+    with database.session() as session:
+        return {state: count for state, count in session.execute(query)}

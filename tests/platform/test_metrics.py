@@ -77,4 +77,6 @@ def test_metrics_endpoint_serves_queue_depths_job_outcomes_and_worker_metrics(me
     count = _value(samples, "pfd_job_duration_seconds_count", actor="probe_high_priority")
     assert count >= 20 and _value(samples, "pfd_job_duration_seconds_bucket", actor="probe_high_priority", le="+Inf") == count
     assert _value(samples, "pfd_worker_processes") >= 4
+    assert all(_value(samples, "pfd_queue_workers", queue=queue) >= 1
+               for queue in ("high_priority", "gpu_training", "cpu_processing", "notifications"))
     assert "dramatiq_message_duration_milliseconds_bucket" in samples

@@ -1,0 +1,100 @@
+"""Reads the pages and the API share, each through the same function the ``pfd`` command calls.
+
+They turn a missing job, record, queue or file into the HTTP error that says so.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, status
+
+from actors.platform.errors import JobNotFound, RecordNotFound
+from actors.store.jobs import JobView
+from actors.store.trees import JobTree
+from config.queues import QUEUES
+from config.settings import Settings
+
+__all__ = ["artifact_file", "job_listing", "known_queue", "plot_paths", "record_or_404", "tree_or_404"]
+
+
+def tree_or_404(any_id: str) -> JobTree:
+    """The tree ``any_id`` names (a message, fan-out or record id), or 404."""
+    from actors.platform.jobs import get_tree
+
+    try:
+        return get_tree(any_id)
+    except JobNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+
+
+def record_or_404(kind: str, record_id: str) -> dict[str, Any]:
+    """One domain record of ``kind`` (a key of ``RECORD_KINDS``), or 404."""
+    from actors.platform.jobs import job_store
+    from actors.store.listings import RECORD_KINDS, get_record
+
+    if kind not in RECORD_KINDS:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no record kind {kind!r}; known: {', '.join(RECORD_KINDS)}")
+    try:
+        return get_record(job_store().database, kind, record_id)
+    except RecordNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+
+
+def job_listing(
+    *, state: str | None, actor: str | None, queue: str | None, root: str | None,
+    since: datetime | None, limit: int, offset: int,
+) -> list[JobView]:
+    """Recorded jobs, newest first, as ``pfd jobs`` lists them."""
+    from actors.platform.jobs import job_store
+    from actors.store.listings import list_jobs
+
+    return list_jobs(job_store().database, state=state or None, actor=actor or None, queue=queue or None,
+                     root_id=root or None, since=since, limit=limit, offset=offset)
+
+
+def known_queue(queue: str) -> str:
+    """``queue`` if it is one of the topology's queues, else 404 naming them."""
+    if queue not in QUEUES:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no queue {queue!r}; known: {', '.join(QUEUES)}")
+    return queue
+
+
+def artifact_file(settings: Settings, path: str) -> Path:
+    """The file at ``path`` under the artifact root; 404 for anything outside it or missing.
+
+    The path is resolved (links and ``..`` followed) before it is checked, so no name
+    reaches a file outside the root.
+    """
+    root = settings.artifact_root.resolve()
+    candidate = Path(path)
+    target = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such artifact under the artifact root")
+    return target
+
+
+def plot_paths(settings: Settings, *values: Any) -> list[str]:
+    """Every PNG file named anywhere in ``values`` (records, results), as paths under the artifact root."""
+    root = settings.artifact_root.resolve()
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and value.lower().endswith(".png"):
+            target = (root / value).resolve()
+            if target.is_relative_to(root) and target.is_file():
+                relative = str(target.relative_to(root))
+                if relative not in found:
+                    found.append(relative)
+
+    for value in values:
+        walk(value)
+    return found
