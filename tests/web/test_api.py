@@ -69,10 +69,11 @@ def test_an_operator_sends_a_job_and_follows_it_to_success(client, workers):
                       ["state"] == "succeeded" and t, what="the job to succeed")
     assert tree["nodes"][0]["result"] == {"steps": 3} and tree["progress"] == 1.0
     # It is listed, with the filters pfd jobs takes.
-    listed = wait_until(lambda: client.get("/api/jobs", headers=bearer("viewer"),
-                                           params={"actor": "stepper", "state": "succeeded"}).json()["jobs"],
-                        what="the recorded job")
-    assert message_id in {job["message_id"] for job in listed}
+    listed = wait_until(lambda: (jobs := client.get("/api/jobs", headers=bearer("viewer"),
+                                                    params={"actor": "stepper", "state": "succeeded"}).json()["jobs"])
+                        and message_id in {job["message_id"] for job in jobs} and jobs,
+                        what="the recorded job in the list")
+    assert all(job["actor"] == "stepper" and job["state"] == "succeeded" for job in listed)
 
 
 def test_a_payload_is_checked_by_the_actors_schema_as_send_checks_it(client):

@@ -42,6 +42,8 @@ def test_the_job_list_renders_under_300_ms_with_100000_jobs(client, many_jobs):
             started = time.perf_counter()
             answer = client.get(path)
             took.append(time.perf_counter() - started)
-            assert answer.status_code == 200 and "speed-" in answer.text
+            assert answer.status_code == 200
+            if "actor_7" in path or "page=" in path:  # pages only these jobs fill (others' jobs are newer)
+                assert f"speed-{many_jobs}-" in answer.text
         print(f"{path}: median {sorted(took)[2] * 1000:.0f} ms")
         assert sorted(took)[2] < 0.3, (path, took)
