@@ -87,6 +87,11 @@ def test_a_viewer_signs_in_and_watches_a_running_jobs_progress_bar_move(dashboar
     page.wait_for_function(
         "([sel, v]) => { const el = document.querySelector(sel); return el.value > v && el.value < 1; }",
         arg=[bar, first], timeout=10_000)
+    # The job's own table follows its row: running, with the status it reports.
+    detail = f'[data-job-detail="{message.message_id}"]'
+    page.wait_for_function("sel => document.querySelector(sel + ' .state').textContent === 'running'",
+                           arg=detail, timeout=10_000)
+    assert page.locator(f"{detail} .status").inner_text().startswith("step ")
     page.screenshot(path=str(SHOTS / "pfd-dashboard-job-running.png"), full_page=True)
     assert page.locator("#cancel").count() == 0  # a viewer is offered no cancel
     page.wait_for_function("sel => document.querySelector(sel).value === 1", arg=bar, timeout=15_000)

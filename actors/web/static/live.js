@@ -16,6 +16,15 @@
       if (state) { setText(state, node.state); state.className = "state state-" + node.state; }
       setText(row.querySelector(".status"), node.status || "");
       setText(row.querySelector(".attempts"), node.attempts);
+      // The asked job's own table moves with its row (the end of the tree reloads the rest).
+      var detail = document.querySelector('[data-job-detail="' + CSS.escape(node.message_id) + '"]');
+      if (!detail) return;
+      var detailState = detail.querySelector(".state");
+      if (detailState) { setText(detailState, node.state); detailState.className = "state state-" + node.state; }
+      setText(detail.querySelector(".status"), node.status || "");
+      setText(detail.querySelector(".attempts"), node.attempts);
+      if (node.deliveries !== undefined) setText(detail.querySelector(".deliveries"), node.deliveries);
+      if (node.worker) setText(detail.querySelector(".worker"), node.worker);
     });
   }
 
