@@ -13,7 +13,6 @@ Run ``python -m bench.bench_dashboard``; figures in ``bench/results/dashboard.js
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import sys
 import threading
@@ -28,6 +27,7 @@ from redis import Redis
 
 from bench.common import write_result
 from bench.processes import BIN, bench_env, drain, migrate, own_redis, produce, running, wait_for
+from tests.servers import free_port
 
 __all__ = ["run"]
 
@@ -45,12 +45,6 @@ for _ in range({streams}):
     followed.append(message.message_id)
 print(json.dumps({{"followed": followed}}))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _follow(url: str, stop: threading.Event, opened: list[str], failures: list[str]) -> None:
@@ -100,7 +94,7 @@ def run(n: int = 5_000, streams: int = 50, rounds: int = 3) -> dict[str, Any]:
         env = bench_env(redis_url, PFD_DASHBOARD_TOKENS=json.dumps(tokens))
         migrate(env)
         redis = Redis.from_url(redis_url)
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         alone, watched = [], []
         with running([str(BIN / "pfd"), "dashboard", "--port", str(port)], env, log_name="dashboard"):

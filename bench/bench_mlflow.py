@@ -13,13 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +26,6 @@ MODEL = ("cnn1d", {"width": 8, "depth": 2})
 NOISE_OFF = {layer: False for layer in (  # the tests' noise-free signals
     "measurement", "emi", "pink", "drift", "quantization", "sensor_drift", "aliasing", "impulses")}
 TRAINING = {"batch_size": 8, "lr": 1e-2, "scheduler": "none", "seed": 0, "early_stopping_patience": 1000}
-
-
-def _server(folder: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    uri = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.sqlite3'}",
-         "--artifacts-destination", str(folder / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                return process, uri
-        except OSError:
-            time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGTERM)
-    raise RuntimeError("mlflow server did not answer within 180 s")
 
 
 def _train(data: Any, folder: Path, epochs: int, run: Any | None) -> dict[str, Any]:
@@ -89,10 +63,11 @@ def run(epochs: int = 20, rounds: int = 5) -> dict[str, Any]:
     from pipeline.datasets.generate import generate_dataset
     from pipeline.signals.config import GeneratorConfig
     from pipeline.training import load_training_data
+    from tests.mlflow_server import MlflowServer
 
-    process, uri = _server(folder / "mlflow")
+    server = MlflowServer(folder / "mlflow").start()
     try:
-        settings = Settings(mlflow_tracking_uri=uri)
+        settings = Settings(mlflow_tracking_uri=server.uri)
         migrate(settings.database_url)
         database, writer = get_database(settings.database_url), mlflow_writer(settings)
         config = GeneratorConfig.from_dict({"fault_types": ["sain", "desequilibre", "oilwhirl"], "records_per_class": 4,
@@ -110,8 +85,7 @@ def run(epochs: int = 20, rounds: int = 5) -> dict[str, Any]:
             tracked_run.end()
             assert writer.drain(60), "the writer did not catch up within 60 s"
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
+        server.stop()
     base = statistics.median(r["epoch_s"] for r in plain)
     warm = statistics.median(r["epoch_s"] for r in tracked[1:] or tracked)
     base_wall = statistics.median(r["wall_s"] for r in plain)

@@ -12,7 +12,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from pipeline.errors import DeliveryRefused, DeliveryTransient, InvalidInput
 from pipeline.notify.email import SmtpConfig, send_email
 from pipeline.notify.webhook import SIGNATURE_HEADER, WebhookConfig, post_webhook, verify
-from tests.notifications.servers import free_port, start_smtp
+from tests.notifications.servers import start_smtp
+from tests.servers import free_port
 
 SENDER = "pfd@example.test"
 

@@ -8,7 +8,6 @@ folder (``pfd-dashboard-*.png``) for a person to look at; they are never committ
 from __future__ import annotations
 
 import json
-import socket
 import tempfile
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from tests.conftest import wait_until
 from tests.probe_actors import stepper
+from tests.servers import free_port
 from tests.web.conftest import PASSWORDS, dashboard_env
 from tests.workers import Workers
 
@@ -26,16 +26,10 @@ SHOTS = Path(tempfile.gettempdir())
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: `make browser` installs it")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def dashboard_url(workers, tmp_path_factory):  # type: ignore[no-untyped-def]
     """A ``pfd dashboard`` process (as its Procfile line starts it) on a free port."""
-    port = _free_port()
+    port = free_port()
     process = Workers(tmp_path_factory.mktemp("dashboard-logs"), extra_env=dashboard_env())
     process.start("dashboard", command=f"{process.command('dashboard')} --port {port}")
     url = f"http://127.0.0.1:{port}"
