@@ -1,4 +1,4 @@
-"""Dataset actors (``cpu_processing``): generate a dataset, import MATLAB files."""
+"""Dataset actors (``cpu_processing``): generate a dataset, import recordings (MAT files, tables)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from pipeline.domain import CLASS_KEYS, SEVERITY_BANDS
 from pipeline.errors import UnsafePath
 from pipeline.signals.config import AugmentationConfig, NoiseConfig
 
-__all__ = ["GenerateDataset", "ImportMatDataset", "generate_dataset", "import_mat_dataset"]
+__all__ = ["GenerateDataset", "ImportMatDataset", "ImportTableDataset", "LabelMap", "generate_dataset",
+           "import_mat_dataset", "import_table_dataset"]
 
 FaultKey = Literal[CLASS_KEYS]  # type: ignore[valid-type]
 SeverityBand = Literal[tuple(SEVERITY_BANDS)]  # type: ignore[valid-type]
@@ -75,18 +76,83 @@ class GenerateDataset(Payload):
         return ("hdf5", "mat") if self.output_format == "both" else (self.output_format,)
 
 
+ClassKey = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+PathText = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class LabelMap(Payload):
+    """Where each file's class comes from, in the user's own classes: exactly one of ``patterns``
+    (glob on the path below the import root -> class), ``variable`` (a MAT variable holding the
+    class) or ``manifest`` (a CSV under the import root: ``path``, ``label``, optional ``group``,
+    ``fs`` and metadata columns such as ``rpm``). ``classes`` declares the class set and order."""
+
+    patterns: dict[PathText, ClassKey] = Field(default_factory=dict, max_length=1000)
+    variable: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
+    manifest: PathText | None = None
+    classes: list[ClassKey] | None = Field(None, min_length=2, max_length=1000)
+    display_names: dict[ClassKey, Annotated[str, StringConstraints(max_length=200)]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LabelMap:
+        if [bool(self.patterns), self.variable is not None, self.manifest is not None].count(True) != 1:
+            raise ValueError("a label rule takes exactly one of: patterns, variable, manifest")
+        if self.classes is not None:
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError(f"declared classes repeat a key: {self.classes}")
+            outside = sorted(set(self.patterns.values()) - set(self.classes))
+            if outside:
+                raise ValueError(f"patterns name class(es) {outside} that are not among the declared classes")
+        return self
+
+
 class ImportMatDataset(Payload):
     """Payload of ``import_mat_dataset``: MAT files or folders under an import root."""
 
-    paths: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(min_length=1, max_length=100_000)
+    paths: list[PathText] = Field(min_length=1, max_length=100_000)
     dataset_id: RecordId | None = Field(None, description="the new dataset's id (default: ds-<message id>)")
     name: str = Field("", max_length=200)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     split_ratios: tuple[Probability, Probability, Probability] = (0.70, 0.15, 0.15)
     label: FaultKey | None = None  # every file's class; a file saying otherwise is refused
+    labels: LabelMap | None = Field(None, description="a label rule in the dataset's own classes (instead of the "
+                                                      "generator's 11 keys)")
+    channels: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
+        None, min_length=1, max_length=64, description="variables or columns to keep as channels, by name or "
+                                                       "pattern ('*_DE_time'); default: the one signal found by name")
+    sampling_rate: Annotated[float, Field(gt=0, le=10_000_000)] | Literal["native"] = Field(
+        20_480.0, description="the dataset's rate in Hz (recordings are resampled to it), or 'native'")
+    source_fs: Annotated[float, Field(gt=0, le=10_000_000)] | None = Field(
+        None, description="the rate of recordings that store none (a manifest's fs column wins)")
+    record_seconds: Annotated[float, Field(gt=0)] | None = None
+    record_samples: Annotated[int, Field(gt=0)] | None = None
+    window_seconds: Annotated[float, Field(gt=0)] | None = None
+    window_samples: Annotated[int, Field(gt=0)] | None = None
+    overlap: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     normalize: Literal["none", "file", "record"] = Field(
         "none", description="z-score each source file ('file': one mean and std over its samples) or each "
-                            "5 s record ('record'); the rule and its statistics are recorded in the dataset")
+                            "record ('record'), each channel apart; the rule and its statistics are recorded")
+
+    @model_validator(mode="after")
+    def _layout_accepted(self) -> ImportMatDataset:
+        if self.label is not None and self.labels is not None:
+            raise ValueError("give labels (a rule) or label (one generator class for every file), not both")
+        self.layout()
+        return self
+
+    def layout(self):  # type: ignore[no-untyped-def]
+        """The ``RecordingLayout`` this payload describes (validated)."""
+        from pipeline.datasets.importer import RecordingLayout
+
+        return RecordingLayout(
+            channels=tuple(self.channels) if self.channels else None,
+            sampling_rate=None if self.sampling_rate == "native" else self.sampling_rate,
+            source_fs=self.source_fs, record_seconds=self.record_seconds, record_samples=self.record_samples,
+            window_seconds=self.window_seconds, window_samples=self.window_samples, overlap=self.overlap)
+
+
+class ImportTableDataset(ImportMatDataset):
+    """Payload of ``import_table_dataset``: CSV, Parquet or NPY files (one recording each) under an import
+    root; tables store no rate, so ``source_fs`` or a manifest's ``fs`` column gives it."""
 
 
 @contextmanager
@@ -150,25 +216,53 @@ def _import_root(paths: list[str], roots: tuple[Path, ...]) -> Path:
 @job_actor(schema=ImportMatDataset)
 def import_mat_dataset(payload: ImportMatDataset, job: JobContext) -> dict:
     """Import MATLAB files (v4 to v7.3) into a dataset in the standard HDF5 layout."""
-    from pipeline.datasets.matio import import_mat_files
+    from pipeline.datasets.importer import MAT_SUFFIXES
+
+    return _import(payload, job, "mat_import", MAT_SUFFIXES)
+
+
+@job_actor(schema=ImportTableDataset)
+def import_table_dataset(payload: ImportTableDataset, job: JobContext) -> dict:
+    """Import CSV, Parquet or NPY recordings (a column per channel) into a dataset in the standard HDF5 layout."""
+    from pipeline.datasets.tables import TABLE_SUFFIXES
+
+    return _import(payload, job, "table_import", TABLE_SUFFIXES)
+
+
+def _label_rule(labels: LabelMap | None, root: Path):  # type: ignore[no-untyped-def]
+    """The pipeline's label rule, its manifest read from under the import root."""
+    from pipeline.datasets.importer import resolve_under_root
+    from pipeline.datasets.labels import LabelRule, read_manifest
+
+    if labels is None:
+        return None
+    manifest = read_manifest(resolve_under_root(labels.manifest, root), root) if labels.manifest else None
+    return LabelRule(patterns=labels.patterns, variable=labels.variable, manifest=manifest,
+                     classes=tuple(labels.classes) if labels.classes else None, display_names=labels.display_names)
+
+
+def _import(payload: ImportMatDataset, job: JobContext, source: str, suffixes: tuple[str, ...]) -> dict:
+    """Claim the dataset, import the recordings, record the outcome and announce it (one fact)."""
+    from pipeline.datasets.importer import import_recordings
     from pipeline.errors import MatFileError
 
     settings = get_settings()
     database = get_database(settings.database_url)
-    root = _import_root(payload.paths, settings.import_roots)
+    named = payload.paths + ([payload.labels.manifest] if payload.labels and payload.labels.manifest else [])
+    root = _import_root(named, settings.import_roots)
     dataset_id = payload.dataset_id or f"ds-{job.message_id}"
-    claim = claim_dataset(database, dataset_id, job.message_id, source="mat_import", name=payload.name,
-                          config={"paths": payload.paths, "seed": payload.seed, "split_ratios": list(payload.split_ratios),
-                                  "normalize": payload.normalize})
+    claim = claim_dataset(database, dataset_id, job.message_id, source=source, name=payload.name,
+                          config=payload.model_dump(mode="json", exclude={"dataset_id", "name"}))
     if claim.done:
         return claim.summary
     with _failure_recorded(database, dataset_id, job.message_id):
         try:
-            imported = import_mat_files(
+            imported = import_recordings(
                 payload.paths, root, settings.artifact_root / "datasets", dataset_id,
+                labels=_label_rule(payload.labels, root), layout=payload.layout(),
                 on_progress=job.progress, should_stop=job.should_stop,
                 split_ratios=payload.split_ratios, seed=payload.seed, label=payload.label,
-                normalize=payload.normalize,
+                normalize=payload.normalize, suffixes=suffixes,
             )
         except MatFileError as error:
             # Every file failed: the job's message names the first reasons, the record all.

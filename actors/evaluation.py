@@ -94,10 +94,9 @@ def _dataset_file(database: Database, experiment: dict[str, Any]) -> str:
 
 def _class_keys(path: str, num_classes: int | None = None) -> list[str]:
     """The dataset's class keys, checked against the number of classes predicted."""
-    from pipeline.datasets.hdf5 import dataset_info
-    from pipeline.domain import CLASS_KEYS
+    from pipeline.datasets.hdf5 import read_geometry
 
-    keys = list(dataset_info(path)["attrs"].get("class_keys") or CLASS_KEYS)
+    keys = list(read_geometry(path).class_keys)
     if num_classes is not None and len(keys) != num_classes:
         raise InvalidInput(f"the predictions give {num_classes} classes, the dataset has {len(keys)}")
     return keys
@@ -117,12 +116,14 @@ def _predictions(experiment: dict[str, Any]) -> dict[str, Any]:
 
 def _predictor(database: Database, experiment: dict[str, Any]):  # type: ignore[no-untyped-def]
     """The experiment's model, its dataset file and the dataset's class keys."""
+    from pipeline.datasets.hdf5 import read_geometry
     from pipeline.evaluation.predictors import load_predictor
 
     path = _dataset_file(database, experiment)
-    keys = _class_keys(path)
+    geometry = read_geometry(path)
+    keys = list(geometry.class_keys)
     predictor = load_predictor(experiment["model_key"], experiment["model_path"], len(keys),
-                               sha256=experiment["model_sha256"])
+                               sha256=experiment["model_sha256"], fs=geometry.sampling_rate)
     return predictor, path, keys
 
 

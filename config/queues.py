@@ -74,6 +74,7 @@ ACTOR_POLICIES: dict[str, ActorPolicy] = {
     # cpu_processing: data generation and import.
     "generate_dataset": ActorPolicy(CPU_PROCESSING, time_limit_ms=2 * _HOUR, store_results=True),
     "import_mat_dataset": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
+    "import_table_dataset": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, store_results=True),
     # cpu_processing: quality runs. A failing suite is no transient fault: never retried.
     "run_test_suite": ActorPolicy(CPU_PROCESSING, time_limit_ms=1 * _HOUR, max_retries=0, store_results=True),
     "run_benchmarks": ActorPolicy(CPU_PROCESSING, time_limit_ms=2 * _HOUR, max_retries=0, store_results=True),

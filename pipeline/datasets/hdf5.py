@@ -14,6 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from pipeline.datasets.geometry import DatasetGeometry
 from pipeline.datasets.layout import (
     COMPRESSION_LEVEL,
     DATASETS,
@@ -28,7 +29,6 @@ from pipeline.datasets.layout import (
     split_indices,
 )
 from pipeline.datasets.writer import DatasetWriter
-from pipeline.domain import CLASS_KEYS, NUM_CLASSES, RECORD_LENGTH, WINDOW_LENGTH
 from pipeline.errors import DatasetFileError, InvalidInput
 
 __all__ = [
@@ -39,10 +39,12 @@ __all__ = [
     "EncodedSignal",
     "SplitArrays",
     "check_dataset_id",
+    "cut_windows",
     "dataset_attrs",
     "dataset_info",
     "dataset_normalization_rule",
     "encode_signal",
+    "read_geometry",
     "read_labels",
     "read_split",
     "read_windows",
@@ -51,6 +53,7 @@ __all__ = [
 ]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_JSON_ATTRS = ("class_keys", "generator_config", "display_names", "channels")
 
 
 def _open(path: str | os.PathLike[str]) -> h5py.File:
@@ -115,17 +118,47 @@ def read_labels(path: str | os.PathLike[str], split: str) -> np.ndarray:
 def read_windows(
     path: str | os.PathLike[str], split: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read a split as 1 s windows: (float32 [n·5, 20480], labels [n·5], record ids [n·5]).
+    """Read a split as windows: (float32 windows, labels [m], record ids [m]).
 
-    The windows are a reshape (a view) of the records; record ids are positions in the
-    split, for the soft vote of a record's windows.
+    Windows are ``[m, W]`` for one channel and ``[m, C, W]`` for several, cut from each
+    record at the dataset's window length and hop (the generator's: five 1 s windows per
+    record). Record ids are positions in the split, for the soft vote of a record's windows.
     """
+    geometry = read_geometry(path)
     arrays = read_split(path, split)
-    per_record = RECORD_LENGTH // WINDOW_LENGTH
-    windows = arrays.signals.reshape(-1, WINDOW_LENGTH)
-    labels = np.repeat(arrays.labels, per_record)
-    record_ids = np.repeat(np.arange(arrays.labels.size, dtype=np.int64), per_record)
+    return cut_windows(arrays.signals, arrays.labels, geometry)
+
+
+def cut_windows(signals: np.ndarray, labels: np.ndarray,
+                geometry: DatasetGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut records ``[n, L]`` or ``[n, C, L]`` into windows, with their labels and record ids."""
+    per_record = geometry.windows_per_record
+    width, hop = geometry.window_length, geometry.window_hop
+    if hop == width and per_record * width == signals.shape[-1]:
+        # Windows that tile the record exactly are a reshape (a view), not a copy.
+        if signals.ndim == 2:
+            windows = signals.reshape(-1, width)
+        else:
+            windows = signals.reshape(signals.shape[0], signals.shape[1], per_record, width)
+            windows = windows.transpose(0, 2, 1, 3).reshape(-1, signals.shape[1], width)
+    else:
+        view = np.lib.stride_tricks.sliding_window_view(signals, width, axis=-1)[..., ::hop, :]
+        view = view[..., :per_record, :]
+        if signals.ndim == 3:  # [n, C, k, W] -> [n, k, C, W]
+            view = view.transpose(0, 2, 1, 3)
+        windows = np.ascontiguousarray(view).reshape(-1, *view.shape[2:])
+    labels = np.repeat(np.asarray(labels, dtype=np.int64), per_record)
+    record_ids = np.repeat(np.arange(len(signals), dtype=np.int64), per_record)
     return windows, labels, record_ids
+
+
+def read_geometry(path: str | os.PathLike[str]) -> DatasetGeometry:
+    """The dataset's classes, rate, channels and window lengths (root attributes only)."""
+    with _open(path) as handle:
+        try:
+            return DatasetGeometry.from_attrs(_decoded_attrs(handle))
+        except InvalidInput as error:
+            raise DatasetFileError(f"{path}: {error}") from None
 
 
 def _text(value: Any) -> str:
@@ -148,7 +181,7 @@ def _decoded_attrs(handle: h5py.File) -> dict[str, Any]:
             value = value.item()
         elif isinstance(value, bytes):
             value = value.decode("utf-8")
-        if name in ("class_keys", "generator_config") and isinstance(value, str):
+        if name in _JSON_ATTRS and isinstance(value, str):
             value = json.loads(value)
         attrs[name] = value
     return attrs
@@ -158,18 +191,19 @@ def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Return the root attributes and record counts per split and per class (JSON-safe)."""
     with _open(path) as handle:
         attrs = _decoded_attrs(handle)
+        keys = DatasetGeometry.from_attrs(attrs).class_keys
         split_counts: dict[str, int] = {}
         split_class_counts: dict[str, dict[str, int]] = {}
         for split in SPLITS:
             labels = np.asarray(_group(handle, split)["labels"][...], dtype=np.int64)
             split_counts[split] = int(labels.size)
-            counts = np.bincount(labels, minlength=NUM_CLASSES)
+            counts = np.bincount(labels, minlength=len(keys))
             split_class_counts[split] = {
-                key: int(counts[k]) for k, key in enumerate(CLASS_KEYS) if counts[k]
+                key: int(counts[k]) for k, key in enumerate(keys) if counts[k]
             }
     class_counts = {
         key: sum(split_class_counts[split].get(key, 0) for split in SPLITS)
-        for key in CLASS_KEYS
+        for key in keys
     }
     return {
         "path": str(path),
@@ -203,13 +237,21 @@ def validate_dataset_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         missing = [name for name in REQUIRED_ATTRS if name not in handle.attrs]
         if missing:
             raise DatasetFileError(f"{path}: missing root attributes: {', '.join(missing)}")
-        num_classes = int(handle.attrs["num_classes"])
+        try:
+            geometry = DatasetGeometry.from_attrs(_decoded_attrs(handle))
+        except InvalidInput as error:
+            raise DatasetFileError(f"{path}: {error}") from None
+        if int(handle.attrs["num_classes"]) != geometry.num_classes:
+            raise DatasetFileError(f"{path}: num_classes {int(handle.attrs['num_classes'])} "
+                                   f"disagrees with {geometry.num_classes} class keys")
         for split in SPLITS:
-            _validate_split(path, _group(handle, split), split, num_classes)
+            _validate_split(path, _group(handle, split), split, geometry.num_classes,
+                            geometry.signal_shape())
     return dataset_info(path)
 
 
-def _validate_split(path: Any, group: h5py.Group, split: str, num_classes: int) -> None:
+def _validate_split(path: Any, group: h5py.Group, split: str, num_classes: int,
+                    signal_shape: tuple[int, ...]) -> None:
     sizes = set()
     for name in (*DATASETS, "metadata"):
         dataset = group.get(name)
@@ -223,6 +265,7 @@ def _validate_split(path: Any, group: h5py.Group, split: str, num_classes: int) 
             suffix: tuple[int, ...] = ()
         else:
             dtype, suffix = DATASETS[name]
+            suffix = signal_shape if name == "signals" else suffix
             if dataset.dtype != dtype:
                 raise DatasetFileError(
                     f"{path}: {split}/{name} has dtype {dataset.dtype}, expected {dtype}"

@@ -4,9 +4,12 @@ Layout::
 
     /                 attrs: num_classes, class_keys (JSON), sampling_rate, record_length,
                       split_ratios, seed, generator_config (JSON), generator_config_hash,
-                      generator_version, source ("generator" | "mat_import")
-    /{train,val,test}/signals     float32 [n, 102400], one record per chunk, gzip level 4
-                     /labels      int64 [n]      index in CLASS_KEYS
+                      generator_version, source ("generator" | "mat_import" | "table_import"),
+                      and the rest of the geometry (``geometry``): display_names (JSON),
+                      window_length, window_hop, channels (JSON)
+    /{train,val,test}/signals     float32 [n, L] (one channel) or [n, C, L], one record per
+                                  chunk, gzip level 4; L = record_length (102,400 generated)
+                     /labels      int64 [n]      index in class_keys
                      /severities  float32 [n]    mean severity (NaN when unknown)
                      /metadata    utf-8 str [n]  one JSON object per record
 
@@ -28,7 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from pipeline.domain import CLASS_KEYS, FS, NUM_CLASSES, RECORD_LENGTH
+from pipeline.datasets.geometry import GENERATOR_GEOMETRY, DatasetGeometry
 from pipeline.errors import InvalidInput
 from pipeline.signals.config import check_split_ratios
 
@@ -49,13 +52,13 @@ __all__ = [
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 COMPRESSION_LEVEL = 4
-SOURCES = ("generator", "mat_import")
+SOURCES = ("generator", "mat_import", "table_import")
 REQUIRED_ATTRS = (
     "num_classes", "class_keys", "sampling_rate", "record_length", "split_ratios", "seed",
     "generator_config", "generator_config_hash", "generator_version", "source",
 )
-DATASETS = {  # name -> (expected dtype, shape after the record axis)
-    "signals": (np.dtype(np.float32), (RECORD_LENGTH,)),
+DATASETS = {  # name -> (expected dtype, shape after the record axis; signals: the geometry's)
+    "signals": (np.dtype(np.float32), ()),
     "labels": (np.dtype(np.int64), ()),
     "severities": (np.dtype(np.float32), ()),
 }
@@ -98,15 +101,13 @@ def encode_signal(signal: np.ndarray) -> EncodedSignal:
 def dataset_attrs(
     *, source: str, split_ratios: Sequence[float], seed: int,
     generator_config: Mapping[str, Any], generator_config_hash: str, generator_version: str,
+    geometry: DatasetGeometry = GENERATOR_GEOMETRY,
 ) -> dict[str, Any]:
-    """Build the root attributes of a dataset file (fixed domain facts included)."""
+    """Build the root attributes of a dataset file (the generator's geometry unless given)."""
     if source not in SOURCES:
         raise InvalidInput(f"unknown dataset source {source!r}; valid: {', '.join(SOURCES)}")
     return {
-        "num_classes": NUM_CLASSES,
-        "class_keys": json.dumps(list(CLASS_KEYS)),
-        "sampling_rate": FS,
-        "record_length": RECORD_LENGTH,
+        **geometry.to_attrs(),
         "split_ratios": np.asarray(check_split_ratios(tuple(split_ratios)), dtype=np.float64),
         "seed": int(seed),
         "generator_config": json.dumps(dict(generator_config), sort_keys=True),
@@ -117,16 +118,50 @@ def dataset_attrs(
 
 
 def split_indices(
-    labels: Sequence[int] | np.ndarray, ratios: Sequence[float], seed: int
+    labels: Sequence[int] | np.ndarray, ratios: Sequence[float], seed: int,
+    groups: Sequence[str] | None = None, strict: bool = True,
 ) -> dict[str, np.ndarray]:
     """Stratified train/val/test split of record positions, each split sorted ascending.
 
     Per class, counts follow the largest-remainder rule on ``ratios``; a class with at
     least 3 records puts one or more in every split whose ratio is > 0 (taken from the
     largest split). Deterministic for a given ``seed``.
+
+    With ``groups`` (each record's recording), whole recordings are split instead: every
+    record of a recording lands in the recording's split, so near-duplicate windows of one
+    recording never sit on both sides of an evaluation. A class with fewer recordings than
+    splits to fill is refused when ``strict``; otherwise its recordings go where the
+    largest-remainder rule puts them (the largest splits first), leaving some splits without it.
+
+    Raises:
+        InvalidInput: a recording holds records of two classes, or (with ``groups`` and
+            ``strict``) a class has fewer recordings than there are splits to fill.
     """
     ratios = check_split_ratios(tuple(ratios))
     labels = np.asarray(labels, dtype=np.int64)
+    if groups is None:
+        return _split_units(labels, ratios, seed)
+    names, unit_of = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    unit_labels = np.full(len(names), -1, dtype=np.int64)
+    for unit, label in zip(unit_of.tolist(), labels.tolist()):
+        if unit_labels[unit] not in (-1, label):
+            raise InvalidInput(f"recording {names[unit]!r} holds records of two classes; a "
+                               "recording must have one label")
+        unit_labels[unit] = label
+    needed = sum(1 for r in ratios if r > 0)
+    counts = np.bincount(unit_labels)
+    short = [int(c) for c in np.flatnonzero((counts > 0) & (counts < needed))]
+    if short and strict:
+        raise InvalidInput(
+            f"class label(s) {short} have fewer than {needed} recordings "
+            f"({', '.join(str(int(counts[c])) for c in short)}): splits are made by recording, "
+            "so each class needs one per split; add recordings or set a split ratio to 0")
+    units = _split_units(unit_labels, ratios, seed)
+    return {split: np.flatnonzero(np.isin(unit_of, chosen)) for split, chosen in units.items()}
+
+
+def _split_units(labels: np.ndarray, ratios: tuple[float, float, float],
+                 seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
     for label in np.unique(labels):

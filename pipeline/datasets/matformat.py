@@ -79,12 +79,12 @@ def list_variables(path: Path, fmt: str) -> dict[str, MatVar]:
     return found
 
 
-def load_variables(path: Path, fmt: str, signal: str, others: list[str], *,
+def load_variables(path: Path, fmt: str, signals: list[str], others: list[str], *,
                    max_elements: int, metadata_bytes: int, field_limit: int) -> dict[str, Any]:
-    """Load ``signal`` and ``others``: arrays as numpy (logical as bool), char as str,
+    """Load ``signals`` and ``others``: arrays as numpy (logical as bool), char as str,
     structs as dicts.
 
-    ``signal`` may take ``max_elements`` of 8 bytes; ``others`` together ``metadata_bytes``,
+    Each signal may take ``max_elements`` of 8 bytes; ``others`` together ``metadata_bytes``,
     checked against what the file declares before anything is read. v7.3 struct fields
     over ``field_limit`` elements are skipped unread; scipy offers no lazy view inside a
     v5 struct, so there the whole struct is checked against the budget.
@@ -95,19 +95,20 @@ def load_variables(path: Path, fmt: str, signal: str, others: list[str], *,
     signal_bytes = max_elements * 8 + OBJECT_BYTES
     budget = Budget(metadata_bytes, "metadata and scalars")
     if fmt == "v7.3":
-        return load_h5(path, signal, others, signal_bytes, budget, field_limit)
-    names = [signal, *others]
+        return load_h5(path, signals, others, signal_bytes, budget, field_limit)
+    names = [*signals, *others]
     if fmt == "v4":
         return _loadmat(path, names, {}, exact=False)
     order, found = scan_v5(path)
     by_name = {var.name: var for var in found}
-    check_v5_variable(path, by_name[signal], order, Budget(signal_bytes, "the signal"))
+    for signal in signals:
+        check_v5_variable(path, by_name[signal], order, Budget(signal_bytes, "the signal"))
     # In MATLAB's own class (mat_dtype) logical values come back as bool, not 0/1; but a
     # complex value would lose its imaginary part, so what holds one is read as stored.
     complex_ = [name for name in others if check_v5_variable(path, by_name[name], order, budget)]
     exact = [name for name in others if name not in complex_]
     classes = {name: by_name[name].mclass for name in names}
-    loaded = _loadmat(path, [signal, *complex_], classes, exact=False)
+    loaded = _loadmat(path, [*signals, *complex_], classes, exact=False)
     return {**loaded, **(_loadmat(path, exact, classes, exact=True) if exact else {})}
 
 

@@ -101,9 +101,9 @@ def list_h5(path: Path) -> dict[str, MatVar]:
         return found
 
 
-def load_h5(path: Path, signal: str, others: list[str], signal_bytes: int,
+def load_h5(path: Path, signals: list[str], others: list[str], signal_bytes: int,
             budget: Budget, field_limit: int) -> dict[str, Any]:
-    """Load ``signal`` (at most ``signal_bytes``) and ``others`` within ``budget``.
+    """Load ``signals`` (each at most ``signal_bytes``) and ``others`` within ``budget``.
 
     Struct fields over ``field_limit`` elements are skipped unread. Compressed data is
     inflated chunk by chunk in Python before HDF5 reads it, since HDF5's own inflater grows
@@ -112,8 +112,8 @@ def load_h5(path: Path, signal: str, others: list[str], signal_bytes: int,
     with _opened(path) as handle:
         _refuse_outside_links(handle, path)
         loaded = {}
-        for name in (signal, *others):
-            spend = Budget(signal_bytes, "the signal") if name == signal else budget
+        for name in (*signals, *others):
+            spend = Budget(signal_bytes, "the signal") if name in signals else budget
             try:
                 loaded[name] = _read(handle[name], spend, field_limit, 0)
             except MatFileError as error:

@@ -1,6 +1,6 @@
 """MAT export and import: the generator's own ``.mat`` files, and MAT files into a dataset.
 
-Export lives here; reading is ``matread`` (one file) and importing ``mat_import`` (many files
+Export lives here; reading is ``matread`` (one file) and importing ``importer`` (many files
 into a dataset); both are re-exported so ``pipeline.datasets.matio`` is the one module to use.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import scipy.io
 
 from pipeline.datasets.hdf5 import SPLITS, check_dataset_id, read_split, validate_dataset_file
-from pipeline.datasets.mat_import import (
+from pipeline.datasets.importer import (
     IMPORTER_VERSION,
     ImportedDataset,
     import_mat_files,

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -32,14 +34,11 @@ from pipeline.datasets.matvars import describe
 from pipeline.domain import FS
 from pipeline.errors import MatFileError
 
-__all__ = ["FS_RANGE", "MAX_ELEMENTS", "METADATA_MAX_BYTES", "MatSignal", "json_safe",
+__all__ = ["MAX_ELEMENTS", "METADATA_MAX_BYTES", "MatSignal", "json_safe", "resample",
            "read_mat"]
 
 MAX_ELEMENTS = 50_000_000  # ~400 MB as float64: far above any real record, far below RAM
 METADATA_MAX_BYTES = 16 << 20  # metadata struct and scalars of one file, once loaded
-# Resampling by over 1000x either way is refused: no vibration record needs it, and the
-# polyphase filter grows with the factor (a factor of 10^6 would take gigabytes).
-FS_RANGE = (FS / 1000, FS * 1000)
 SIGNAL_NAMES = ("signal", "x", "data", "y")
 FS_NAMES = ("fs", "sampling_rate", "sample_rate")
 METADATA_NAMES = ("metadata", "info", "params")
@@ -49,15 +48,19 @@ _STRING_MAX_CHARS = 4096
 
 @dataclass
 class MatSignal:
-    """A signal read from a MAT file, resampled to ``FS``; ``label`` is a class key or None."""
+    """A signal read from a MAT file at ``fs``; ``label`` is a class key or None.
 
-    signal: np.ndarray  # float32, 1-D
+    ``signal`` is 1-D for the one signal found by name, ``[C, n]`` when channels were chosen.
+    """
+
+    signal: np.ndarray  # float32
     fs: float
     label: str | None
     metadata: dict[str, Any]
     format: str  # "v4" | "v5" | "v7.3"
-    source_fs: float | None = None  # as stored in the file; None when it had no fs
-    variable: str = ""  # the variable the signal came from
+    source_fs: float | None = None  # as stored in the file (or given); None when unknown
+    variable: str = ""  # the variable the signal came from (the first channel's)
+    channels: list[str] = field(default_factory=list)  # the variables of each channel
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:
@@ -120,26 +123,34 @@ def _as_signal(value: Any, name: str, path: Path) -> tuple[np.ndarray, dict[str,
     return signal, extra
 
 
-def _resample(signal: np.ndarray, fs: float) -> np.ndarray:
-    if fs == FS:
+def resample(signal: np.ndarray, fs: float, rate: float) -> np.ndarray:
+    """``signal`` (samples along the last axis) from ``fs`` to ``rate`` by a polyphase filter."""
+    if fs == rate:
         return signal
-    ratio = Fraction(FS) / Fraction(fs).limit_denominator(1000)
+    ratio = Fraction(rate).limit_denominator(1000) / Fraction(fs).limit_denominator(1000)
     ratio = ratio.limit_denominator(10_000)
-    return scipy.signal.resample_poly(signal, ratio.numerator, ratio.denominator)
+    return scipy.signal.resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1)
 
 
 def read_mat(
     path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
-    max_elements: int = MAX_ELEMENTS, label: str | None = None,
+    max_elements: int = MAX_ELEMENTS, label: str | None = None, *,
+    channels: Sequence[str] | None = None, rate: float | None = FS,
+    source_fs: float | None = None, find_label: bool = True,
 ) -> MatSignal:
-    """Read a MAT file's signal (resampled to 20,480 Hz), label and metadata.
+    """Read a MAT file's signal (resampled to ``rate``, 20,480 Hz unless given), label and metadata.
 
     Signal: first of ``signal``, ``x``, ``data``, ``y`` (one of them empty is refused),
-    else the largest numeric array. Label, in this order (``matlabel``): ``label`` given
-    here, ``label``/``fault_type``/``class``/``fault`` (top level, then in the metadata
-    struct), a class key among the folder names below ``root``, then in the file name;
-    None if none, a failure if two sources differ. Without ``fs`` the signal is taken to be
-    at 20,480 Hz (``metadata["fs_assumed"]``).
+    else the largest numeric array. With ``channels``, one variable per name or pattern
+    (``*_DE_time``), each matching exactly one numeric variable, stacked ``[C, n]``. Label
+    (unless ``find_label`` is false: the caller has its own rule), in this order
+    (``matlabel``): ``label`` given here, ``label``/``fault_type``/``class``/``fault`` (top
+    level, then in the metadata struct), a class key among the folder names below ``root``,
+    then in the file name; None if none, a failure if two sources differ. The source rate is
+    the file's ``fs`` variable, else ``source_fs``; without either the signal is taken to be
+    at ``rate`` (``metadata["fs_assumed"]``), and with ``rate=None`` (keep the native rate)
+    it is refused. A scalar variable whose name ends in ``rpm`` is copied to
+    ``metadata["rpm"]`` (the shaft speed of the recording).
 
     Raises:
         InvalidInput: ``label`` is not a class key.
@@ -153,19 +164,44 @@ def read_mat(
         raise MatFileError(f"MAT file not found: {path}")
     fmt = detect_format(path)
     variables = list_variables(path, fmt)
-    signal, others = _plan(variables, path, max_elements)
-    loaded = load_variables(path, fmt, signal, others, max_elements=max_elements,
+    signals, others = _plan(variables, path, max_elements, channels)
+    loaded = load_variables(path, fmt, signals, others, max_elements=max_elements,
                             metadata_bytes=METADATA_MAX_BYTES,
                             field_limit=_METADATA_MAX_ELEMENTS)
     request = [("the request", label)] if label else []
-    return _interpret(variables, loaded, signal, path, Path(root) if root else None, fmt,
-                      max_elements, request)
+    read = _interpret(variables, loaded, signals, path, Path(root) if root else None, fmt,
+                      max_elements, request, find_label, rate, source_fs)
+    read.channels = signals if channels is not None else []
+    if channels is None:
+        read.signal = read.signal[0]
+    return read
 
 
-def _plan(variables: dict[str, MatVar], path: Path,
-          max_elements: int) -> tuple[str, list[str]]:
-    """Choose the signal and the other variables to load; refuse an oversized signal."""
+def _channel_variables(usable: dict[str, MatVar], patterns: Sequence[str], path: Path) -> list[str]:
+    """One numeric array per channel name or pattern; none or several is this file's failure."""
+    chosen = []
+    for pattern in patterns:
+        found = sorted(n for n, v in usable.items()
+                       if fnmatchcase(n, pattern) and v.kind == "numeric" and v.size > 1)
+        if len(found) != 1:
+            what = "no numeric array" if not found else f"{len(found)} arrays ({', '.join(found)})"
+            raise MatFileError(f"channel {pattern!r} matches {what}; the file holds "
+                               f"{describe(usable)}: {path}")
+        if found[0] in chosen:
+            raise MatFileError(f"channel {pattern!r} names variable {found[0]!r} again: {path}")
+        chosen.append(found[0])
+    return chosen
+
+
+def _plan(variables: dict[str, MatVar], path: Path, max_elements: int,
+          channels: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """Choose the signal(s) and the other variables to load; refuse an oversized signal."""
     usable = {n: v for n, v in variables.items() if not n.startswith("__")}
+    if channels is not None:
+        signals = _channel_variables(usable, channels, path)
+        for name in signals:
+            _check_size(variables[name], max_elements, path)
+        return signals, _small_and_struct(usable, signals)
     # A scalar named x or y is a parameter, not a signal; an empty one names a missing signal.
     named = _find(SIGNAL_NAMES, {n: v for n, v in usable.items() if v.size != 1}, {"numeric"})
     if named is not None and variables[named].size == 0:
@@ -176,54 +212,84 @@ def _plan(variables: dict[str, MatVar], path: Path,
     if signal is None:
         raise MatFileError(f"no numeric array to take the signal from; the file holds "
                            f"{describe(variables)}: {path}")
-    var = variables[signal]
+    _check_size(variables[signal], max_elements, path)
+    return [signal], _small_and_struct(usable, [signal])
+
+
+def _check_size(var: MatVar, max_elements: int, path: Path) -> None:
     if var.size > max_elements:
         dims = "x".join(str(d) for d in var.shape)
         raise MatFileError(
-            f"variable {signal!r} declares {var.size} elements ({dims}), over the limit of "
+            f"variable {var.name!r} declares {var.size} elements ({dims}), over the limit of "
             f"{max_elements}: {path}"
         )
-    small = [n for n, v in usable.items() if n != signal and (
+
+
+def _small_and_struct(usable: dict[str, MatVar], signals: list[str]) -> list[str]:
+    small = [n for n, v in usable.items() if n not in signals and (
         (v.kind in ("numeric", "logical") and v.size == 1)
         or (v.kind == "char" and v.size <= _STRING_MAX_CHARS))]
     struct = _find(METADATA_NAMES, usable, {"struct"})
-    return signal, [*small, *([struct] if struct else [])]
+    return [*small, *([struct] if struct else [])]
 
 
 def _interpret(
-    variables: dict[str, MatVar], loaded: dict[str, Any], signal_name: str, path: Path,
+    variables: dict[str, MatVar], loaded: dict[str, Any], signal_names: list[str], path: Path,
     root: Path | None, fmt: str, max_elements: int, request: list[tuple[str, str]],
+    find_label: bool, rate: float | None, source_fs: float | None,
 ) -> MatSignal:
-    signal, extra = _as_signal(loaded[signal_name], signal_name, path)
+    columns = [_as_signal(loaded[name], name, path) for name in signal_names]
+    lengths = {column.size for column, _ in columns}
+    if len(lengths) != 1:
+        raise MatFileError(f"channels {signal_names} differ in length ({sorted(lengths)} "
+                           f"samples): {path}")
+    signal, extra = np.stack([c for c, _ in columns]), columns[0][1]
     struct_name = _find(METADATA_NAMES, {n: variables[n] for n in loaded}, {"struct"})
     struct = json_safe(loaded[struct_name]) if struct_name else None
     metadata: dict[str, Any] = dict(struct) if isinstance(struct, dict) else {}
-    scalars = {n: json_safe(v) for n, v in loaded.items() if n not in (signal_name, struct_name)}
+    scalars = {n: json_safe(v) for n, v in loaded.items()
+               if n not in signal_names and n != struct_name}
     metadata.update(scalars)
     label = resolve_label([*request, *variable_sources(
         scalars, struct if isinstance(struct, dict) else None, struct_name, path),
-        *name_sources(path, root)], path)
-    fs = _lookup_fs(loaded, metadata, variables, path)
-    if fs is not None:
-        if signal.size * FS / fs > max_elements:  # a tiny fs would blow the signal up
+        *name_sources(path, root)], path) if find_label else None
+    fs = _lookup_fs(loaded, metadata, variables, path, rate) or source_fs
+    if fs is None and rate is None:
+        raise MatFileError(f"no sampling rate: the file has no fs variable and none was given "
+                           f"for it, so its native rate is unknown: {path}")
+    target = rate if rate is not None else fs
+    if fs is not None and target is not None:
+        if signal.shape[-1] * target / fs > max_elements:  # a tiny fs would blow the signal up
             raise MatFileError(
-                f"resampling {signal.size} samples from {fs:g} Hz to {FS} Hz exceeds the "
-                f"limit of {max_elements} elements: {path}")
-        signal = _resample(signal, fs)
+                f"resampling {signal.shape[-1]} samples from {fs:g} Hz to {target:g} Hz exceeds "
+                f"the limit of {max_elements} elements: {path}")
+        signal = resample(signal, fs, target)
     with np.errstate(over="ignore"):  # an overflow is refused just below
         samples = signal.astype(np.float32)
     if not np.all(np.isfinite(samples)):  # finite as float64, yet beyond float32's range
-        raise MatFileError(f"signal {signal_name!r} holds values beyond float32's range "
+        raise MatFileError(f"signal {signal_names[0]!r} holds values beyond float32's range "
                            f"(±{np.finfo(np.float32).max:.3g}): {path}")
     metadata.update(extra)
-    metadata.update({"format": fmt, "signal_variable": signal_name,
+    metadata.update({"format": fmt, "signal_variable": signal_names[0],
                      "source_fs": fs, "fs_assumed": fs is None})
-    return MatSignal(signal=samples, fs=float(FS), label=label,
-                     metadata=metadata, format=fmt, source_fs=fs, variable=signal_name)
+    rpm = _shaft_speed(scalars)
+    if rpm is not None:
+        metadata["rpm"] = rpm
+    return MatSignal(signal=samples, fs=float(target), label=label,  # type: ignore[arg-type]
+                     metadata=metadata, format=fmt, source_fs=fs, variable=signal_names[0])
+
+
+def _shaft_speed(scalars: dict[str, Any]) -> float | None:
+    """The first positive number among variables named ``rpm`` or ``...RPM`` (``X097RPM``)."""
+    for name, value in scalars.items():
+        if name.lower().endswith("rpm") and isinstance(value, (int, float)) \
+                and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
 
 
 def _lookup_fs(loaded: dict[str, Any], metadata: dict[str, Any],
-               variables: dict[str, MatVar], path: Path) -> float | None:
+               variables: dict[str, MatVar], path: Path, rate: float | None) -> float | None:
     top = _find(FS_NAMES, {n: variables[n] for n in loaded}, {"numeric", "char", "logical"})
     if top is not None:
         name, value = top, json_safe(loaded[top])
@@ -238,9 +304,12 @@ def _lookup_fs(loaded: dict[str, Any], metadata: dict[str, Any],
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise MatFileError(
             f"sampling rate {name!r} = {value!r} is not a positive number: {path}")
-    low, high = FS_RANGE
+    # Resampling by over 1000x either way is refused: no vibration record needs it, and the
+    # polyphase filter grows with the factor (a factor of 10^6 would take gigabytes).
+    target = rate or FS
+    low, high = target / 1000, target * 1000
     if not low <= value <= high:
         raise MatFileError(
             f"sampling rate {name!r} = {value:g} Hz is outside {low:g} to {high:g} Hz: "
-            f"resampling to {FS} Hz by a factor over 1000 is refused: {path}")
+            f"resampling to {target:g} Hz by a factor over 1000 is refused: {path}")
     return float(value)

@@ -13,6 +13,7 @@ from typing import Any, Self
 import h5py
 import numpy as np
 
+from pipeline.datasets.geometry import DatasetGeometry
 from pipeline.datasets.layout import (
     COMPRESSION_LEVEL,
     REQUIRED_ATTRS,
@@ -20,7 +21,6 @@ from pipeline.datasets.layout import (
     STRING_DTYPE,
     EncodedSignal,
 )
-from pipeline.domain import NUM_CLASSES, RECORD_LENGTH
 from pipeline.errors import DatasetFileError, InvalidInput
 
 __all__ = ["DatasetWriter"]
@@ -48,6 +48,8 @@ class DatasetWriter:
         if self.path.exists() and not overwrite:
             raise DatasetFileError(f"dataset file already exists: {self.path}")
         self.attrs = dict(attrs)
+        self.geometry = DatasetGeometry.from_attrs(self.attrs)
+        self._shape = self.geometry.signal_shape()
         self.split_sizes = {split: int(split_sizes[split]) for split in SPLITS}
         self._written = {split: np.zeros(n, dtype=bool) for split, n in self.split_sizes.items()}
         # Small per-record fields are buffered and written once on close: thousands of
@@ -76,8 +78,8 @@ class DatasetWriter:
             group = handle.create_group(split)
             self._signals[split] = group.create_dataset(
                 # maxshape only so that an empty split may still be chunked.
-                "signals", shape=(n, RECORD_LENGTH), maxshape=(None, RECORD_LENGTH),
-                dtype=np.float32, chunks=(1, RECORD_LENGTH), compression="gzip",
+                "signals", shape=(n, *self._shape), maxshape=(None, *self._shape),
+                dtype=np.float32, chunks=(1, *self._shape), compression="gzip",
                 compression_opts=COMPRESSION_LEVEL,
             )
             group.create_dataset("labels", shape=(n,), dtype=np.int64)
@@ -97,16 +99,17 @@ class DatasetWriter:
         if split not in self.split_sizes or not 0 <= position < self.split_sizes[split]:
             raise InvalidInput(f"no position {position} in split {split!r} ({self.split_sizes})")
         label = int(record.label)
-        if not 0 <= label < NUM_CLASSES:
-            raise InvalidInput(f"label {label} outside [0, {NUM_CLASSES})")
+        if not 0 <= label < self.geometry.num_classes:
+            raise InvalidInput(f"label {label} outside [0, {self.geometry.num_classes})")
         if encoded is not None:
             self._signals[split].id.write_direct_chunk(
-                (position, 0), encoded.data, filter_mask=encoded.filter_mask
+                (position, *(0,) * len(self._shape)), encoded.data,
+                filter_mask=encoded.filter_mask,
             )
         else:
             signal = np.asarray(record.signal, dtype=np.float32)
-            if signal.shape != (RECORD_LENGTH,):
-                raise InvalidInput(f"signal shape {signal.shape} != ({RECORD_LENGTH},)")
+            if signal.shape != self._shape:
+                raise InvalidInput(f"signal shape {signal.shape} != {self._shape}")
             self._signals[split][position] = signal
         self._labels[split][position] = label
         self._severities[split][position] = record.severity

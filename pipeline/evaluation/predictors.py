@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.domain import FS, WINDOW_LENGTH, WINDOWS_PER_RECORD
+from pipeline.domain import FS
 from pipeline.errors import InvalidInput
 
 __all__ = ["Predictor", "load_predictor", "read_test_windows"]
@@ -56,8 +56,9 @@ def _deep(model_key: str, path: str | os.PathLike[str], num_classes: int, batch_
     return Predictor(model_key, num_classes, predict, module=model, parameter_count=count_parameters(model))
 
 
-def _classical(model_key: str, path: str | os.PathLike[str], num_classes: int, sha256: str | None) -> Predictor:
-    from pipeline.features import extract_features
+def _classical(model_key: str, path: str | os.PathLike[str], num_classes: int, sha256: str | None,
+               fs: float) -> Predictor:
+    from pipeline.features.extract import extract_window_features
     from pipeline.models.classical import load_classical
 
     model = load_classical(path, sha256)
@@ -66,7 +67,7 @@ def _classical(model_key: str, path: str | os.PathLike[str], num_classes: int, s
         raise InvalidInput(f"model file {path} knows class {int(columns.max())}, beyond {num_classes} classes")
 
     def predict(windows: np.ndarray) -> np.ndarray:
-        features = extract_features(windows, FS).values
+        features = extract_window_features(windows, fs).values
         # A class absent from training has no column: its probability is 0.
         proba = np.zeros((len(windows), num_classes))
         proba[:, columns] = model.predict_proba(features)
@@ -82,8 +83,11 @@ def load_predictor(
     *,
     sha256: str | None = None,
     batch_size: int = 32,
+    fs: float = FS,
 ) -> Predictor:
     """Load the model an experiment saved (deep: ``best.pt``; classical: ``model.skops``).
+
+    ``fs`` is the sampling rate of the windows a classical model's features are taken from.
 
     Raises:
         CheckpointError: the file is missing, corrupt or does not match ``sha256``.
@@ -94,24 +98,25 @@ def load_predictor(
     if model_key in DEEP_KEYS + SEARCHED_KEYS:
         return _deep(model_key, model_path, num_classes, batch_size)
     if model_key in CLASSICAL_KEYS:
-        return _classical(model_key, model_path, num_classes, sha256)
+        return _classical(model_key, model_path, num_classes, sha256, fs)
     raise InvalidInput(f"unknown model key {model_key!r}")
 
 
 def read_test_windows(
     path: str | os.PathLike[str], max_windows: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The test split's windows ``[n, 20480]`` and labels, the first ``max_windows`` (whole records).
+    """The test split's windows and labels, the first ``max_windows`` (whole records).
 
     Only the records needed are read, so a latency sample of a large dataset stays cheap.
 
     Raises:
         DatasetFileError: the file is missing or not in the dataset layout.
     """
-    from pipeline.datasets.hdf5 import read_split
+    from pipeline.datasets.hdf5 import cut_windows, read_geometry, read_split
 
-    records = None if max_windows is None else slice(0, -(-max_windows // WINDOWS_PER_RECORD))
+    geometry = read_geometry(path)
+    per_record = geometry.windows_per_record
+    records = None if max_windows is None else slice(0, -(-max_windows // per_record))
     arrays = read_split(path, "test", records)
-    windows = arrays.signals.reshape(-1, WINDOW_LENGTH)
-    labels = np.repeat(arrays.labels, arrays.signals.shape[1] // WINDOW_LENGTH)
+    windows, labels, _ = cut_windows(arrays.signals, arrays.labels, geometry)
     return windows[:max_windows], labels[:max_windows]

@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.domain import FS
 from pipeline.errors import InvalidInput
 from pipeline.features import bispectrum, envelope, frequency, time_domain, wavelet
-from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress
+from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress, scaled
 
 __all__ = [
     "DOMAINS",
@@ -20,6 +20,7 @@ __all__ = [
     "FeatureMatrix",
     "extract_features",
     "extract_features_loop",
+    "extract_window_features",
     "feature_names",
 ]
 
@@ -139,6 +140,34 @@ def extract_features(
         values[start:stop] = _compute(x[start:stop], fs, selected)
         on_progress(stop / n, "extracting features", windows=stop)
     return FeatureMatrix(values=values, names=feature_names(selected))
+
+
+def extract_window_features(
+    windows: np.ndarray,
+    fs: float = FS,
+    domains: Sequence[str] = DOMAINS,
+    on_progress: ProgressFn = no_progress,
+    should_stop: StopFn = never_stop,
+    channels: Sequence[str] | None = None,
+) -> FeatureMatrix:
+    """``extract_features`` of one-channel ``[n, L]`` or multi-channel ``[n, C, L]`` windows.
+
+    Each channel gets every feature; columns run channel by channel, named
+    ``"<channel>:<feature>"`` when there are several (``channels`` names them, else ``ch<k>``).
+    """
+    x = np.asarray(windows)
+    if x.ndim != 3:
+        return extract_features(x, fs, domains, on_progress, should_stop)
+    names = list(channels) if channels is not None else [f"ch{k}" for k in range(x.shape[1])]
+    if len(names) != x.shape[1]:
+        raise InvalidInput(f"{len(names)} channel names for windows of {x.shape[1]} channels")
+    parts = []
+    for k, channel in enumerate(names):
+        report = scaled(on_progress, k / len(names), (k + 1) / len(names))
+        part = extract_features(x[:, k], fs, domains, report, should_stop)
+        parts.append(FeatureMatrix(part.values, tuple(f"{channel}:{n}" for n in part.names)))
+    return FeatureMatrix(np.hstack([p.values for p in parts]),
+                         tuple(n for p in parts for n in p.names))
 
 
 def extract_features_loop(

@@ -47,7 +47,7 @@ class TrialOutcome:
 
 def validation_only(data: TrainingData) -> TrainingData:
     """Return ``data`` with its test split replaced by the validation split (see the module doc)."""
-    return TrainingData(train=data.train, val=data.val, test=data.val, class_keys=data.class_keys)
+    return TrainingData(train=data.train, val=data.val, test=data.val, geometry=data.geometry)
 
 
 def _cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -172,7 +172,8 @@ def evaluate_on_test(model_path: str | os.PathLike[str], data: TrainingData, bat
     from pipeline.training.metrics import evaluate_predictions
 
     if model_key is not None:
-        predictor = load_predictor(model_key, model_path, len(data.class_keys), sha256=sha256, batch_size=batch_size)
+        predictor = load_predictor(model_key, model_path, len(data.class_keys), sha256=sha256, batch_size=batch_size,
+                                   fs=data.geometry.sampling_rate)
         probs = predictor.predict_proba(data.test.windows)
     else:
         model, _ = load_checkpoint(model_path, map_location="cpu")

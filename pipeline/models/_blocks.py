@@ -18,7 +18,8 @@ def conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1) -> 
     )
 
 
-def stem(out_ch: int, kernel_size: int = 64, stride: int = 8, pool: int = 4) -> nn.Sequential:
+def stem(out_ch: int, kernel_size: int = 64, stride: int = 8, pool: int = 4,
+         in_ch: int = 1) -> nn.Sequential:
     """Return the wide first convolution that shrinks the signal early (length / stride / pool).
 
     A wide first kernel (64 samples, as in WDCNN) sees a whole low-frequency period and keeps
@@ -26,7 +27,7 @@ def stem(out_ch: int, kernel_size: int = 64, stride: int = 8, pool: int = 4) -> 
     """
     padding = max((kernel_size - stride) // 2, 0)
     return nn.Sequential(
-        nn.Conv1d(1, out_ch, kernel_size, stride=stride, padding=padding, bias=False),
+        nn.Conv1d(in_ch, out_ch, kernel_size, stride=stride, padding=padding, bias=False),
         nn.BatchNorm1d(out_ch),
         nn.ReLU(inplace=True),
         nn.MaxPool1d(pool, pool) if pool > 1 else nn.Identity(),
@@ -34,14 +35,14 @@ def stem(out_ch: int, kernel_size: int = 64, stride: int = 8, pool: int = 4) -> 
 
 
 def widening_features(
-    width: int, depth: int, stage: Callable[[int, int], list[nn.Module]]
+    width: int, depth: int, stage: Callable[[int, int], list[nn.Module]], in_channels: int = 1,
 ) -> tuple[nn.Sequential, int]:
     """Return the stem then ``depth`` stages, and the last stage's channels.
 
     Stage ``i`` maps its input channels to ``width * min(2 ** (i + 1), 8)``; ``stage(in, out)``
     returns its layers, which are laid out flat after the stem.
     """
-    layers: list[nn.Module] = [stem(width)]
+    layers: list[nn.Module] = [stem(width, in_ch=in_channels)]
     channels = width
     for index in range(depth):
         out = width * min(2 ** (index + 1), 8)

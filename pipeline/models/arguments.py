@@ -37,8 +37,9 @@ def type_name(hint: Any) -> str:
 
 
 def _deep(**arguments: Argument) -> dict[str, Argument]:
-    # Every deep model's first argument: its number of logits, one per fault class.
-    return {"num_classes": Argument(int, NUM_CLASSES), **arguments}
+    # Every deep model's first arguments: its number of logits, one per class, and the
+    # channels of its input windows (both follow the dataset unless given).
+    return {"num_classes": Argument(int, NUM_CLASSES), "in_channels": Argument(int, 1), **arguments}
 
 
 ARGUMENTS: dict[str, dict[str, Argument]] = {

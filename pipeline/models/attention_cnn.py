@@ -35,6 +35,7 @@ class AttentionCNN(nn.Module):
 
     Args:
         num_classes: number of logits.
+        in_channels: channels per window (sensors of a multi-channel dataset).
         width: channels after the stem; doubled every stage up to 8x.
         depth: number of conv/SE/pool stages.
         reduction: squeeze-and-excitation reduction ratio.
@@ -44,6 +45,7 @@ class AttentionCNN(nn.Module):
     def __init__(
         self,
         num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
         width: int = 32,
         depth: int = 3,
         reduction: int = 4,
@@ -51,14 +53,15 @@ class AttentionCNN(nn.Module):
     ) -> None:
         super().__init__()
         self.features, channels = widening_features(width, depth, lambda c_in, c_out: [
-            conv_bn_relu(c_in, c_out, 5), SEBlock1D(c_out, reduction), nn.MaxPool1d(2, 2, ceil_mode=True)])
+            conv_bn_relu(c_in, c_out, 5), SEBlock1D(c_out, reduction), nn.MaxPool1d(2, 2, ceil_mode=True)],
+            in_channels)
         self.score = nn.Conv1d(channels, 1, 1)
         self.head = nn.Sequential(
             nn.Dropout(check_dropout(dropout)), nn.Linear(channels, num_classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``[B, 1, L]`` signals to ``[B, num_classes]`` logits."""
+        """Map ``[B, in_channels, L]`` signals to ``[B, num_classes]`` logits."""
         feats = self.features(x)  # [B, C, T]
         weights = torch.softmax(self.score(feats), dim=-1)  # [B, 1, T]
         return self.head((feats * weights).sum(dim=-1))

@@ -16,6 +16,7 @@ class CNN1D(nn.Module):
 
     Args:
         num_classes: number of logits.
+        in_channels: channels per window (sensors of a multi-channel dataset).
         width: channels after the stem; doubled every stage up to 8x.
         depth: number of conv/pool stages after the stem.
         kernel_size: kernel of the stage convolutions.
@@ -25,6 +26,7 @@ class CNN1D(nn.Module):
     def __init__(
         self,
         num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
         width: int = 32,
         depth: int = 4,
         kernel_size: int = 7,
@@ -32,7 +34,8 @@ class CNN1D(nn.Module):
     ) -> None:
         super().__init__()
         self.features, channels = widening_features(
-            width, depth, lambda c_in, c_out: [conv_bn_relu(c_in, c_out, kernel_size), nn.MaxPool1d(2, 2, ceil_mode=True)]
+            width, depth, lambda c_in, c_out: [conv_bn_relu(c_in, c_out, kernel_size), nn.MaxPool1d(2, 2, ceil_mode=True)],
+            in_channels,
         )
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.head = nn.Sequential(
@@ -40,5 +43,5 @@ class CNN1D(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``[B, 1, L]`` signals to ``[B, num_classes]`` logits."""
+        """Map ``[B, in_channels, L]`` signals to ``[B, num_classes]`` logits."""
         return self.head(self.pool(self.features(x)).flatten(1))

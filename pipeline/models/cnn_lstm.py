@@ -16,6 +16,7 @@ class CNNLSTM(nn.Module):
 
     Args:
         num_classes: number of logits.
+        in_channels: channels per window (sensors of a multi-channel dataset).
         width: channels after the stem (the LSTM sees ``4 * width`` features per step).
         hidden_size: LSTM hidden units per direction.
         num_layers: stacked LSTM layers.
@@ -26,6 +27,7 @@ class CNNLSTM(nn.Module):
     def __init__(
         self,
         num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
         width: int = 32,
         hidden_size: int = 64,
         num_layers: int = 1,
@@ -35,7 +37,7 @@ class CNNLSTM(nn.Module):
         super().__init__()
         check_dropout(dropout)
         self.features = nn.Sequential(
-            stem(width),
+            stem(width, in_ch=in_channels),
             conv_bn_relu(width, 2 * width, 5),
             nn.MaxPool1d(2, 2, ceil_mode=True),
             conv_bn_relu(2 * width, 4 * width, 5),
@@ -53,7 +55,7 @@ class CNNLSTM(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(out, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``[B, 1, L]`` signals to ``[B, num_classes]`` logits."""
+        """Map ``[B, in_channels, L]`` signals to ``[B, num_classes]`` logits."""
         seq = self.features(x).transpose(1, 2)  # [B, T, C]
         out, _ = self.lstm(seq)
         return self.head(out.mean(dim=1))

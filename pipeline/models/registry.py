@@ -29,6 +29,7 @@ __all__ = [
     "DEEP_KEYS",
     "MODEL_KEYS",
     "SEARCHED_KEYS",
+    "args_for_data",
     "build_model",
     "count_parameters",
     "is_deep",
@@ -159,6 +160,20 @@ def _trial_build(key: str, constructor: Callable[..., Any], args: dict[str, Any]
             constructor(**args)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"invalid arguments for model {key!r}: {exc}") from exc
+
+
+def args_for_data(key: str, args: dict[str, Any] | None, num_classes: int,
+                  in_channels: int) -> dict[str, Any]:
+    """A deep model's arguments with its classes and input channels taken from the data.
+
+    Values the caller gave are kept (a mismatch is then refused where the data is checked);
+    classical models take neither, so their arguments pass unchanged.
+    """
+    args = dict(args or {})
+    if is_deep(key):
+        args.setdefault("num_classes", int(num_classes))
+        args.setdefault("in_channels", int(in_channels))
+    return args
 
 
 def build_model(key: str, args: dict[str, Any] | None = None) -> Any:

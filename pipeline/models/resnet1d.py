@@ -39,6 +39,7 @@ class ResNet1D(nn.Module):
 
     Args:
         num_classes: number of logits.
+        in_channels: channels per window (sensors of a multi-channel dataset).
         base_width: channels of the stem and the first stage.
         stem_kernel: kernel of the first convolution (64 by reference).
         stem_stride: stride of the first convolution; with the max-pool of 4 the signal is
@@ -49,13 +50,14 @@ class ResNet1D(nn.Module):
     def __init__(
         self,
         num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
         base_width: int = 64,
         stem_kernel: int = 64,
         stem_stride: int = 8,
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        self.stem = stem(base_width, kernel_size=stem_kernel, stride=stem_stride, pool=4)
+        self.stem = stem(base_width, kernel_size=stem_kernel, stride=stem_stride, pool=4, in_ch=in_channels)
         stages: list[nn.Module] = []
         channels = base_width
         for index, blocks in enumerate((2, 2, 2, 2)):
@@ -71,5 +73,5 @@ class ResNet1D(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``[B, 1, L]`` signals to ``[B, num_classes]`` logits."""
+        """Map ``[B, in_channels, L]`` signals to ``[B, num_classes]`` logits."""
         return self.head(self.pool(self.stages(self.stem(x))).flatten(1))

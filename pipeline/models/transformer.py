@@ -34,6 +34,7 @@ class SignalTransformer(nn.Module):
 
     Args:
         num_classes: number of logits.
+        in_channels: channels per window (sensors of a multi-channel dataset).
         patch_size: samples per token (at most 512).
         d_model: token width; must be even and divisible by ``nhead``.
         nhead: attention heads.
@@ -45,6 +46,7 @@ class SignalTransformer(nn.Module):
     def __init__(
         self,
         num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
         patch_size: int = 256,
         d_model: int = 64,
         nhead: int = 4,
@@ -59,7 +61,7 @@ class SignalTransformer(nn.Module):
             raise ValueError(f"d_model ({d_model}) must be even and divisible by nhead ({nhead})")
         check_dropout(dropout)
         self.embed = nn.Sequential(
-            nn.Conv1d(1, d_model, patch_size, stride=patch_size), nn.GroupNorm(1, d_model)
+            nn.Conv1d(in_channels, d_model, patch_size, stride=patch_size), nn.GroupNorm(1, d_model)
         )
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
         layer = nn.TransformerEncoderLayer(
@@ -70,7 +72,7 @@ class SignalTransformer(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``[B, 1, L]`` signals to ``[B, num_classes]`` logits."""
+        """Map ``[B, in_channels, L]`` signals to ``[B, num_classes]`` logits."""
         tokens = self.embed(x).transpose(1, 2)  # [B, T, D]
         tokens = tokens + sinusoidal_positions(tokens.shape[1], tokens.shape[2], tokens.device)
         tokens = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)

@@ -44,10 +44,11 @@ def _layer(op: str, in_ch: int, width: int | None) -> tuple[nn.Module, int]:
 
 
 class NasNet(nn.Module):
-    """A searched 1-D CNN mapping ``[B, 1, L]`` signals to ``[B, num_classes]`` logits.
+    """A searched 1-D CNN mapping ``[B, in_channels, L]`` signals to ``[B, num_classes]`` logits.
 
     Args:
         num_classes: number of logits.
+        in_channels: channels per window.
         stem: the stem's width.
         layers: ``[operation, width]`` pairs (``pipeline.nas.space``).
 
@@ -55,10 +56,11 @@ class NasNet(nn.Module):
         InvalidInput: a width out of range or a layer that is not ``[operation, width]``.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, *, stem: int, layers: list[Any]) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, in_channels: int = 1, *, stem: int,
+                 layers: list[Any]) -> None:
         super().__init__()
         self.arch = canonical_arch({"stem": stem, "layers": layers})
-        modules: list[nn.Module] = [stem_block(self.arch["stem"])]
+        modules: list[nn.Module] = [stem_block(self.arch["stem"], in_ch=in_channels)]
         channels = self.arch["stem"]
         for op, width in self.arch["layers"]:
             module, channels = _layer(op, channels, width)
@@ -68,10 +70,11 @@ class NasNet(nn.Module):
         self.head = nn.Linear(channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``[B, 1, L]`` signals to ``[B, num_classes]`` logits."""
+        """Map ``[B, in_channels, L]`` signals to ``[B, num_classes]`` logits."""
         return self.head(self.pool(self.features(x)).flatten(1))
 
 
-def build_candidate(arch: dict[str, Any], num_classes: int = NUM_CLASSES) -> NasNet:
+def build_candidate(arch: dict[str, Any], num_classes: int = NUM_CLASSES,
+                    in_channels: int = 1) -> NasNet:
     """Build the network of an architecture dict (``{"stem": ..., "layers": [...]}``)."""
-    return NasNet(num_classes=num_classes, **canonical_arch(arch))
+    return NasNet(num_classes=num_classes, in_channels=in_channels, **canonical_arch(arch))

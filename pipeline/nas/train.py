@@ -69,7 +69,7 @@ def train_candidate(
     data.validate()
     device = optim.resolve_device(config)
     torch.manual_seed(config.seed)
-    model = build_candidate(arch, len(data.class_keys))
+    model = build_candidate(arch, len(data.class_keys), data.in_channels)
     profile = profile_model(model, length=data.train.windows.shape[1])
     model = model.to(device)
     optimizer = optim.make_optimizer(model, config)

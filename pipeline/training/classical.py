@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -25,12 +26,12 @@ FeaturesFn = Callable[[np.ndarray, ProgressFn, StopFn], np.ndarray]
 
 
 def default_features(
-    windows: np.ndarray, on_progress: ProgressFn, should_stop: StopFn
+    windows: np.ndarray, on_progress: ProgressFn, should_stop: StopFn, fs: float = FS,
 ) -> np.ndarray:
-    """Return the 36 DOMAIN.md features ``[n, 36]`` of ``windows`` sampled at ``FS``."""
-    from pipeline.features import extract_features
+    """Return the 36 DOMAIN.md features of each channel of ``windows`` sampled at ``fs``."""
+    from pipeline.features.extract import extract_window_features
 
-    return extract_features(windows, FS, on_progress=on_progress, should_stop=should_stop).values
+    return extract_window_features(windows, fs, on_progress=on_progress, should_stop=should_stop).values
 
 
 def _full_proba(model: Any, X: np.ndarray, num_classes: int) -> np.ndarray:
@@ -68,7 +69,7 @@ def train_classical(
     args = validate_model_args(model_key, model_args)
     num_classes = len(data.class_keys)
     data.validate(num_classes=num_classes)
-    features = features_fn or default_features
+    features = features_fn or functools.partial(default_features, fs=data.geometry.sampling_rate)
     matrices = {}
     for index, name in enumerate(("train", "val", "test")):
         check_stop(should_stop)

@@ -10,11 +10,11 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.domain import CLASS_KEYS
+from pipeline.datasets.geometry import GENERATOR_GEOMETRY, MIN_WINDOW, DatasetGeometry
 from pipeline.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -22,12 +22,11 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchTimer", "SplitData", "TrainingData", "iterate_batches", "load_training_data"]
 
-MIN_WINDOW = 512
 
 
 @dataclass(frozen=True)
 class SplitData:
-    """One split: ``windows`` float32 [n, L], ``labels`` int64 [n], ``record_ids`` int64 [n].
+    """One split: ``windows`` float32 [n, L] or [n, C, L], ``labels`` and ``record_ids`` int64 [n].
 
     Record ids group a record's windows for the soft vote; they only need to be unique
     within the split (the dataset file numbers records by position in their split).
@@ -48,30 +47,50 @@ class SplitData:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The three record-level splits of one dataset, plus its class keys."""
+    """The three record-level splits of one dataset, plus its geometry (classes, rate, channels)."""
 
     train: SplitData
     val: SplitData
     test: SplitData
-    class_keys: tuple[str, ...] = field(default=CLASS_KEYS)
+    geometry: DatasetGeometry = field(default=GENERATOR_GEOMETRY)
+
+    @property
+    def class_keys(self) -> tuple[str, ...]:
+        """The dataset's class keys, in label order."""
+        return self.geometry.class_keys
+
+    @property
+    def in_channels(self) -> int:
+        """Channels per window."""
+        return 1 if self.train.windows.ndim == 2 else int(self.train.windows.shape[1])
+
+    def describe(self) -> dict[str, Any]:
+        """What a model needs to know of its data to be applied again: the dataset's geometry
+        (classes, rate, channels, normalisation) and the shape ``[C, L]`` of one window."""
+        return {**self.geometry.describe(),
+                "input_shape": [self.in_channels, int(self.train.windows.shape[-1])]}
 
     def validate(self, num_classes: int | None = None) -> None:
         """Raise InvalidInput unless every split is non-empty, consistent and in label range."""
         classes = num_classes or len(self.class_keys)
-        lengths = set()
+        lengths, channels = set(), set()
         for name in ("train", "val", "test"):
             split: SplitData = getattr(self, name)
-            if split.windows.ndim != 2 or len(split) == 0:
+            if split.windows.ndim not in (2, 3) or len(split) == 0:
                 raise InvalidInput(
-                    f"{name} split must hold windows [n > 0, L], got shape {split.windows.shape}"
+                    f"{name} split must hold windows [n > 0, L] or [n > 0, C, L], got shape "
+                    f"{split.windows.shape}"
                 )
+            channels.add(1 if split.windows.ndim == 2 else split.windows.shape[1])
             if split.windows.shape[0] != len(split) or split.record_ids.shape != split.labels.shape:
                 raise InvalidInput(f"{name} split: windows, labels and record_ids differ in length")
             if split.labels.min() < 0 or split.labels.max() >= classes:
                 raise InvalidInput(f"{name} split has labels outside [0, {classes})")
             if not np.isfinite(split.windows).all():
                 raise InvalidInput(f"{name} split holds NaN or infinite samples")
-            lengths.add(split.windows.shape[1])
+            lengths.add(split.windows.shape[-1])
+        if len(channels) != 1:
+            raise InvalidInput(f"the splits disagree on the number of channels: {sorted(channels)}")
         if len(lengths) != 1 or min(lengths) < MIN_WINDOW:
             raise InvalidInput(
                 f"all windows must share one length >= {MIN_WINDOW}, got {sorted(lengths)}"
@@ -80,11 +99,10 @@ class TrainingData:
 
 def load_training_data(path: str | os.PathLike[str]) -> TrainingData:
     """Read the train/val/test windows of a dataset file (raises DatasetFileError)."""
-    from pipeline.datasets.hdf5 import dataset_info, read_windows
+    from pipeline.datasets.hdf5 import read_geometry, read_windows
 
     splits = {name: SplitData(*read_windows(path, name)) for name in ("train", "val", "test")}
-    keys = dataset_info(path)["attrs"].get("class_keys") or CLASS_KEYS
-    return TrainingData(class_keys=tuple(keys), **splits)
+    return TrainingData(geometry=read_geometry(path), **splits)
 
 
 class BatchTimer:
@@ -109,7 +127,7 @@ def iterate_batches(
     num_workers: int = 0,
     drop_single: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x [B, 1, L], y [B])`` tensors on ``device``; time spent fetching goes to ``timer``.
+    """Yield ``(x [B, C, L], y [B])`` tensors on ``device``; time spent fetching goes to ``timer``.
 
     The order depends only on ``seed`` (a fresh generator per call), so a resumed epoch sees
     the same order as an uninterrupted one. ``drop_single`` skips a last batch of one window
@@ -130,7 +148,7 @@ def iterate_batches(
         return
     for idx in chunks:
         start = time.perf_counter()
-        x = windows[idx].unsqueeze(1).to(device, non_blocking=True)
+        x = _with_channels(windows[idx]).to(device, non_blocking=True)
         y = labels[idx].to(device, non_blocking=True)
         if timer is not None:
             timer.wait_s += time.perf_counter() - start
@@ -162,7 +180,12 @@ def _worker_batches(
             x, y = next(iterator)
         except StopIteration:
             return
-        x, y = x.unsqueeze(1).to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = _with_channels(x).to(device, non_blocking=True), y.to(device, non_blocking=True)
         if timer is not None:
             timer.wait_s += time.perf_counter() - start
         yield x, y
+
+
+def _with_channels(x: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` windows gain their one channel axis; ``[B, C, L]`` pass as they are."""
+    return x.unsqueeze(1) if x.ndim == 2 else x

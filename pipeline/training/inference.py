@@ -38,7 +38,8 @@ def predict_proba(
     x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
     out = []
     for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size].unsqueeze(1).to(device)
+        batch = x[start : start + batch_size]
+        batch = (batch.unsqueeze(1) if batch.ndim == 2 else batch).to(device)
         with autocast(device, mixed_precision and device.type == "cuda"):
             logits = model(batch)
         out.append(torch.softmax(logits.float(), dim=1).cpu())

@@ -23,6 +23,7 @@ from pipeline.errors import InvalidInput
 from pipeline.models.registry import (
     DEEP_KEYS,
     SEARCHED_KEYS,
+    args_for_data,
     build_model,
     count_parameters,
     validate_model_args,
@@ -98,12 +99,16 @@ def train_deep(
     if model_key not in DEEP_KEYS + SEARCHED_KEYS:
         raise InvalidInput(f"{model_key!r} is not a deep model; valid: {', '.join(DEEP_KEYS + SEARCHED_KEYS)}")
     config = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
-    args = validate_model_args(model_key, model_args)
+    args = validate_model_args(
+        model_key, args_for_data(model_key, model_args, len(data.class_keys), data.in_channels))
     if args["num_classes"] != len(data.class_keys):
         raise InvalidInput(
             f"model has num_classes={args['num_classes']} but the data has "
             f"{len(data.class_keys)} classes"
         )
+    if args["in_channels"] != data.in_channels:
+        raise InvalidInput(f"model has in_channels={args['in_channels']} but the data's windows "
+                           f"have {data.in_channels} channel(s)")
     data.validate()
     device = optim.resolve_device(config)
     amp = config.mixed_precision and device.type == "cuda"
@@ -164,7 +169,8 @@ def train_deep(
                 args,
                 data.class_keys,
                 config.to_dict(),
-                extra={"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss},
+                extra={"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss,
+                       "data": data.describe()},
             )
         else:
             state["patience"] += 1

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.datasets.geometry import DatasetGeometry
 from pipeline.errors import CheckpointError, InvalidInput, StopRequested
 from pipeline.models import DEEP_KEYS, build_model
 from pipeline.training import (
@@ -67,7 +68,8 @@ def data() -> TrainingData:
         train=_split(8, seed=0, first_record=0),
         val=_split(3, seed=1, first_record=100),
         test=_split(3, seed=2, first_record=200),
-        class_keys=("a", "b", "c"),
+        geometry=DatasetGeometry(class_keys=("a", "b", "c"), sampling_rate=L, record_length=2 * L,
+                                 window_length=L),
     )
 
 
@@ -270,7 +272,7 @@ def test_every_optimizer_and_scheduler_trains_and_resumes(
 
 def test_inconsistent_data_is_refused_before_training(data: TrainingData, tmp_path) -> None:
     bad = SplitData(data.val.windows, data.val.labels + 5, data.val.record_ids)
-    broken = TrainingData(train=data.train, val=bad, test=data.test, class_keys=data.class_keys)
+    broken = TrainingData(train=data.train, val=bad, test=data.test, geometry=data.geometry)
     with pytest.raises(InvalidInput, match="labels outside"):
         train_deep("cnn1d", _args("cnn1d"), FAST, broken, tmp_path)
     with pytest.raises(InvalidInput, match="num_classes=11"):
