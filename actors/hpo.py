@@ -148,12 +148,12 @@ def run_hpo_trial(payload: TrialPayload, job: JobContext) -> dict | None:
     experiment_id = f"{payload.campaign_id}-t{number}"
     try:
         model_args, training = spec.trial_arguments(payload.params)
+        dataset = ready_dataset(database, run.view["dataset_id"])
         exp_spec = experiment_spec(run.view["dataset_id"], spec.model_key, model_args, training,
                                    name=f"{run.view['name'] or payload.campaign_id} trial {number}",
-                                   campaign_id=payload.campaign_id)
+                                   campaign_id=payload.campaign_id, dataset=dataset)
         directory = get_settings().artifact_root / "experiments" / experiment_id
         claim = claim_experiment(database, experiment_id, job.message_id, spec=exp_spec, checkpoint_dir=str(directory))
-        dataset = ready_dataset(database, run.view["dataset_id"])
         if claim.done:  # trained by an earlier attempt that was lost before it told the study
             losses = [row["val_loss"] for row in experiment_history(database, experiment_id)]
             if spec.metric == "val_accuracy" or (spec.metric == "val_loss" and losses):

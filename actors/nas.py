@@ -44,7 +44,7 @@ from actors.store.campaigns import (
 )
 from actors.store.db import Database
 from actors.store.experiments import create_experiment
-from actors.training import experiment_spec, training_option_rows
+from actors.training import experiment_spec, ready_dataset, training_option_rows
 from config.settings import get_settings, mask_secrets
 from pipeline.errors import InvalidInput, StopRequested
 from pipeline.nas import arch_from_params, arch_hash, pareto_front, parse_nas_campaign
@@ -130,7 +130,8 @@ def _nas_conclude(database: Database, view: dict[str, Any]) -> tuple[dict[str, A
         registered = experiment_spec(
             view["dataset_id"], NAS_MODEL_KEY, {"num_classes": best["num_classes"], **best["arch"]},
             {**spec.training, "epochs": TrainingConfig().epochs},
-            name=f"NAS best of {view['campaign_id']}", campaign_id=view["campaign_id"])
+            name=f"NAS best of {view['campaign_id']}", campaign_id=view["campaign_id"],
+            dataset=ready_dataset(database, view["dataset_id"]))
         try:
             create_experiment(database, experiment_id, **registered)
         except RecordConflict:

@@ -44,7 +44,7 @@ from pipeline.training import TrainingConfig, TrainingData, TrainingResult, load
 from pipeline.training.config import DEVICES, OPTIMIZERS, SCHEDULERS
 from pipeline.training.metrics import EpochRecord
 
-__all__ = ["TrainModel", "experiment_spec", "load_training_dataset", "ready_dataset", "train_model", "training_option_rows",
+__all__ = ["TrainModel", "experiment_spec", "fit_to_dataset", "load_training_dataset", "ready_dataset", "train_model", "training_option_rows",
            "training_options"]
 
 log = structlog.get_logger("pfd.training")
@@ -142,14 +142,19 @@ def training_options(model_key: str, training: dict[str, Any] | None) -> dict[st
 
 def experiment_spec(
     dataset_id: str, model_key: str, model_args: dict[str, Any] | None, training: dict[str, Any] | None,
-    *, name: str = "", campaign_id: str | None = None,
+    *, name: str = "", campaign_id: str | None = None, dataset: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Validate a model and its training options; return the spec with every default filled in.
+
+    With the ``dataset`` record, a deep model's classes and input channels not given are the
+    dataset's (a model of the generator's 11 classes would not fit a user's 4).
 
     Raises:
         InvalidInput: unknown model key or argument, a wrong type or range, or training
             options for a classical model.
     """
+    if dataset is not None:
+        model_args = fit_to_dataset(dataset, model_key, model_args)
     args = validate_model_args(model_key, model_args)
     config = training_options(model_key, training)
     return {"dataset_id": dataset_id, "model_key": model_key, "model_args": args,
@@ -171,13 +176,22 @@ def _payload_spec(payload: TrainModel, experiment_id: str, database: Database) -
     """Validate what the payload asks for (``None``: train the experiment as recorded)."""
     if not payload.creates:
         return None
+    dataset = ready_dataset(database, payload.dataset_id)  # type: ignore[arg-type]
     spec = experiment_spec(payload.dataset_id, payload.model_key, payload.model_args, payload.training,  # type: ignore[arg-type]
-                           name=payload.name, campaign_id=payload.campaign_id)
+                           name=payload.name, campaign_id=payload.campaign_id, dataset=dataset)
     existing = find_experiment(database, experiment_id)
     if existing is not None and not _same_experiment(existing, spec):
         raise InvalidInput(f"experiment {experiment_id!r} already exists with another dataset, model or training config")
-    ready_dataset(database, spec["dataset_id"])
     return spec
+
+
+def fit_to_dataset(dataset: dict[str, Any], model_key: str, model_args: dict[str, Any] | None) -> dict[str, Any]:
+    """``model_args`` with a deep model's ``num_classes`` and ``in_channels`` defaulting to the dataset's."""
+    from pipeline.datasets.hdf5 import read_geometry
+    from pipeline.models.registry import args_for_data
+
+    geometry = read_geometry(dataset["path"])
+    return args_for_data(model_key, model_args, geometry.num_classes, geometry.in_channels)
 
 
 def ready_dataset(database: Database, dataset_id: str) -> dict[str, Any]:
@@ -279,7 +293,8 @@ def train_model(payload: TrainModel, job: JobContext) -> dict:
             recorded, model = claim.spec, claim.spec["model_key"]
             spec = experiment_spec(recorded["dataset_id"], model, recorded["model_args"],
                                    recorded["training_config"] or None,
-                                   name=recorded["name"], campaign_id=recorded["campaign_id"])
+                                   name=recorded["name"], campaign_id=recorded["campaign_id"],
+                                   dataset=ready_dataset(database, recorded["dataset_id"]))
         tracker = track_training(settings, database, job, experiment_id, spec)
         job.progress(0.0, "loading dataset")
         data = load_training_dataset(ready_dataset(database, spec["dataset_id"]))

@@ -33,7 +33,6 @@ from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
 from actors.store.experiments import get_experiment
 from config.settings import Settings, get_settings, mask_secrets
-from pipeline.domain import WINDOW_LENGTH, WINDOWS_PER_RECORD
 from pipeline.errors import InvalidInput
 from pipeline.xai.registry import METHODS, validate_method_params
 
@@ -51,13 +50,14 @@ REFUSED = (InvalidInput, RecordNotFound, RecordConflict)
 
 
 class SignalRef(Payload):
-    """A signal: one 1 s window of one record of a dataset split (no signal table needed), or
-    ``window="all"``: the whole 5 s record, its windows' attributions stitched on one axis."""
+    """A signal: one window of one record of a dataset split (no signal table needed; the
+    generator's records have five 1 s windows), or ``window="all"``: the whole record, its
+    windows' attributions stitched on one axis."""
 
     dataset_id: DatasetId
     split: Literal["train", "val", "test"]
     record: int = Field(ge=0)
-    window: Annotated[int, Field(ge=0, lt=WINDOWS_PER_RECORD)] | Literal["all"] = 0
+    window: Annotated[int, Field(ge=0)] | Literal["all"] = 0
 
 
 def _one_window_for_activations(method: str, signals: list[SignalRef]) -> None:
@@ -108,7 +108,7 @@ class SignalSelection(Payload):
     dataset_id: DatasetId
     split: Literal["train", "val", "test"] = "test"
     per_class: int = Field(1, ge=1, le=MAX_BATCH)
-    window: int = Field(0, ge=0, lt=WINDOWS_PER_RECORD)
+    window: int = Field(0, ge=0)
 
 
 class ExplainBatch(MethodRequest):
@@ -144,8 +144,17 @@ def _request(
     if experiment["status"] != "completed" or not experiment["model_path"]:
         raise InvalidInput(
             f"experiment {experiment_id!r} is {experiment['status']}, not completed: it has no model to explain")
-    resolved = validate_method_params(method, params, model_key=experiment["model_key"], signal_length=WINDOW_LENGTH)
+    path, _ = _dataset(database, experiment["dataset_id"], "train")
+    geometry = _geometry(path)
+    resolved = validate_method_params(method, params, model_key=experiment["model_key"],
+                                      signal_length=geometry.window_length)
     return experiment, resolved
+
+
+def _geometry(path: str):  # type: ignore[no-untyped-def]
+    from pipeline.datasets.hdf5 import read_geometry
+
+    return read_geometry(path)
 
 
 def _dataset(database: Database, dataset_id: str, split: str, record: int = 0) -> tuple[str, int]:
@@ -161,11 +170,11 @@ def _dataset(database: Database, dataset_id: str, split: str, record: int = 0) -
 
 
 def _records(path: str, split: str, records: list[int]) -> np.ndarray:
-    """The 1 s windows ``[n, 20480]`` of some records of a split, read record by record."""
-    from pipeline.datasets.hdf5 import read_split
+    """The windows ``[n, W]`` of some records of a split, read record by record."""
+    from pipeline.datasets.hdf5 import cut_windows, read_split
 
-    rows = [read_split(path, split, slice(r, r + 1)).signals for r in records]
-    return np.concatenate(rows).reshape(-1, WINDOW_LENGTH)
+    signals = np.concatenate([read_split(path, split, slice(r, r + 1)).signals for r in records])
+    return cut_windows(signals, np.zeros(len(signals), np.int64), _geometry(path))[0]
 
 
 @functools.lru_cache(maxsize=2)
@@ -175,7 +184,7 @@ def _background(path: str, n_train: int, size: int, seed: int) -> np.ndarray:
     Whole records, not the whole split (which can be gigabytes); ``explain`` then draws
     ``size`` of these windows with the same seed. Dataset files are never rewritten in place.
     """
-    count = min(n_train, math.ceil(size / WINDOWS_PER_RECORD))
+    count = min(n_train, math.ceil(size / _geometry(path).windows_per_record))
     picked = np.sort(np.random.default_rng(seed).choice(n_train, count, replace=False))
     windows = _records(path, "train", [int(r) for r in picked])
     windows.flags.writeable = False  # shared by every later call in this process
@@ -190,36 +199,48 @@ def _model_input(database: Database, experiment: dict[str, Any], dataset_id: str
     is z-scored per record for a model trained per record, and refused where it cannot be made
     to match (``conform_windows``).
     """
-    from pipeline.datasets.hdf5 import dataset_normalization_rule
+    from pipeline.datasets.geometry import check_fits_model
     from pipeline.signals.normalize import conform_windows
 
     if dataset_id == experiment["dataset_id"]:
         return windows
     train_path, _ = _dataset(database, experiment["dataset_id"], "train")
-    return conform_windows(windows, model_rule=dataset_normalization_rule(train_path),
-                           data_rule=dataset_normalization_rule(path))
+    model, data = _geometry(train_path), _geometry(path)
+    check_fits_model(model, data, f"experiment {experiment['experiment_id']!r}")
+    return conform_windows(windows, model_rule=model.normalization, data_rule=data.normalization,
+                           windows_per_record=data.windows_per_record)
 
 
 def _explain(payload: ExplainSignal, job: JobContext, database: Database, experiment: dict[str, Any],
              resolved: dict[str, Any], path: str, directory: Path) -> tuple[dict[str, Any], str, str]:
     """Load the model (cached), window(s) and background; explain; save the arrays and the plot."""
     from pipeline import xai
-    from pipeline.domain import CLASS_KEYS
     from pipeline.models.registry import is_deep
 
     job.progress(0.0, "loading model")
     loaded = xai.get_model(experiment["model_path"], experiment["model_sha256"])
     model_key = loaded.model_key or experiment["model_key"]
-    class_keys = loaded.meta.get("class_keys") or CLASS_KEYS
+    geometry = _geometry(path)
+    class_keys = loaded.meta.get("class_keys") or list(geometry.class_keys)
     windows = _model_input(database, experiment, payload.signal.dataset_id, path,
                            _records(path, payload.signal.split, [payload.signal.record]))
+    if geometry.in_channels != 1:
+        raise InvalidInput(f"experiment {experiment['experiment_id']!r} takes {geometry.in_channels} channels "
+                           f"({', '.join(geometry.channels)}): explanations cover one-channel models")
     whole = payload.signal.window == "all"
+    if whole and geometry.window_hop != geometry.window_length:
+        raise InvalidInput("a whole record is explained window after window, which needs windows that do not "
+                           f"overlap; this dataset's overlap by {geometry.window_length - geometry.window_hop} samples: "
+                           "give a window index")
+    if not whole and payload.signal.window >= len(windows):
+        raise InvalidInput(f"window index {payload.signal.window} is out of range: a record of dataset "
+                           f"{payload.signal.dataset_id!r} has {len(windows)} windows")
     signal = windows.reshape(-1) if whole else windows[payload.signal.window]
     if payload.method == "activations":
         maps = xai.activation_maps(loaded.model, signal, model_key, resolved["layers"], job.progress, job.should_stop)
         npz = xai.save_activation_maps(directory / "activations.npz", maps)
         png = xai.plot_activation_maps(directory / "activations.png", signal, maps, class_keys,
-                                       max_channels=resolved["max_channels"])
+                                       fs=geometry.sampling_rate, max_channels=resolved["max_channels"])
         return maps.to_dict(), str(npz), str(png)
     background = None
     # Only SHAP (deep or classical) and classical LIME use training windows.
@@ -228,10 +249,19 @@ def _explain(payload: ExplainSignal, job: JobContext, database: Database, experi
         background = _background(train_path, n_train, resolved["background_size"], resolved["seed"])
     explain = xai.explain_record if whole else xai.explain
     explanation = explain(loaded.model, model_key, windows if whole else signal, payload.method, resolved,
-                          background=background, on_progress=job.progress, should_stop=job.should_stop)
+                          background=background, feature_fn=_features_at(geometry.sampling_rate),
+                          on_progress=job.progress, should_stop=job.should_stop)
     npz = xai.save_explanation(directory / "explanation.npz", explanation)
-    png = xai.plot_explanation(directory / "explanation.png", signal, explanation, class_keys=class_keys)
+    png = xai.plot_explanation(directory / "explanation.png", signal, explanation, class_keys=class_keys,
+                               fs=geometry.sampling_rate)
     return explanation.to_dict(), str(npz), str(png)
+
+
+def _features_at(fs: float):  # type: ignore[no-untyped-def]
+    """A classical model's features of windows sampled at ``fs`` (the dataset's rate)."""
+    from pipeline.features import extract_features
+
+    return lambda windows: extract_features(windows, fs).values
 
 
 def _refuse(job: JobContext, exc: BaseException) -> dict[str, Any] | None:

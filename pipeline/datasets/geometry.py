@@ -19,8 +19,8 @@ from pipeline.domain import CLASS_KEYS, DISPLAY_NAMES, FS, RECORD_LENGTH, WINDOW
 from pipeline.errors import InvalidInput
 from pipeline.signals.normalize import check_rule, dataset_normalization
 
-__all__ = ["GENERATOR_GEOMETRY", "MIN_WINDOW", "DatasetGeometry", "check_same_classes",
-           "window_samples"]
+__all__ = ["GENERATOR_GEOMETRY", "MIN_WINDOW", "DatasetGeometry", "check_fits_model",
+           "check_same_classes", "window_samples"]
 
 MIN_WINDOW = 512  # below this no model here has a receptive field worth the name
 _KEY_MAX = 64
@@ -178,3 +178,19 @@ def check_same_classes(model_keys: Sequence[str], data_keys: Sequence[str], what
             f"{what} was trained on the classes [{', '.join(model_keys)}] but this data has "
             f"[{', '.join(data_keys)}]: a model only predicts the class set it learned; use a "
             "dataset with the same classes, or train a model on this one")
+
+
+def check_fits_model(model: DatasetGeometry, data: DatasetGeometry, what: str) -> None:
+    """Refuse data a model trained on ``model``'s data cannot take: other classes, channels,
+    sampling rate or window length (normalisation is conformed separately).
+
+    Raises:
+        InvalidInput: naming what differs and both values.
+    """
+    check_same_classes(model.class_keys, data.class_keys, what)
+    for name, ours, theirs in (("channels", list(model.channels), list(data.channels)),
+                               ("sampling rate (Hz)", model.sampling_rate, data.sampling_rate),
+                               ("window length (samples)", model.window_length, data.window_length)):
+        if ours != theirs:
+            raise InvalidInput(f"{what} was trained on data with {name} {ours}, this data has "
+                               f"{theirs}: import it with the model's layout")

@@ -42,7 +42,7 @@ from pipeline.errors import DatasetFileError, InvalidInput, MatFileError, Unsafe
 from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress
 from pipeline.signals.config import check_split_ratios
 from pipeline.signals.generator import Record
-from pipeline.signals.normalize import check_rule, zscore
+from pipeline.signals.normalize import check_rule, normalize_records
 
 __all__ = ["IMPORTER_VERSION", "MAT_SUFFIXES", "RECORDING_SUFFIXES", "ImportedDataset",
            "RecordingLayout", "import_mat_files", "import_recordings", "resolve_under_root"]
@@ -432,7 +432,10 @@ class _Reader:
         n = size // record_length
         records = read.samples[:, : n * record_length].reshape(
             len(read.samples), n, record_length).transpose(1, 0, 2)
-        records, stats = _normalized(records, self.normalize)
+        try:
+            records, stats = normalize_records(records, self.normalize)
+        except InvalidInput as error:
+            raise MatFileError(f"cannot normalise per {self.normalize}: {error}") from None
         if self.normalize == "file":
             self.file_stats[rel] = {k: v for k, v in stats[0].items() if k != "rule"}
         severity = read.metadata.get("severity")
@@ -452,40 +455,6 @@ def _number(value: Any, what: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise MatFileError(f"{what} is {value!r}, not a positive number")
     return float(value)
-
-
-def _normalized(records: np.ndarray, rule: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Records ``[n, C, L]`` under ``rule`` (each channel apart), and each record's statistics.
-
-    One channel keeps scalar ``mean`` and ``std``; several give a list of each, by channel.
-    Only the samples that become records count: a per-file z-score over them leaves the
-    file's records at mean 0 and std 1 exactly, whatever tail was dropped.
-
-    Raises:
-        MatFileError: the file (``"file"``) or one of its records (``"record"``) is constant.
-    """
-    n, channels, length = records.shape
-    if rule == "none":
-        return records.astype(np.float32), [{"rule": "none"}] * n
-    try:
-        if rule == "file":
-            out = [zscore(records[:, c], "the signal" if channels == 1 else f"channel {c}")
-                   for c in range(channels)]
-            scaled = np.stack([o[0] for o in out], axis=1)
-            return scaled, [_stats("file", out)] * n
-        per_record = [[zscore(records[k, c], f"record {k} (samples {k * length}-"
-                              f"{(k + 1) * length - 1})" + (f", channel {c}" if channels > 1 else ""))
-                       for c in range(channels)] for k in range(n)]
-    except InvalidInput as error:
-        raise MatFileError(f"cannot normalise per {rule}: {error}") from None
-    return (np.stack([np.stack([o[0] for o in row]) for row in per_record]),
-            [_stats("record", row) for row in per_record])
-
-
-def _stats(rule: str, out: list[tuple[np.ndarray, float, float]]) -> dict[str, Any]:
-    if len(out) == 1:
-        return {"rule": rule, "mean": out[0][1], "std": out[0][2]}
-    return {"rule": rule, "mean": [o[1] for o in out], "std": [o[2] for o in out]}
 
 
 def import_mat_files(

@@ -20,6 +20,7 @@ __all__ = [
     "OUTPUT_NAME",
     "accuracy",
     "agreement",
+    "as_model_input",
     "check_input_length",
     "check_labels",
     "check_windows",
@@ -36,15 +37,17 @@ MIN_LENGTH = 512  # the shortest window every architecture accepts
 
 
 def check_windows(windows: Any, name: str = "windows") -> np.ndarray:
-    """Return ``windows`` as C-contiguous float32 ``[n > 0, L]`` (the same object if it is one).
+    """Return ``windows`` as C-contiguous float32 ``[n > 0, L]`` or ``[n > 0, C, L]`` (the same
+    object if it is one).
 
     Raises:
         InvalidInput: wrong shape, too short, empty, or NaN/infinite samples.
     """
     array = np.ascontiguousarray(windows, dtype=np.float32)
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] < MIN_LENGTH:
+    if array.ndim not in (2, 3) or array.shape[0] == 0 or array.shape[-1] < MIN_LENGTH:
         raise InvalidInput(
-            f"{name} must be [n > 0, L >= {MIN_LENGTH}] samples, got shape {array.shape}"
+            f"{name} must be [n > 0, L >= {MIN_LENGTH}] or [n > 0, C, L] samples, got shape "
+            f"{array.shape}"
         )
     if not np.isfinite(array).all():
         raise InvalidInput(f"{name} hold NaN or infinite samples")
@@ -66,10 +69,15 @@ def check_input_length(
 ) -> None:
     """Raise ``InvalidInput`` unless ``windows`` have the ONNX model's fixed input length."""
     length = session.get_inputs()[0].shape[-1]
-    if isinstance(length, int) and windows.shape[1] != length:
+    if isinstance(length, int) and windows.shape[-1] != length:
         raise InvalidInput(
-            f"{name} hold {windows.shape[1]} samples, the model takes {length} per window"
+            f"{name} hold {windows.shape[-1]} samples, the model takes {length} per window"
         )
+
+
+def as_model_input(windows: np.ndarray) -> np.ndarray:
+    """Windows as a model takes them, ``[n, C, L]``: one-channel ``[n, L]`` gain their channel axis."""
+    return windows[:, None, :] if windows.ndim == 2 else windows
 
 
 def torch_logits(model: nn.Module, windows: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -80,7 +88,7 @@ def torch_logits(model: nn.Module, windows: np.ndarray, batch_size: int = 32) ->
     out = []
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
-            batch = torch.from_numpy(windows[start : start + batch_size]).unsqueeze(1)
+            batch = torch.from_numpy(np.ascontiguousarray(as_model_input(windows[start : start + batch_size])))
             out.append(model(batch).float().numpy())
     return np.concatenate(out)
 
@@ -119,7 +127,7 @@ def onnx_logits(
     """Return the float32 logits ``[n, C]`` of an ONNX session on ``windows``."""
     name = session.get_inputs()[0].name
     out = [
-        session.run(None, {name: windows[start : start + batch_size, None, :]})[0]
+        session.run(None, {name: np.ascontiguousarray(as_model_input(windows[start : start + batch_size]))})[0]
         for start in range(0, len(windows), batch_size)
     ]
     return np.concatenate(out).astype(np.float32, copy=False)

@@ -25,8 +25,10 @@ So the supported opsets are 13..23; anything else is ``InvalidInput``.
 from __future__ import annotations
 
 import io
+import json
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from pipeline.deploy._common import (
     INPUT_NAME,
     OUTPUT_NAME,
     agreement,
+    as_model_input,
     check_windows,
     onnx_logits,
     ort_session,
@@ -59,6 +62,8 @@ __all__ = [
     "ExportResult",
     "export_model",
     "export_onnx",
+    "model_metadata",
+    "read_model_metadata",
     "resolve_opset",
     "select_windows",
     "verify_parity",
@@ -205,18 +210,20 @@ def export_model(
     max_windows: int = MAX_VERIFY_WINDOWS,
     on_progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
+    metadata: Mapping[str, Any] | None = None,
 ) -> ExportResult:
     """Export an eval-mode ``model`` to ``out_path`` and verify it on ``windows``.
 
-    The file appears under ``out_path`` only once ``onnx.checker`` and the parity check have
-    passed. Raises ``InvalidInput`` (opset, windows), ``ConversionError`` (the exporter or
-    the checker failed) or ``ParityError``.
+    ``metadata`` goes into the model's ``metadata_props`` as JSON text under each key (see
+    ``model_metadata``). The file appears under ``out_path`` only once ``onnx.checker`` and
+    the parity check have passed. Raises ``InvalidInput`` (opset, windows),
+    ``ConversionError`` (the exporter or the checker failed) or ``ParityError``.
     """
     opset = resolve_opset(opset)
     windows = select_windows(check_windows(windows), max_windows)
     model = model.eval()
     # A batch of two: with one, torch.export would specialise the batch axis to 1.
-    example = torch.from_numpy(windows[np.arange(2) % len(windows)]).unsqueeze(1)
+    example = torch.from_numpy(np.ascontiguousarray(as_model_input(windows[np.arange(2) % len(windows)])))
     check_stop(should_stop)
     on_progress(0.05, "exporting", opset=opset)
     try:
@@ -229,6 +236,7 @@ def export_model(
     written = _main_opset(proto)
     if written != opset:
         raise ConversionError(f"asked for opset {opset}, the exporter wrote {written}")
+    onnx.helper.set_model_props(proto, {k: json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()})
     target = Path(out_path)
     with atomic_path(target) as tmp:
         onnx.save_model(proto, tmp)  # weights inline: one self-contained file
@@ -244,7 +252,7 @@ def export_model(
         exporter="torchscript" if opset <= _TORCHSCRIPT_MAX_OPSET else "dynamo",
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
-        window_length=int(windows.shape[1]),
+        window_length=int(windows.shape[-1]),
         verified_windows=len(windows),
         max_abs_diff=diff,
         argmax_agreement=agree,
@@ -285,7 +293,7 @@ def export_onnx(
     """
     resolve_opset(opset)  # refuse a bad opset before loading anything
     check_windows(windows)
-    model, _ = load_model(checkpoint)
+    model, meta = load_model(checkpoint)
     return export_model(
         model,
         out_path,
@@ -295,4 +303,21 @@ def export_onnx(
         max_windows=max_windows,
         on_progress=on_progress,
         should_stop=should_stop,
+        metadata=model_metadata(meta),
     )
+
+
+def model_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What a consumer of the ONNX file needs besides the graph: the classes its outputs are,
+    in order (``pfd.class_keys``), and the data the model was trained on (``pfd.data``: sampling
+    rate, channels, window length and hop, normalisation, input shape), so raw recordings can be
+    prepared exactly as in training (``pipeline.deploy.preprocess``)."""
+    data = (meta.get("extra") or {}).get("data")
+    return {"pfd.model_key": meta["model_key"], "pfd.class_keys": list(meta["class_keys"]),
+            **({"pfd.data": data} if data else {})}
+
+
+def read_model_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``pfd.*`` metadata of an exported ONNX file, decoded (``model_metadata``)."""
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: json.loads(p.value) for p in proto.metadata_props if p.key.startswith("pfd.")}

@@ -51,6 +51,7 @@ from pipeline.artifacts import atomic_path
 from pipeline.deploy._common import (
     accuracy,
     agreement,
+    as_model_input,
     check_input_length,
     check_labels,
     check_windows,
@@ -147,7 +148,7 @@ class WindowCalibrationReader(CalibrationDataReader):
         self._position += len(rows)
         self.batches_read += 1
         self._on_batch(self._position / len(self.indices), "calibrating")
-        return {self.input_name: self.source[rows][:, None, :]}
+        return {self.input_name: np.ascontiguousarray(as_model_input(self.source[rows]))}
 
     def __len__(self) -> int:
         """Return the number of batches in one pass."""

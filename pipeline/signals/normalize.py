@@ -21,7 +21,8 @@ import numpy as np
 from pipeline.domain import WINDOWS_PER_RECORD
 from pipeline.errors import InvalidInput
 
-__all__ = ["NORMALIZE_RULES", "NormalizeRule", "check_rule", "conform_windows", "dataset_normalization", "zscore"]
+__all__ = ["NORMALIZE_RULES", "NormalizeRule", "check_rule", "conform_windows", "dataset_normalization",
+           "normalize_records", "zscore"]
 
 NormalizeRule = Literal["none", "file", "record"]
 NORMALIZE_RULES: tuple[str, ...] = ("none", "file", "record")
@@ -51,6 +52,39 @@ def zscore(signal: np.ndarray, what: str = "signal") -> tuple[np.ndarray, float,
         raise InvalidInput(f"{what} is constant (std {std:.3g} around {mean:.6g}): it cannot be "
                            "z-scored, and a flat line carries no vibration to learn from")
     return ((values - mean) / std).astype(np.float32), mean, std
+
+
+def normalize_records(records: np.ndarray, rule: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Records ``[n, C, L]`` of one recording under ``rule`` (each channel apart), and each
+    record's statistics.
+
+    ``"file"`` takes one mean and std per channel over every given record (the recording's
+    kept samples, so its records end at mean 0 and std 1 exactly, whatever tail was dropped);
+    ``"record"`` one per record and channel. One channel keeps scalar ``mean`` and ``std``;
+    several give a list of each, by channel.
+
+    Raises:
+        InvalidInput: the recording (``"file"``) or one of its records (``"record"``) is constant.
+    """
+    check_rule(rule)
+    n, channels, length = records.shape
+    if rule == "none":
+        return records.astype(np.float32), [{"rule": "none"}] * n
+    if rule == "file":
+        out = [zscore(records[:, c], "the signal" if channels == 1 else f"channel {c}")
+               for c in range(channels)]
+        return np.stack([o[0] for o in out], axis=1), [_stats("file", out)] * n
+    per_record = [[zscore(records[k, c], f"record {k} (samples {k * length}-{(k + 1) * length - 1})"
+                          + (f", channel {c}" if channels > 1 else ""))
+                   for c in range(channels)] for k in range(n)]
+    return (np.stack([np.stack([o[0] for o in row]) for row in per_record]),
+            [_stats("record", row) for row in per_record])
+
+
+def _stats(rule: str, out: list[tuple[np.ndarray, float, float]]) -> dict[str, Any]:
+    if len(out) == 1:
+        return {"rule": rule, "mean": out[0][1], "std": out[0][2]}
+    return {"rule": rule, "mean": [o[1] for o in out], "std": [o[2] for o in out]}
 
 
 def dataset_normalization(attrs: Mapping[str, Any]) -> str:

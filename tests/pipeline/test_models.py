@@ -53,7 +53,7 @@ def test_classical_model_is_mrmr_then_scaler_then_classifier(key: str) -> None:
 
 def test_validate_model_args_fills_defaults_and_converts_int_to_float() -> None:
     args = validate_model_args("cnn1d", {"width": 8, "dropout": 0})
-    assert args == {"num_classes": 11, "width": 8, "depth": 4, "kernel_size": 7, "dropout": 0.0}
+    assert args == {"num_classes": 11, "in_channels": 1, "width": 8, "depth": 4, "kernel_size": 7, "dropout": 0.0}
     assert isinstance(args["dropout"], float)
 
 

@@ -276,7 +276,7 @@ def test_inconsistent_data_is_refused_before_training(data: TrainingData, tmp_pa
     with pytest.raises(InvalidInput, match="labels outside"):
         train_deep("cnn1d", _args("cnn1d"), FAST, broken, tmp_path)
     with pytest.raises(InvalidInput, match="num_classes=11"):
-        train_deep("cnn1d", {}, FAST, data, tmp_path)
+        train_deep("cnn1d", {"num_classes": 11}, FAST, data, tmp_path)
     assert not (tmp_path / "last.pt").exists()
 
 
