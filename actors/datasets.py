@@ -119,6 +119,8 @@ class ImportMatDataset(Payload):
     channels: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
         None, min_length=1, max_length=64, description="variables or columns to keep as channels, by name or "
                                                        "pattern ('*_DE_time'); default: the one signal found by name")
+    channel_names: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
+        None, max_length=64, description="the channels' names in the dataset, in order (default: as given in channels)")
     sampling_rate: Annotated[float, Field(gt=0, le=10_000_000)] | Literal["native"] = Field(
         20_480.0, description="the dataset's rate in Hz (recordings are resampled to it), or 'native'")
     source_fs: Annotated[float, Field(gt=0, le=10_000_000)] | None = Field(
@@ -145,6 +147,7 @@ class ImportMatDataset(Payload):
 
         return RecordingLayout(
             channels=tuple(self.channels) if self.channels else None,
+            channel_names=tuple(self.channel_names) if self.channel_names else None,
             sampling_rate=None if self.sampling_rate == "native" else self.sampling_rate,
             source_fs=self.source_fs, record_seconds=self.record_seconds, record_samples=self.record_samples,
             window_seconds=self.window_seconds, window_samples=self.window_samples, overlap=self.overlap)

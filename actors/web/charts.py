@@ -24,25 +24,27 @@ def _png(figure: Any) -> bytes:
 
 
 def example_signals_png(dataset_path: str, *, samples: int = 2048) -> bytes:
-    """One training record per class (up to 6 classes): its first ``samples`` points and its spectrum."""
+    """One training record per class (up to 6 classes): its first ``samples`` points and its
+    spectrum, every channel of a multi-channel dataset drawn in its own colour."""
     import numpy as np
 
-    from pipeline.datasets.hdf5 import dataset_info, read_labels, read_split
+    from pipeline.datasets.hdf5 import read_geometry, read_labels, read_split
 
-    info = dataset_info(dataset_path)
-    keys = info["attrs"].get("class_keys") or []
-    rate = float(info["attrs"].get("sampling_rate") or 1.0)
+    geometry = read_geometry(dataset_path)
+    keys, rate = geometry.class_keys, geometry.sampling_rate
     labels = read_labels(dataset_path, "train")
     chosen = [(int(label), int(np.flatnonzero(labels == label)[0])) for label in np.unique(labels)][:6]
     figure = _figure(figsize=(10, 1.9 * max(len(chosen), 1)))
     rows = figure.subplots(max(len(chosen), 1), 2, squeeze=False)
     for (label, index), (wave_axes, spectrum_axes) in zip(chosen, rows):
-        signal = read_split(dataset_path, "train", slice(index, index + 1)).signals[0]
-        name = keys[label] if label < len(keys) else str(label)
-        wave_axes.plot(np.arange(samples) / rate * 1000, signal[:samples], linewidth=0.6)
-        wave_axes.set_ylabel(name)
-        spectrum = np.abs(np.fft.rfft(signal)) / signal.size
-        spectrum_axes.semilogy(np.fft.rfftfreq(signal.size, 1 / rate), spectrum + 1e-12, linewidth=0.5)
+        record = read_split(dataset_path, "train", slice(index, index + 1)).signals[0]
+        for channel, signal in zip(geometry.channels, np.atleast_2d(record)):
+            wave_axes.plot(np.arange(samples) / rate * 1000, signal[:samples], linewidth=0.6, label=channel)
+            spectrum = np.abs(np.fft.rfft(signal)) / signal.size
+            spectrum_axes.semilogy(np.fft.rfftfreq(signal.size, 1 / rate), spectrum + 1e-12, linewidth=0.5)
+        wave_axes.set_ylabel(keys[label] if label < len(keys) else str(label))
+    if geometry.in_channels > 1:
+        rows[0][0].legend(fontsize=7, loc="upper right")
     rows[-1][0].set_xlabel("time (ms)")
     rows[-1][1].set_xlabel("frequency (Hz)")
     rows[0][0].set_title("signal (first samples)")

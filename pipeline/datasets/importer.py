@@ -82,7 +82,8 @@ class RecordingLayout:
     """How recordings become records and windows.
 
     ``channels``: names or patterns of the signals to keep (MAT variables, table columns),
-    stacked as channels; None keeps the one signal found by name. ``sampling_rate``: the
+    stacked as channels; None keeps the one signal found by name. ``channel_names`` names them
+    in the dataset (``DE``, ``FE``; default: the patterns themselves). ``sampling_rate``: the
     dataset's rate (recordings are resampled to it); None keeps the native rate, which every
     recording must then share. ``source_fs``: the rate of recordings that do not store one
     (a manifest's ``fs`` column wins). Records and windows: seconds or samples at the dataset
@@ -91,6 +92,7 @@ class RecordingLayout:
     """
 
     channels: tuple[str, ...] | None = None
+    channel_names: tuple[str, ...] | None = None
     sampling_rate: float | None = FS
     source_fs: float | None = None
     record_seconds: float | None = None
@@ -104,6 +106,11 @@ class RecordingLayout:
             if not self.channels or len(set(self.channels)) != len(self.channels):
                 raise InvalidInput(f"channels must be distinct names or patterns, got {self.channels}")
             object.__setattr__(self, "channels", tuple(self.channels))
+        if self.channel_names is not None:
+            if self.channels is None or len(self.channel_names) != len(self.channels):
+                raise InvalidInput(f"channel_names {self.channel_names} must name each of the channels "
+                                   f"{self.channels}, in order")
+            object.__setattr__(self, "channel_names", tuple(self.channel_names))
         for name in ("sampling_rate", "source_fs"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -247,7 +254,7 @@ def import_recordings(
         geometry = DatasetGeometry(
             class_keys=tuple(class_keys), sampling_rate=float(rate),  # type: ignore[arg-type]
             record_length=record, window_length=window, window_hop=hop,
-            channels=layout.channels or ("signal",), normalization=normalize,
+            channels=layout.channel_names or layout.channels or ("signal",), normalization=normalize,
             display_names={**{k: v for k, v in DISPLAY_NAMES.items() if k in index},
                            **(dict(labels.display_names) if labels is not None else {})},
         )
@@ -294,19 +301,23 @@ def _rule_config(rule: LabelRule | None) -> dict[str, Any] | None:
 def _write(hdf5_path: Path, attrs: dict[str, Any], splits: dict[str, np.ndarray], staging: Path,
            codes: list[int], class_keys: Sequence[str], rows: list[tuple[float, dict[str, Any]]],
            overwrite: bool, on_progress: ProgressFn, should_stop: StopFn) -> None:
+    """Copy the staged records into their splits, a run of consecutive staged rows per write
+    (a recording's records are consecutive in both)."""
     total = len(codes)
     sizes = {s: len(v) for s, v in splits.items()}
     with h5py.File(staging, "r") as stage, DatasetWriter(
-            hdf5_path, attrs, sizes, overwrite=overwrite) as writer:
+            hdf5_path, attrs, sizes, overwrite=overwrite, compress=False) as writer:
         done = 0
         for split, members in splits.items():
-            for position, row in enumerate(members.tolist()):
+            position = 0
+            for run in np.split(members, np.flatnonzero(np.diff(members) != 1) + 1) if members.size else []:
                 check_stop(should_stop)
-                severity, metadata = rows[row]
-                writer.write(split, position, Record(
-                    stage["signals"][row], codes[row], class_keys[codes[row]], severity,
-                    metadata))
-                done += 1
+                first, last = int(run[0]), int(run[-1]) + 1
+                records = [Record(None, codes[r], class_keys[codes[r]], rows[r][0], rows[r][1])
+                           for r in range(first, last)]
+                writer.write_block(split, position, stage["signals"][first:last], records)
+                position += len(records)
+                done += len(records)
                 on_progress(0.9 + 0.1 * done / total, "writing dataset",
                             records_done=done, records_total=total)
 
@@ -377,8 +388,8 @@ class _Reader:
                             dtype=np.float32, chunks=(1, *shape))
                     start = signals.shape[0]
                     signals.resize(start + len(records), axis=0)
-                    for offset, (signal, severity, metadata) in enumerate(records):
-                        signals[start + offset] = signal
+                    signals[start:] = np.stack([signal for signal, _, _ in records])
+                    for _, severity, metadata in records:
                         staged.keys.append(read.key)
                         staged.groups.append(read.group)
                         staged.rows.append((severity, metadata))

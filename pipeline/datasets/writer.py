@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -32,11 +32,13 @@ class DatasetWriter:
     Data goes to ``path + ".partial"``; a clean exit with every position written renames
     it atomically, any exception (or a missing record) deletes it, so a crashed job never
     leaves a file that looks complete. Datasets are sized up front from ``split_sizes``.
+    ``compress=False`` stores signals raw: recorded float noise hardly compresses (see
+    ``pipeline.datasets.layout``), and deflate would cost the import most of its time.
     """
 
     def __init__(
         self, path: str | os.PathLike[str], attrs: Mapping[str, Any],
-        split_sizes: Mapping[str, int], overwrite: bool = False,
+        split_sizes: Mapping[str, int], overwrite: bool = False, compress: bool = True,
     ) -> None:
         self.path = Path(path)
         self.partial = Path(f"{self.path}.partial")
@@ -48,6 +50,7 @@ class DatasetWriter:
         if self.path.exists() and not overwrite:
             raise DatasetFileError(f"dataset file already exists: {self.path}")
         self.attrs = dict(attrs)
+        self.compress = compress
         self.geometry = DatasetGeometry.from_attrs(self.attrs)
         self._shape = self.geometry.signal_shape()
         self.split_sizes = {split: int(split_sizes[split]) for split in SPLITS}
@@ -79,8 +82,9 @@ class DatasetWriter:
             self._signals[split] = group.create_dataset(
                 # maxshape only so that an empty split may still be chunked.
                 "signals", shape=(n, *self._shape), maxshape=(None, *self._shape),
-                dtype=np.float32, chunks=(1, *self._shape), compression="gzip",
-                compression_opts=COMPRESSION_LEVEL,
+                dtype=np.float32, chunks=(1, *self._shape),
+                compression="gzip" if self.compress else None,
+                compression_opts=COMPRESSION_LEVEL if self.compress else None,
             )
             group.create_dataset("labels", shape=(n,), dtype=np.int64)
             group.create_dataset("severities", shape=(n,), dtype=np.float32)
@@ -94,13 +98,7 @@ class DatasetWriter:
         With ``encoded`` (from ``encode_signal`` of the same signal) the compressed chunk is
         written as is; ``record.signal`` is then not read and may be ``None``.
         """
-        if self._file is None:
-            raise InvalidInput("DatasetWriter.write called outside its 'with' block")
-        if split not in self.split_sizes or not 0 <= position < self.split_sizes[split]:
-            raise InvalidInput(f"no position {position} in split {split!r} ({self.split_sizes})")
-        label = int(record.label)
-        if not 0 <= label < self.geometry.num_classes:
-            raise InvalidInput(f"label {label} outside [0, {self.geometry.num_classes})")
+        self._check(split, position, 1)
         if encoded is not None:
             self._signals[split].id.write_direct_chunk(
                 (position, *(0,) * len(self._shape)), encoded.data,
@@ -111,6 +109,29 @@ class DatasetWriter:
             if signal.shape != self._shape:
                 raise InvalidInput(f"signal shape {signal.shape} != {self._shape}")
             self._signals[split][position] = signal
+        self._note(split, position, record)
+
+    def write_block(self, split: str, position: int, signals: np.ndarray, records: Sequence[Any]) -> None:
+        """Store consecutive records from ``position`` on: their ``signals`` in one write (one
+        HDF5 call instead of one per record), labels, severities and metadata from ``records``."""
+        self._check(split, position, len(records))
+        signals = np.asarray(signals, dtype=np.float32)
+        if signals.shape != (len(records), *self._shape):
+            raise InvalidInput(f"signals shape {signals.shape} != {(len(records), *self._shape)}")
+        self._signals[split][position:position + len(records)] = signals
+        for offset, record in enumerate(records):
+            self._note(split, position + offset, record)
+
+    def _check(self, split: str, position: int, count: int) -> None:
+        if self._file is None:
+            raise InvalidInput("DatasetWriter.write called outside its 'with' block")
+        if split not in self.split_sizes or not 0 <= position <= position + count - 1 < self.split_sizes[split]:
+            raise InvalidInput(f"no position {position + count - 1} in split {split!r} ({self.split_sizes})")
+
+    def _note(self, split: str, position: int, record: Any) -> None:
+        label = int(record.label)
+        if not 0 <= label < self.geometry.num_classes:
+            raise InvalidInput(f"label {label} outside [0, {self.geometry.num_classes})")
         self._labels[split][position] = label
         self._severities[split][position] = record.severity
         self._metadata[split][position] = json.dumps(record.metadata, sort_keys=True)

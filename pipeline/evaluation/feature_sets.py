@@ -19,10 +19,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.artifacts import atomic_path, file_sha256
-from pipeline.datasets.hdf5 import SPLITS, read_split
-from pipeline.domain import FS, WINDOW_LENGTH
+from pipeline.datasets.hdf5 import SPLITS, cut_windows, read_geometry, read_split
+from pipeline.domain import FS
 from pipeline.errors import DatasetFileError, InvalidInput
-from pipeline.features.extract import DOMAINS, FeatureMatrix, extract_features, feature_names
+from pipeline.features.extract import (
+    DOMAINS,
+    FeatureMatrix,
+    extract_features,
+    extract_window_features,
+    feature_names,
+    window_feature_names,
+)
 from pipeline.features.store import FeatureSet, load_feature_set, save_feature_set
 from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress, scaled
 
@@ -88,19 +95,20 @@ def extract_shard(
         DatasetFileError: the file is missing or not in the dataset layout.
         InvalidInput: unknown domain, a range outside the split.
     """
-    names = feature_names(domains)
+    geometry = read_geometry(path)
+    names = window_feature_names(domains, geometry.channels)
     check_stop(should_stop)
     arrays = read_split(path, shard.split, slice(shard.start, shard.stop))
     if arrays.labels.size != shard.stop - shard.start:
         raise InvalidInput(f"{path}: split {shard.split!r} has no records {shard.start}..{shard.stop - 1}")
     if arrays.labels.size == 0:
         return _empty(names)
-    per_record = arrays.signals.shape[1] // WINDOW_LENGTH
-    windows = arrays.signals[:, : per_record * WINDOW_LENGTH].reshape(-1, WINDOW_LENGTH)
-    matrix = extract_features(windows, FS, domains, on_progress=on_progress, should_stop=should_stop)
-    record_ids = np.repeat(np.arange(shard.start, shard.stop, dtype=np.int64), per_record)
+    windows, labels, positions = cut_windows(arrays.signals, arrays.labels, geometry)
+    matrix = extract_window_features(windows, geometry.sampling_rate, domains, on_progress=on_progress,
+                                     should_stop=should_stop, channels=geometry.channels)
+    record_ids = positions + shard.start
     return FeatureSet(
-        values=matrix.values, names=matrix.names, labels=np.repeat(arrays.labels, per_record),
+        values=matrix.values, names=matrix.names, labels=labels,
         splits=np.full(record_ids.size, shard.split), record_ids=record_ids,
     )
 
@@ -210,8 +218,9 @@ def load_selection(path: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
-def selection_features_fn(selection: Mapping[str, Any]) -> FeaturesFn:
-    """A ``features_fn`` for ``train_classical`` that computes only the selected features.
+def selection_features_fn(selection: Mapping[str, Any], fs: float = FS) -> FeaturesFn:
+    """A ``features_fn`` for ``train_classical`` that computes only the selected features
+    (of windows sampled at ``fs``).
 
     Only the domains holding a selected feature are computed; columns come in the
     selection's order (best first).
@@ -222,7 +231,7 @@ def selection_features_fn(selection: Mapping[str, Any]) -> FeaturesFn:
     columns = [computed.index(name) for name in wanted]
 
     def features(windows: np.ndarray, on_progress: ProgressFn, should_stop: StopFn) -> np.ndarray:
-        matrix = extract_features(windows, FS, domains, on_progress=on_progress, should_stop=should_stop)
+        matrix = extract_features(windows, fs, domains, on_progress=on_progress, should_stop=should_stop)
         return matrix.values[:, columns]
 
     return features

@@ -22,6 +22,7 @@ __all__ = [
     "extract_features_loop",
     "extract_window_features",
     "feature_names",
+    "window_feature_names",
 ]
 
 _MODULES: dict[str, ModuleType] = {
@@ -162,12 +163,19 @@ def extract_window_features(
     if len(names) != x.shape[1]:
         raise InvalidInput(f"{len(names)} channel names for windows of {x.shape[1]} channels")
     parts = []
-    for k, channel in enumerate(names):
+    for k in range(len(names)):
         report = scaled(on_progress, k / len(names), (k + 1) / len(names))
-        part = extract_features(x[:, k], fs, domains, report, should_stop)
-        parts.append(FeatureMatrix(part.values, tuple(f"{channel}:{n}" for n in part.names)))
-    return FeatureMatrix(np.hstack([p.values for p in parts]),
-                         tuple(n for p in parts for n in p.names))
+        parts.append(extract_features(x[:, k], fs, domains, report, should_stop).values)
+    return FeatureMatrix(np.hstack(parts), window_feature_names(domains, names))
+
+
+def window_feature_names(domains: Sequence[str], channels: Sequence[str]) -> tuple[str, ...]:
+    """Column names of ``extract_window_features``: plain for one channel, ``"<channel>:<name>"``
+    channel by channel for several."""
+    names = feature_names(domains)
+    if len(channels) == 1:
+        return names
+    return tuple(f"{channel}:{name}" for channel in channels for name in names)
 
 
 def extract_features_loop(

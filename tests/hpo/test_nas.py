@@ -183,7 +183,7 @@ def test_train_deep_trains_a_nas_net_and_its_checkpoint_loads_back_as_the_same_n
     expected = count_parameters(build_candidate(ARCH_B, len(data.class_keys)))
     assert result.epochs_run == 2 and result.parameter_count == expected
     model, meta = load_checkpoint(result.model_path)
-    assert (meta["model_key"], meta["model_args"]) == ("nas_net", args)
+    assert (meta["model_key"], meta["model_args"]) == ("nas_net", {**args, "in_channels": 1})
     assert model.arch == ARCH_B and count_parameters(model) == expected
     assert model(torch.randn(2, 1, 2048)).shape == (2, len(data.class_keys))
 

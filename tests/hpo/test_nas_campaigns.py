@@ -67,7 +67,7 @@ def test_train_model_trains_the_registered_best_candidate_as_the_same_network(fi
     # Given the experiment the finalize callback registered: model nas_net, the architecture as its arguments,
     registered = find_experiment(database, best["experiment_id"])
     assert registered["status"] == "pending"
-    assert registered["model_args"] == {"num_classes": recorded["num_classes"], **best["arch"]}
+    assert registered["model_args"] == {"num_classes": recorded["num_classes"], "in_channels": 1, **best["arch"]}
     # when train_model trains it on the campaign's dataset,
     job = wait_for_job(train_model.send(experiment_id=best["experiment_id"]).message_id, timeout_s=240)
     assert job.state == "succeeded", (job.error_type, job.error_message)

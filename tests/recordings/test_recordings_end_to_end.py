@@ -52,7 +52,7 @@ def dataset(workers, rig) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """The recordings imported by the cpu_processing worker with a label map, both channels, native rate."""
     job = _run(import_mat_dataset, paths=[str(rig["root"])], dataset_id=f"rig-{uuid.uuid4().hex[:6]}",
                labels={"patterns": {f"**/{folder}/*": kind for kind, folder in FOLDERS.items()}},
-               channels=CHANNELS, sampling_rate="native", source_fs=FS, record_seconds=2.0,
+               channels=CHANNELS, channel_names=["DE", "FE"], sampling_rate="native", source_fs=FS, record_seconds=2.0,
                window_seconds=0.5, normalize="record", seed=1)
     return get_dataset(_database(), job.result["dataset_id"])
 
@@ -76,7 +76,7 @@ def test_the_import_records_the_recordings_own_classes_and_layout(dataset):
     assert dataset["status"] == "completed"
     assert set(dataset["class_counts"]) == set(KINDS)
     geometry = read_geometry(dataset["path"])
-    assert geometry.class_keys == KINDS and geometry.channels == tuple(CHANNELS)
+    assert geometry.class_keys == KINDS and geometry.channels == ("DE", "FE")
     assert (geometry.sampling_rate, geometry.record_length, geometry.window_length) == (FS, 24_000, 6_000)
     files = [{m["source_file"] for m in read_split(dataset["path"], s).metadata} for s in ("train", "val", "test")]
     assert not (files[0] & files[1] or files[0] & files[2] or files[1] & files[2])

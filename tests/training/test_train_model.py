@@ -147,7 +147,8 @@ BAD_INPUT = {
     # The lane sends with message(), as a producer that cannot read the database: the worker refuses ids.
     "exp-no-dataset": (_create("ds-nowhere"), "RecordNotFound", "no dataset with id 'ds-nowhere'", None),
     "exp-unfinished": (_create("ds-unfinished"), "InvalidInput", "is running, not completed", None),
-    "exp-truncated": (_create("ds-truncated"), "DatasetFileError", "truncated or corrupt", "failed"),
+    # Its file is read (for its classes and channels) before the experiment is created: refused, nothing recorded.
+    "exp-truncated": (_create("ds-truncated"), "DatasetFileError", "truncated or corrupt", None),
     "exp-tampered": (_create("ds-tampered"), "DatasetFileError", "does not match its recorded checksum", "failed"),
     "exp-one-class": (_create("ds-one-class"), "InvalidInput", "one class in its train split (sain)", "failed"),
     "exp-missing": ({}, "RecordNotFound", "no experiment with id 'exp-missing'", None),

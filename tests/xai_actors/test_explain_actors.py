@@ -322,6 +322,7 @@ def test_a_signal_normalised_unlike_the_models_training_data_is_refused_on_a_wor
     from tests.records import record_dataset
 
     # Given a dataset imported with per-record z-scores, and a model trained on raw generated signals
+    # (one recording: splits are by recording, so all of its records are in the train split)
     scipy.io.savemat(tmp_path / "sain.mat", {"x": np.random.default_rng(3).normal(2.0, 0.5, 3 * 5 * WINDOW_LENGTH)})
     imported = import_mat_files(["sain.mat"], tmp_path, get_settings().artifact_root / "datasets", "ds-xai-per-record",
                                 normalize="record", overwrite=True)
@@ -330,7 +331,7 @@ def test_a_signal_normalised_unlike_the_models_training_data_is_refused_on_a_wor
                    config_hash=imported.config_hash)
     # When a signal of it is explained with that model
     message = explain_signal.send(experiment_id=experiment["experiment_id"], method="gradcam",
-                                  signal={"dataset_id": "ds-xai-per-record", "split": "test", "record": 0, "window": 0})
+                                  signal={"dataset_id": "ds-xai-per-record", "split": "train", "record": 0, "window": 0})
     # Then the worker refuses it: the model never saw normalised input, and un-normalising is not possible
     job = wait_for_job(message.message_id, timeout_s=60)
     assert (job.state, job.error_type, job.attempts) == ("failed", "InvalidInput", 1), job.error_message
