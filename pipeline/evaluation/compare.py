@@ -43,8 +43,8 @@ def measure_latency(
         InvalidInput: no windows or ``repeats`` < 1.
     """
     x = np.asarray(windows)
-    if x.ndim != 2 or x.shape[0] == 0 or repeats < 1:
-        raise InvalidInput(f"latency needs windows [n > 0, L] and repeats ≥ 1, got {x.shape}, {repeats}")
+    if x.ndim not in (2, 3) or x.shape[0] == 0 or repeats < 1:
+        raise InvalidInput(f"latency needs windows [n > 0, L] or [n > 0, C, L] and repeats ≥ 1, got {x.shape}, {repeats}")
     predict_proba(x[:1])
     times = []
     for _ in range(repeats):
@@ -78,7 +78,8 @@ def profile_model(
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            macs = count_macs(predictor.module, int(np.asarray(windows).shape[1]))
+            shape = np.asarray(windows).shape
+            macs = count_macs(predictor.module, int(shape[-1]), 1 if len(shape) == 2 else int(shape[1]))
             latency = measure_latency(predictor.predict_proba, windows, repeats)
         finally:
             torch.set_num_threads(threads)

@@ -16,14 +16,15 @@ DEFAULT_SNR_DB: tuple[float, ...] = (20.0, 10.0, 5.0)
 
 
 def add_awgn(windows: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """Return ``windows`` plus white Gaussian noise ``snr_db`` below each window's clean RMS.
+    """Return ``windows`` plus white Gaussian noise ``snr_db`` below each window's clean RMS
+    (each channel's, for ``[n, C, L]`` windows).
 
     The noise power of a window is ``P_clean / 10^(snr/10)`` with ``P_clean`` the mean
     square of that window, so every window sees the same SNR whatever its amplitude. A
     silent window stays silent.
     """
     x = np.asarray(windows, dtype=np.float64)
-    rms = np.sqrt(np.mean(x * x, axis=1, keepdims=True))
+    rms = np.sqrt(np.mean(x * x, axis=-1, keepdims=True))
     noise_std = rms / 10.0 ** (snr_db / 20.0)
     return (x + noise_std * rng.standard_normal(x.shape)).astype(np.float32)
 
@@ -61,8 +62,8 @@ def robustness_report(
     """
     x = np.asarray(windows)
     y = np.asarray(labels, dtype=np.int64)
-    if x.ndim != 2 or x.shape[0] == 0 or y.shape != (x.shape[0],):
-        raise InvalidInput(f"windows [n > 0, L] and labels [n] needed, got {x.shape} and {y.shape}")
+    if x.ndim not in (2, 3) or x.shape[0] == 0 or y.shape != (x.shape[0],):
+        raise InvalidInput(f"windows [n > 0, L] or [n > 0, C, L] and labels [n] needed, got {x.shape} and {y.shape}")
     if y.min() < 0 or y.max() >= len(class_keys):
         raise InvalidInput(f"labels must lie in [0, {len(class_keys)})")
     if not snr_db:

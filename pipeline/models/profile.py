@@ -7,8 +7,8 @@ from typing import Any
 __all__ = ["count_macs"]
 
 
-def count_macs(module: Any, window_length: int) -> int:
-    """Multiply-accumulates of one forward pass on one ``[1, 1, L]`` window, Conv1d and Linear only.
+def count_macs(module: Any, window_length: int, in_channels: int = 1) -> int:
+    """Multiply-accumulates of one forward pass on one ``[1, C, L]`` window, Conv1d and Linear only.
 
     Forward hooks read each layer's real output shape, so strides, padding and pooling need
     no arithmetic here. Conv1d: ``out_elements · in_channels / groups · kernel``; Linear:
@@ -39,7 +39,7 @@ def count_macs(module: Any, window_length: int) -> int:
     try:
         module.eval()
         with torch.no_grad():
-            module(torch.zeros(1, 1, window_length))
+            module(torch.zeros(1, in_channels, window_length))
     finally:
         for handle in handles:
             handle.remove()

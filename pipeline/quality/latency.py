@@ -55,8 +55,8 @@ def measure_model(
     from pipeline.deploy.benchmark import variant_predictor
 
     windows = np.ascontiguousarray(windows, dtype=np.float32)
-    if windows.ndim != 2 or not len(windows):
-        raise InvalidInput(f"windows must be a non-empty [n, L] array, got shape {windows.shape}")
+    if windows.ndim not in (2, 3) or not len(windows):
+        raise InvalidInput(f"windows must be a non-empty [n, L] or [n, C, L] array, got shape {windows.shape}")
     if num_samples < 1 or warmup < 0 or not batch_sizes or not threads or min(*batch_sizes, *threads) < 1:
         raise InvalidInput("num_samples, batch sizes and thread counts must be >= 1, warm-up >= 0")
     grid = [(t, b) for t in threads for b in batch_sizes]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from actors.datasets import generate_dataset, import_mat_dataset
-from actors.deploy import export_onnx
+from actors.deploy import deploy_experiment
+from actors.evaluation import compare_architectures, error_analysis, robustness_report
 from actors.platform.jobs import wait_for_job
 from actors.store.datasets import get_dataset
 from actors.store.db import get_database
@@ -27,6 +28,7 @@ from pipeline.deploy.export import read_model_metadata
 from pipeline.deploy.preprocess import recording_windows
 from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.inference import predict_proba
+from tests.conftest import wait_until
 from tests.recordings.rig import FOLDERS, KINDS, write_rig_mat_files
 
 FS = 12_000
@@ -93,9 +95,25 @@ def test_deep_and_classical_models_learn_the_recordings_classes(trained):
     assert meta["class_keys"] == list(KINDS) and meta["extra"]["data"]["input_shape"] == [2, 6_000]
 
 
+def test_the_evaluations_follow_the_recordings_classes_and_channels(workers, trained):
+    deep, forest = trained["cnn1d"]["experiment_id"], trained["rf"]["experiment_id"]
+    errors = _run(error_analysis, experiment_id=deep).result
+    assert errors["result"]["class_keys"] == list(KINDS)
+    noisy = _run(robustness_report, experiment_id=deep, snr_db=[20.0], max_windows=28).result["result"]
+    assert noisy["clean"]["accuracy"] > 0.5
+    compared = _run(compare_architectures, experiment_ids=[deep, forest], latency_windows=2, repeats=1).result
+    assert {row["model_key"] for row in compared["result"]["models"]} == {"cnn1d", "rf"}
+
+
 def test_the_deployed_onnx_model_gives_the_trained_predictions_on_a_raw_recording(workers, trained, dataset):
-    export = _run(export_onnx, experiment_id=trained["cnn1d"]["experiment_id"])
-    variants = {v["name"]: v for v in get_deployment(_database(), export.result["deployment_id"])["variants"]}
+    launcher = _run(deploy_experiment, experiment_id=trained["cnn1d"]["experiment_id"],
+                    options={"quantize": {"calibration_windows": 16}, "benchmark": {"batch_sizes": [1], "warmup": 1, "runs": 2}})
+    deployment_id = launcher.result["deployment_id"]
+    ready = wait_until(lambda: get_deployment(_database(), deployment_id)["status"] in ("ready", "failed")
+                       and get_deployment(_database(), deployment_id), timeout=300, what="the deployment to end")
+    assert ready["status"] == "ready", ready.get("error")
+    variants = {v["name"]: v for v in ready["variants"]}
+    assert {"onnx_fp32", "onnx_static_int8", "torch_dynamic_int8"} <= set(variants)
     onnx_path = variants["onnx_fp32"]["path"]
     metadata = read_model_metadata(onnx_path)
     assert metadata["pfd.class_keys"] == list(KINDS)
