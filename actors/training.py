@@ -202,14 +202,15 @@ def ready_dataset(database: Database, dataset_id: str) -> dict[str, Any]:
     return dataset
 
 
-def load_training_dataset(dataset: dict[str, Any]) -> TrainingData:
-    """Read the dataset's splits after checking its file against the recorded checksum."""
+def load_training_dataset(dataset: dict[str, Any], memory_mb: int = 0) -> TrainingData:
+    """Read the dataset's splits after checking its file against the recorded checksum: into
+    memory when they fit ``memory_mb`` (0: always), else a group of records at a time."""
     path = Path(dataset["path"])
     if not path.is_file():
         raise DatasetFileError(f"the file of dataset {dataset['dataset_id']!r} is missing: {path}")
     if dataset["checksum"] and file_sha256(path) != dataset["checksum"]:
         raise DatasetFileError(f"the file of dataset {dataset['dataset_id']!r} does not match its recorded checksum: {path}")
-    data = load_training_data(path)
+    data = load_training_data(path, memory_budget_bytes=memory_mb * 2**20 if memory_mb else None)
     present = sorted({int(label) for label in data.train.labels.tolist()})
     if len(present) < 2:
         keys = ", ".join(data.class_keys[i] for i in present) or "none"
@@ -297,7 +298,7 @@ def train_model(payload: TrainModel, job: JobContext) -> dict:
                                    dataset=ready_dataset(database, recorded["dataset_id"]))
         tracker = track_training(settings, database, job, experiment_id, spec)
         job.progress(0.0, "loading dataset")
-        data = load_training_dataset(ready_dataset(database, spec["dataset_id"]))
+        data = load_training_dataset(ready_dataset(database, spec["dataset_id"]), settings.training_memory_mb)
         result = _train(spec, data, directory, job, database, experiment_id, tracker)
         with atomic_path(directory / METRICS_NAME) as tmp:
             tmp.write_text(json.dumps({"experiment_id": experiment_id, **result.to_dict()}, indent=2, sort_keys=True))

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
 
     # Workers.
     generation_workers: int = Field(0, ge=0)
+    # Training reads a dataset into memory when its windows fit this many MB, else a group of
+    # records at a time within it (pipeline.training.stored); 0: always into memory.
+    training_memory_mb: int = Field(8192, ge=0)
     # CPU placement (``pfd worker``): workers of the heavy queues (CRASH_GUARDED_QUEUES) yield
     # the CPU to the urgent ones. They run at this added niceness, under this Linux scheduling
     # policy ("batch": never preempts on wake-up; "idle": runs only when nothing else wants the

@@ -14,13 +14,46 @@ from actors.platform.signals import stop_on_signals
 
 @app.command()
 def workers(show: bool = typer.Option(False, help="Only print what the Procfile runs.")) -> None:
-    """Run the Procfile (one worker per queue + the scheduler), or show its lines."""
-    procfile = PROJECT_ROOT / "Procfile"
+    """Run the Procfile (one worker per queue + the scheduler; one gpu_training worker per
+    visible CUDA device), or show its lines."""
+    from config.settings import get_settings
+
+    text = procfile_for_devices((PROJECT_ROOT / "Procfile").read_text(), visible_cuda_devices())
     if show:
-        typer.echo(procfile.read_text())
+        typer.echo(text)
         return
+    procfile = get_settings().var_dir / "Procfile.devices"
+    procfile.parent.mkdir(parents=True, exist_ok=True)
+    procfile.write_text(text)
     honcho = Path(sys.executable).parent / "honcho"
-    os.execv(str(honcho), [str(honcho), "start", "-f", str(procfile)])
+    os.execv(str(honcho), [str(honcho), "start", "-f", str(procfile), "-d", str(PROJECT_ROOT)])
+
+
+def visible_cuda_devices() -> list[str]:
+    """The CUDA devices this host's workers may use: ``CUDA_VISIBLE_DEVICES`` when set, else
+    every device torch sees (none without CUDA)."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [d.strip() for d in given.split(",") if d.strip()]
+    import torch
+
+    return [str(k) for k in range(torch.cuda.device_count())]
+
+
+def procfile_for_devices(procfile: str, devices: list[str]) -> str:
+    """The Procfile with its ``gpu_training`` line repeated once per device (``gpu_training_<d>``,
+    each with ``CUDA_VISIBLE_DEVICES=<d>``), so every accelerator has a worker of its own: a
+    training job takes one device whole. With one device or none the Procfile is unchanged."""
+    if len(devices) < 2:
+        return procfile
+    lines = []
+    for line in procfile.splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == "gpu_training":
+            lines += [f"gpu_training_{d}: CUDA_VISIBLE_DEVICES={d} {command.strip()}" for d in devices]
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 # Every argument after the command goes to Dramatiq or periodiq as it is.

@@ -70,7 +70,7 @@ def train_candidate(
     device = optim.resolve_device(config)
     torch.manual_seed(config.seed)
     model = build_candidate(arch, len(data.class_keys), data.in_channels)
-    profile = profile_model(model, length=data.train.windows.shape[1])
+    profile = profile_model(model, length=data.train.window_shape[-1])
     model = model.to(device)
     optimizer = optim.make_optimizer(model, config)
     scheduler = optim.make_scheduler(optimizer, config)

@@ -39,7 +39,7 @@ __all__ = [
 
 FORMAT = "pfd-checkpoint/1"
 # Config fields a resumed run may change (where it runs, not what it learns).
-_RESUME_MAY_DIFFER = frozenset({"device", "num_workers", "mixed_precision"})
+_RESUME_MAY_DIFFER = frozenset({"device", "num_workers", "mixed_precision", "precision"})
 
 
 def snapshot_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -74,9 +74,11 @@ def train_classical(
     for index, name in enumerate(("train", "val", "test")):
         check_stop(should_stop)
         report = scaled(on_progress, 0.6 * index / 3, 0.6 * (index + 1) / 3)
-        matrices[name] = np.asarray(
-            features(getattr(data, name).windows, report, should_stop), dtype=np.float64
-        )
+        # A group of records at a time for a stored split: features are small, windows are not.
+        matrices[name] = np.vstack([
+            np.asarray(features(windows, report, should_stop), dtype=np.float64)
+            for windows, _ in getattr(data, name).groups(None)
+        ])
         if not np.isfinite(matrices[name]).all():
             raise InvalidInput(f"features of the {name} split are not all finite")
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from pipeline.errors import InvalidInput
 
-__all__ = ["DEVICES", "OPTIMIZERS", "SCHEDULERS", "TrainingConfig"]
+__all__ = ["DEVICES", "OPTIMIZERS", "PRECISIONS", "SCHEDULERS", "TrainingConfig"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "step", "none")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,9 @@ class TrainingConfig:
 
     ``scheduler_patience``/``scheduler_factor`` drive ``plateau`` (on validation accuracy),
     ``step_size``/``step_gamma`` drive ``step``; ``min_lr`` is the floor of ``plateau`` and
-    ``cosine``. ``mixed_precision`` takes effect only on CUDA. ``num_workers`` > 0 loads
+    ``cosine``. ``mixed_precision`` with ``precision``: ``auto`` is bf16 on a CUDA device that
+    supports it, else fp16 (with a gradient scaler), and full precision on CPU; ``bf16`` also
+    runs on CPU (``optim.resolve_precision``). ``num_workers`` > 0 loads
     batches in spawned processes (each receives a copy of the arrays); 0 is right for the
     in-memory windows used here.
     """
@@ -42,6 +45,7 @@ class TrainingConfig:
     early_stopping_patience: int = 10
     seed: int = 0
     mixed_precision: bool = True
+    precision: str = "auto"
     device: str = "auto"
     num_workers: int = 0
 
@@ -51,6 +55,7 @@ class TrainingConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("scheduler", self.scheduler, SCHEDULERS)
         _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
         _check_range("lr", self.lr, low=0.0, low_open=True, high=10.0)
         _check_range("weight_decay", self.weight_decay, low=0.0, high=1.0)
         _check_range("momentum", self.momentum, low=0.0, high=1.0, high_open=True)

@@ -1,7 +1,9 @@
 """Windows, labels and record ids per split, and the batch iterator used by training.
 
 Splits are by record and come from the dataset file; windows are never re-split here, so a
-record's five windows always stay in one split.
+record's windows always stay in one split. A dataset that fits the memory budget is read
+into memory (``SplitData``); a larger one is read a group of records at a time
+(``pipeline.training.stored.StoredSplit``), with the same batches when it does fit.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import numpy as np
 
 from pipeline.datasets.geometry import GENERATOR_GEOMETRY, MIN_WINDOW, DatasetGeometry
 from pipeline.errors import InvalidInput
+from pipeline.training.stored import StoredSplit
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BatchTimer", "SplitData", "TrainingData", "iterate_batches", "load_training_data"]
+__all__ = ["BatchTimer", "Split", "SplitData", "StoredSplit", "TrainingData", "iterate_batches",
+           "load_training_data"]
 
 
 
@@ -44,14 +48,26 @@ class SplitData:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def window_shape(self) -> tuple[int, ...]:
+        """One window's shape: ``(L,)`` or ``(C, L)``."""
+        return tuple(self.windows.shape[1:])
+
+    def groups(self, order_seed: int | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The whole split as one group (``StoredSplit.groups``' in-memory counterpart)."""
+        yield self.windows, np.arange(len(self), dtype=np.int64)
+
+
+Split = SplitData | StoredSplit
+
 
 @dataclass(frozen=True)
 class TrainingData:
     """The three record-level splits of one dataset, plus its geometry (classes, rate, channels)."""
 
-    train: SplitData
-    val: SplitData
-    test: SplitData
+    train: Split
+    val: Split
+    test: Split
     geometry: DatasetGeometry = field(default=GENERATOR_GEOMETRY)
 
     @property
@@ -62,33 +78,42 @@ class TrainingData:
     @property
     def in_channels(self) -> int:
         """Channels per window."""
-        return 1 if self.train.windows.ndim == 2 else int(self.train.windows.shape[1])
+        shape = self.train.window_shape
+        return 1 if len(shape) == 1 else int(shape[0])
+
+    @property
+    def stored(self) -> bool:
+        """True when the splits are read from the file in groups (larger than the memory budget)."""
+        return isinstance(self.train, StoredSplit)
 
     def describe(self) -> dict[str, Any]:
         """What a model needs to know of its data to be applied again: the dataset's geometry
         (classes, rate, channels, normalisation) and the shape ``[C, L]`` of one window."""
         return {**self.geometry.describe(),
-                "input_shape": [self.in_channels, int(self.train.windows.shape[-1])]}
+                "input_shape": [self.in_channels, int(self.train.window_shape[-1])]}
 
     def validate(self, num_classes: int | None = None) -> None:
         """Raise InvalidInput unless every split is non-empty, consistent and in label range."""
         classes = num_classes or len(self.class_keys)
         lengths, channels = set(), set()
         for name in ("train", "val", "test"):
-            split: SplitData = getattr(self, name)
-            if split.windows.ndim not in (2, 3) or len(split) == 0:
+            split: Split = getattr(self, name)
+            shape = split.window_shape
+            if len(shape) not in (1, 2) or len(split) == 0:
                 raise InvalidInput(
-                    f"{name} split must hold windows [n > 0, L] or [n > 0, C, L], got shape "
-                    f"{split.windows.shape}"
+                    f"{name} split must hold windows [n > 0, L] or [n > 0, C, L], got {len(split)} "
+                    f"of shape {shape}"
                 )
-            channels.add(1 if split.windows.ndim == 2 else split.windows.shape[1])
-            if split.windows.shape[0] != len(split) or split.record_ids.shape != split.labels.shape:
+            channels.add(1 if len(shape) == 1 else shape[0])
+            if isinstance(split, SplitData) and split.windows.shape[0] != len(split) \
+                    or split.record_ids.shape != split.labels.shape:
                 raise InvalidInput(f"{name} split: windows, labels and record_ids differ in length")
             if split.labels.min() < 0 or split.labels.max() >= classes:
                 raise InvalidInput(f"{name} split has labels outside [0, {classes})")
-            if not np.isfinite(split.windows).all():
+            # A stored split's samples are checked as each group is read.
+            if isinstance(split, SplitData) and not np.isfinite(split.windows).all():
                 raise InvalidInput(f"{name} split holds NaN or infinite samples")
-            lengths.add(split.windows.shape[-1])
+            lengths.add(shape[-1])
         if len(channels) != 1:
             raise InvalidInput(f"the splits disagree on the number of channels: {sorted(channels)}")
         if len(lengths) != 1 or min(lengths) < MIN_WINDOW:
@@ -97,12 +122,23 @@ class TrainingData:
             )
 
 
-def load_training_data(path: str | os.PathLike[str]) -> TrainingData:
-    """Read the train/val/test windows of a dataset file (raises DatasetFileError)."""
-    from pipeline.datasets.hdf5 import read_geometry, read_windows
+def load_training_data(path: str | os.PathLike[str], memory_budget_bytes: int | None = None) -> TrainingData:
+    """The train/val/test splits of a dataset file (raises DatasetFileError).
 
-    splits = {name: SplitData(*read_windows(path, name)) for name in ("train", "val", "test")}
-    return TrainingData(geometry=read_geometry(path), **splits)
+    Windows are read into memory when they fit ``memory_budget_bytes`` (None: no budget);
+    otherwise each split is a ``StoredSplit`` read a group of records at a time within it.
+    """
+    from pipeline.datasets.hdf5 import read_geometry, read_labels, read_windows
+
+    geometry = read_geometry(path)
+    names = ("train", "val", "test")
+    if memory_budget_bytes is not None:
+        window_bytes = 4 * geometry.in_channels * geometry.window_length * geometry.windows_per_record
+        total = sum(read_labels(path, name).size for name in names) * window_bytes
+        if total > memory_budget_bytes:
+            return TrainingData(geometry=geometry, **{
+                name: StoredSplit(path, name, geometry, memory_budget_bytes) for name in names})
+    return TrainingData(geometry=geometry, **{name: SplitData(*read_windows(path, name)) for name in names})
 
 
 class BatchTimer:
@@ -117,7 +153,7 @@ class BatchTimer:
 
 
 def iterate_batches(
-    split: SplitData,
+    split: Split,
     batch_size: int,
     *,
     shuffle: bool,
@@ -131,10 +167,14 @@ def iterate_batches(
 
     The order depends only on ``seed`` (a fresh generator per call), so a resumed epoch sees
     the same order as an uninterrupted one. ``drop_single`` skips a last batch of one window
-    (batch norm cannot train on it).
+    (batch norm cannot train on it). A ``StoredSplit`` is read a group at a time by its own
+    thread (``num_workers`` does not apply to it).
     """
     import torch
 
+    if isinstance(split, StoredSplit):
+        yield from _stored_batches(split, batch_size, shuffle, seed, timer, device, drop_single)
+        return
     generator = torch.Generator().manual_seed(seed)
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
@@ -189,3 +229,41 @@ def _worker_batches(
 def _with_channels(x: torch.Tensor) -> torch.Tensor:
     """``[B, L]`` windows gain their one channel axis; ``[B, C, L]`` pass as they are."""
     return x.unsqueeze(1) if x.ndim == 2 else x
+
+
+def _stored_batches(
+    split: StoredSplit, batch_size: int, shuffle: bool, seed: int, timer: BatchTimer | None,
+    device: str, drop_single: bool,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of a stored split, group after group; a group's last partial batch is carried
+    into the next, so only the epoch's last batch is short (as in memory)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    groups = split.groups(seed if shuffle else None)
+    carry_x = carry_y = None
+    yielded = 0
+    while True:
+        start = time.perf_counter()
+        item = next(groups, None)
+        if timer is not None:
+            timer.wait_s += time.perf_counter() - start
+        if item is None:
+            break
+        windows, positions = item
+        x, y = torch.from_numpy(windows), torch.from_numpy(split.labels[positions])
+        if carry_x is not None:
+            x, y = torch.cat([carry_x, x]), torch.cat([carry_y, y])
+        order = torch.randperm(len(x), generator=generator) if shuffle else torch.arange(len(x))
+        full = len(x) - len(x) % batch_size
+        for i in range(0, full, batch_size):
+            start = time.perf_counter()
+            idx = order[i:i + batch_size]
+            bx, by = _with_channels(x[idx]).to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+            if timer is not None:
+                timer.wait_s += time.perf_counter() - start
+            yield bx, by
+            yielded += 1
+        carry_x, carry_y = x[order[full:]], y[order[full:]]
+    if carry_x is not None and len(carry_x) and not (drop_single and yielded and len(carry_x) == 1):
+        yield _with_channels(carry_x).to(device, non_blocking=True), carry_y.to(device, non_blocking=True)

@@ -11,14 +11,17 @@ from torch import nn
 __all__ = ["autocast", "predict_proba"]
 
 
-def autocast(device: torch.device, enabled: bool) -> AbstractContextManager[object]:
-    """Return float16 autocast on ``device`` when ``enabled``, else a no-op context.
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-    Training and prediction take this same path on CPU and CUDA; only the flag differs.
+
+def autocast(device: torch.device, precision: str) -> AbstractContextManager[object]:
+    """Return autocast to ``precision`` (``bf16``, ``fp16``) on ``device``; ``fp32``: a no-op context.
+
+    Training and prediction take this same path on CPU and CUDA; only the precision differs.
     """
-    if not enabled:
+    if precision == "fp32":
         return nullcontext()
-    return torch.autocast(device.type, dtype=torch.float16)
+    return torch.autocast(device.type, dtype=_DTYPES[precision])
 
 
 @torch.no_grad()
@@ -27,12 +30,10 @@ def predict_proba(
     windows: np.ndarray,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
-    mixed_precision: bool = False,
+    precision: str = "fp32",
 ) -> np.ndarray:
-    """Return softmax probabilities ``[n, C]`` (float64) of ``model`` in eval mode on ``[n, L]``.
-
-    ``mixed_precision`` applies on CUDA only.
-    """
+    """Return softmax probabilities ``[n, C]`` (float64) of ``model`` in eval mode on ``[n, L]``
+    or ``[n, C, L]`` windows, computed in ``precision`` (see ``autocast``)."""
     device = torch.device(device)
     model.eval()
     x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
@@ -40,7 +41,7 @@ def predict_proba(
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]
         batch = (batch.unsqueeze(1) if batch.ndim == 2 else batch).to(device)
-        with autocast(device, mixed_precision and device.type == "cuda"):
+        with autocast(device, precision):
             logits = model(batch)
         out.append(torch.softmax(logits.float(), dim=1).cpu())
     return torch.cat(out).double().numpy()

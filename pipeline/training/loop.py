@@ -38,7 +38,7 @@ from pipeline.training.checkpoint import (
     snapshot_state,
 )
 from pipeline.training.config import TrainingConfig
-from pipeline.training.data import BatchTimer, SplitData, TrainingData, iterate_batches
+from pipeline.training.data import BatchTimer, Split, TrainingData, iterate_batches
 from pipeline.training.inference import autocast, predict_proba
 from pipeline.training.metrics import (
     EpochRecord,
@@ -48,17 +48,24 @@ from pipeline.training.metrics import (
 )
 
 # predict_proba is re-exported: callers of train_deep evaluate with it.
-__all__ = ["BEST_NAME", "LAST_NAME", "PREDICTIONS_NAME", "predict_proba", "train_deep"]
+__all__ = ["BEST_NAME", "LAST_NAME", "PREDICTIONS_NAME", "predict_proba", "predict_split", "train_deep"]
 
 BEST_NAME, LAST_NAME, PREDICTIONS_NAME = "best.pt", "last.pt", "test_predictions.npz"
 STOP_CHECK_BATCHES = 50  # also check should_stop() inside long epochs
 _PROGRESS_METRICS = ("epoch", "train_loss", "val_loss", "train_acc", "val_acc", "lr")
 
 
+def predict_split(model: nn.Module, split: Split, batch_size: int, device: torch.device | str = "cpu",
+                  precision: str = "fp32") -> np.ndarray:
+    """``predict_proba`` over a whole split, a group of records at a time for a stored one."""
+    return np.concatenate([predict_proba(model, windows, batch_size, device, precision)
+                           for windows, _ in split.groups(None)])
+
+
 def _evaluate(
-    model: nn.Module, split: SplitData, config: TrainingConfig, device: torch.device, amp: bool
+    model: nn.Module, split: Split, config: TrainingConfig, device: torch.device, precision: str
 ) -> tuple[float, float]:
-    probs = predict_proba(model, split.windows, config.batch_size, device, amp)
+    probs = predict_split(model, split, config.batch_size, device, precision)
     labels = split.labels
     loss = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean()
     return float(loss), float((probs.argmax(1) == labels).mean())
@@ -111,7 +118,7 @@ def train_deep(
                            f"have {data.in_channels} channel(s)")
     data.validate()
     device = optim.resolve_device(config)
-    amp = config.mixed_precision and device.type == "cuda"
+    precision = optim.resolve_precision(config, device)
     directory = Path(checkpoint_dir)
     directory.mkdir(parents=True, exist_ok=True)
     best_path, last_path = directory / BEST_NAME, directory / LAST_NAME
@@ -120,7 +127,8 @@ def train_deep(
     model = build_model(model_key, args).to(device)
     optimizer = optim.make_optimizer(model, config)
     scheduler = optim.make_scheduler(optimizer, config)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    # Loss scaling is for fp16 only: bf16 has fp32's range.
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     identity = {"model_key": model_key, "model_args": args, "config": config.to_dict()}
     state: dict[str, Any] = {
         "epoch": 0,
@@ -148,13 +156,13 @@ def train_deep(
         check_stop(should_stop)
         epoch_start = time.perf_counter()
         train_loss, train_acc, seen, wait_s = _train_epoch(
-            model, data.train, config, epoch, device, amp, optimizer, scaler, should_stop
+            model, data.train, config, epoch, device, precision, optimizer, scaler, should_stop
         )
         train_seconds = time.perf_counter() - epoch_start
         trained_windows += seen
         train_time += train_seconds
         wait_time += wait_s
-        val_loss, val_acc = _evaluate(model, data.val, config, device, amp)
+        val_loss, val_acc = _evaluate(model, data.val, config, device, precision)
         lr = optim.current_lr(optimizer)
         optim.step_scheduler(scheduler, val_acc)
         improved = val_acc > state["best_acc"] or (
@@ -202,7 +210,7 @@ def train_deep(
     # best.pt records its own epoch and score: after a crash between writing best.pt and
     # last.pt they can be newer than the counters restored from last.pt.
     best_model, best_meta = load_checkpoint(best_path, map_location=device)
-    probs = predict_proba(best_model, data.test.windows, config.batch_size, device, amp)
+    probs = predict_split(best_model, data.test, config.batch_size, device, precision)
     test = evaluate_predictions(probs, data.test.labels, data.test.record_ids, data.class_keys)
     predictions_path = save_predictions(
         directory / PREDICTIONS_NAME, probs, data.test.labels, data.test.record_ids
@@ -230,7 +238,9 @@ def train_deep(
         train_windows_per_s=trained_windows / train_time if train_time else 0.0,
         data_wait_fraction=wait_time / train_time if train_time else 0.0,
         device=str(device),
-        mixed_precision=amp,
+        mixed_precision=precision != "fp32",
+        precision=precision,
+        data_stored=data.stored,
         model_path=str(best_path),
         model_sha256=None,
         last_checkpoint_path=str(last_path),
@@ -240,11 +250,11 @@ def train_deep(
 
 def _train_epoch(
     model: nn.Module,
-    split: SplitData,
+    split: Split,
     config: TrainingConfig,
     epoch: int,
     device: torch.device,
-    amp: bool,
+    precision: str,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     should_stop: StopFn,
@@ -268,7 +278,7 @@ def _train_epoch(
         if step % STOP_CHECK_BATCHES == 0:
             check_stop(should_stop)
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device, amp):
+        with autocast(device, precision):
             logits = model(x)
         loss = nn.functional.cross_entropy(logits.float(), y)
         scaler.scale(loss).backward()

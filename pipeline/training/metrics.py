@@ -75,6 +75,8 @@ class TrainingResult:
     model_sha256: str | None
     last_checkpoint_path: str | None
     predictions_path: str
+    precision: str = "fp32"  # the autocast dtype trained in: fp32, bf16 or fp16
+    data_stored: bool = False  # read a group of records at a time (larger than the memory budget)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as a JSON-safe dict."""

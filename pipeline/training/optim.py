@@ -8,7 +8,8 @@ from torch import nn
 from pipeline.errors import InvalidInput
 from pipeline.training.config import TrainingConfig
 
-__all__ = ["current_lr", "make_optimizer", "make_scheduler", "resolve_device", "step_scheduler"]
+__all__ = ["current_lr", "make_optimizer", "make_scheduler", "resolve_device", "resolve_precision",
+           "step_scheduler"]
 
 
 def resolve_device(config: TrainingConfig) -> torch.device:
@@ -18,6 +19,29 @@ def resolve_device(config: TrainingConfig) -> torch.device:
     if config.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(config.device)
+
+
+def resolve_precision(config: TrainingConfig, device: torch.device) -> str:
+    """The arithmetic a run trains in: ``fp32``, ``bf16`` or ``fp16`` (autocast dtypes).
+
+    On CUDA, mixed precision is bf16 where the device supports it (no loss scaling needed),
+    else fp16 with a gradient scaler. On CPU it is full precision unless ``bf16`` is asked:
+    autocast runs there, but is slower than fp32 on CPUs without bf16 units.
+
+    Raises:
+        InvalidInput: fp16 asked on CPU, or bf16 on a CUDA device without it.
+    """
+    if not config.mixed_precision:
+        return "fp32"
+    if device.type == "cuda":
+        if config.precision == "bf16" and not torch.cuda.is_bf16_supported():
+            raise InvalidInput("training option 'precision' is 'bf16' but this CUDA device does not support it")
+        if config.precision == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return config.precision
+    if config.precision == "fp16":
+        raise InvalidInput("training option 'precision' is 'fp16', which autocast runs on CUDA only; use 'bf16' on CPU")
+    return "bf16" if config.precision == "bf16" else "fp32"
 
 
 def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:

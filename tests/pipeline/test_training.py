@@ -327,3 +327,15 @@ def test_dataset_file_trains_deep_and_classical_models(tmp_path) -> None:
     assert set(deep.test["per_class_accuracy"]) == set(keys) and deep.test["n_records"] * 5 == len(data.test)
     classical = train_classical("rf", {"n_estimators": 20}, data, None, tmp_path / "rf")
     assert classical.test["window_accuracy"] > 0.5
+
+
+def test_mixed_precision_is_chosen_per_device_and_recorded(data: TrainingData, tmp_path) -> None:
+    # bf16 autocast runs on CPU too, so the mixed-precision path trains and is recorded here.
+    bf16 = train_deep("cnn1d", _args("cnn1d"), {**FAST, "precision": "bf16"}, data, tmp_path / "bf16")
+    assert (bf16.precision, bf16.mixed_precision) == ("bf16", True)
+    assert bf16.test["window_accuracy"] > 1 / CLASSES
+    plain = train_deep("cnn1d", _args("cnn1d"), FAST, data, tmp_path / "auto")
+    assert (plain.precision, plain.mixed_precision) == ("fp32", False)  # auto on CPU: full precision
+    assert plain.to_dict()["precision"] == "fp32"
+    with pytest.raises(InvalidInput, match="CUDA only"):
+        train_deep("cnn1d", _args("cnn1d"), {**FAST, "precision": "fp16"}, data, tmp_path / "fp16")

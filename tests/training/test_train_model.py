@@ -83,7 +83,7 @@ def test_deep_model_trains_on_a_worker_and_records_history_files_and_metrics(lan
     assert meta["model_key"] == "cnn1d" and meta["model_args"]["width"] == 8
     data = load_training_data(tiny_dataset["path"])
     torch.set_num_threads(1)
-    probabilities = predict_proba(model, data.test.windows, 8, torch.device("cpu"), False)
+    probabilities = predict_proba(model, data.test.windows, 8, torch.device("cpu"))
     saved = np.load(experiment["predictions_path"])
     np.testing.assert_allclose(probabilities, saved["probabilities"], atol=1e-5)
 
