@@ -61,8 +61,11 @@ def rig_signal(kind: str, rpm: float, fs: int, seconds: float, rng: np.random.Ge
         kernel = np.exp(-ring / 0.0008) * np.sin(2 * np.pi * RESONANCE_HZ * ring)
         impacts = np.convolve(impacts, kernel)[:n]
     gain = {"normal": 0.0, "inner_race": 0.5, "outer_race": 0.7, "ball": 0.4}[kind]
-    drive = shaft + gain * impacts + 0.05 * rng.standard_normal(n)
-    fan = 0.5 * shaft + 0.3 * gain * impacts + 0.05 * rng.standard_normal(n)
+    # Each recording has its own sensor gain and noise floor (mounting, cable, amplifier), so a
+    # recording's overall level says little of its class: its RMS ranges overlap across classes.
+    level, noise = rng.uniform(0.6, 1.6), rng.uniform(0.04, 0.07)
+    drive = level * (shaft + gain * impacts) + noise * rng.standard_normal(n)
+    fan = level * (0.5 * shaft + 0.3 * gain * impacts) + noise * rng.standard_normal(n)
     return np.column_stack([drive, fan])
 
 

@@ -43,9 +43,9 @@ def _run(actor, timeout_s: float = 300, **kwargs):  # type: ignore[no-untyped-de
 
 @pytest.fixture(scope="module")
 def rig() -> dict[str, Any]:
-    """Rig recordings under the workers' import root: 4 classes x 4 recordings of 4 s."""
+    """Rig recordings under the workers' import root: 4 classes x 6 recordings of 4 s."""
     root = get_settings().import_roots[0] / f"rig-{uuid.uuid4().hex[:8]}"
-    files = write_rig_mat_files(root, recordings_per_class=4, seconds=4.0, seed=3)
+    files = write_rig_mat_files(root, recordings_per_class=6, seconds=4.0, seed=3)
     return {"root": root, "files": files}
 
 
@@ -55,7 +55,7 @@ def dataset(workers, rig) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     job = _run(import_mat_dataset, paths=[str(rig["root"])], dataset_id=f"rig-{uuid.uuid4().hex[:6]}",
                labels={"patterns": {f"**/{folder}/*": kind for kind, folder in FOLDERS.items()}},
                channels=CHANNELS, channel_names=["DE", "FE"], sampling_rate="native", source_fs=FS, record_seconds=2.0,
-               window_seconds=0.5, normalize="record", seed=1)
+               window_seconds=0.5, overlap=0.5, normalize="record", seed=1)
     return get_dataset(_database(), job.result["dataset_id"])
 
 
@@ -80,6 +80,7 @@ def test_the_import_records_the_recordings_own_classes_and_layout(dataset):
     geometry = read_geometry(dataset["path"])
     assert geometry.class_keys == KINDS and geometry.channels == ("DE", "FE")
     assert (geometry.sampling_rate, geometry.record_length, geometry.window_length) == (FS, 24_000, 6_000)
+    assert geometry.window_hop == 3_000
     files = [{m["source_file"] for m in read_split(dataset["path"], s).metadata} for s in ("train", "val", "test")]
     assert not (files[0] & files[1] or files[0] & files[2] or files[1] & files[2])
 
