@@ -109,7 +109,10 @@ def test_an_operator_cancels_a_job_sends_training_from_the_form_and_sees_the_exp
     running = stepper.send(steps=15, step_s=0.2)
     page.goto(f"{dashboard_url}/jobs/{running.message_id}")
     page.once("dialog", lambda dialog: dialog.accept())
-    page.click("#cancel")
+    # The cancel form posts and lands back on the job's page: wait for that navigation, or the
+    # next goto may be cut short by it (the old page's live state can say 'cancelled' first).
+    with page.expect_navigation(url=f"**/jobs/{running.message_id}"):
+        page.click("#cancel")
     page.wait_for_function("() => document.getElementById('tree-state').textContent === 'cancelled'", timeout=15_000)
     page.goto(f"{dashboard_url}/send?actor=train_model")
     assert page.locator("text=model_key").count() >= 1  # the payload's fields, from the schema
