@@ -129,7 +129,7 @@ def cached_features(data: TrainingData, dataset_key: str) -> Callable[..., np.nd
         with _FEATURES_LOCK:
             found = _FEATURES.get(key)
         if found is None:
-            found = default_features(windows, on_progress, should_stop)
+            found = default_features(windows, on_progress, should_stop, fs=data.geometry.sampling_rate)
             with _FEATURES_LOCK:
                 _FEATURES[key] = found
                 while len(_FEATURES) > 3 * _FEATURE_SETS_KEPT:

@@ -189,3 +189,15 @@ def test_files_without_a_rate_variable_keep_the_old_default_when_no_rule_is_give
     geometry = read_geometry(result.hdf5_path)
     assert geometry.class_keys[0] == "sain" and geometry.num_classes == 11
     assert (geometry.sampling_rate, geometry.record_length, geometry.window_length) == (20_480, 102_400, 20_480)
+
+
+def test_classical_features_of_a_campaign_are_taken_at_the_datasets_rate(imported):
+    from pipeline.features.extract import extract_window_features
+    from pipeline.hpo.trial import cached_features
+    from pipeline.progress import never_stop, no_progress
+    from pipeline.training import load_training_data
+
+    data = load_training_data(imported.hdf5_path)
+    features = cached_features(data, f"rig-rate-{imported.config_hash}")(data.val.windows, no_progress, never_stop)
+    np.testing.assert_array_equal(features, extract_window_features(data.val.windows, FS).values)
+    assert not np.allclose(features, extract_window_features(data.val.windows, 20_480).values)
