@@ -9,6 +9,7 @@ retried; a repeated message for a completed analysis returns the recorded one.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -208,7 +209,7 @@ def compare_architectures(payload: CompareArchitectures, job: JobContext) -> dic
         for index, experiment in enumerate(experiments):
             check_stop(job.should_stop)
             predictor, path, _ = _predictor(database, experiment)
-            windows, _ = read_test_windows(path, payload.latency_windows)
+            windows, _, _ = read_test_windows(path, payload.latency_windows)
             profiles.append(profile_model(
                 experiment["experiment_id"], predictor, windows, metrics=experiment["metrics"],
                 model_size_bytes=Path(experiment["model_path"]).stat().st_size,
@@ -232,9 +233,10 @@ def robustness_report(payload: RobustnessReport, job: JobContext) -> dict:
     def compute(database: Database, folder: Path):  # type: ignore[no-untyped-def]
         experiment = _experiment(database, payload.experiment_id, needs="model_path")
         predictor, path, keys = _predictor(database, experiment)
-        windows, labels = read_test_windows(path, payload.max_windows)
-        result = report(predictor.predict_proba, windows, labels, keys, payload.snr_db, payload.seed,
-                        on_progress=job.progress, should_stop=job.should_stop)
+        windows, labels, shaft_hz = read_test_windows(path, payload.max_windows)
+        # Noise changes the signal, not the shaft: every level keeps the recorded speeds.
+        result = report(functools.partial(predictor.predict_proba, shaft_hz=shaft_hz), windows, labels, keys,
+                        payload.snr_db, payload.seed, on_progress=job.progress, should_stop=job.should_stop)
         plot = plot_robustness(result, folder / "robustness.png")
         metrics = {"clean_accuracy": result["clean"]["accuracy"],
                    **{f"accuracy_{level['snr_db']:g}db": level["accuracy"] for level in result["levels"]}}

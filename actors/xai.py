@@ -169,26 +169,30 @@ def _dataset(database: Database, dataset_id: str, split: str, record: int = 0) -
     return dataset["path"], count
 
 
-def _records(path: str, split: str, records: list[int]) -> np.ndarray:
-    """The windows ``[n, W]`` of some records of a split, read record by record."""
+def _records(path: str, split: str, records: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The windows ``[n, W]`` of some records of a split, read record by record, and each
+    window's recorded shaft speed in Hz (NaN where none)."""
     from pipeline.datasets.hdf5 import cut_windows, read_split
 
-    signals = np.concatenate([read_split(path, split, slice(r, r + 1)).signals for r in records])
-    return cut_windows(signals, np.zeros(len(signals), np.int64), _geometry(path))[0]
+    arrays = [read_split(path, split, slice(r, r + 1)) for r in records]
+    signals = np.concatenate([a.signals for a in arrays])
+    windows, _, record_ids = cut_windows(signals, np.zeros(len(signals), np.int64), _geometry(path))
+    return windows, np.concatenate([a.shaft_hz for a in arrays])[record_ids]
 
 
 @functools.lru_cache(maxsize=2)
-def _background(path: str, n_train: int, size: int, seed: int) -> np.ndarray:
-    """Windows of seeded random training records, enough for ``size``; read once per process.
+def _background(path: str, n_train: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of seeded random training records, enough for ``size``, and their shaft speeds;
+    read once per process.
 
     Whole records, not the whole split (which can be gigabytes); ``explain`` then draws
     ``size`` of these windows with the same seed. Dataset files are never rewritten in place.
     """
     count = min(n_train, math.ceil(size / _geometry(path).windows_per_record))
     picked = np.sort(np.random.default_rng(seed).choice(n_train, count, replace=False))
-    windows = _records(path, "train", [int(r) for r in picked])
-    windows.flags.writeable = False  # shared by every later call in this process
-    return windows
+    windows, speeds = _records(path, "train", [int(r) for r in picked])
+    windows.flags.writeable = speeds.flags.writeable = False  # shared by every later call in this process
+    return windows, speeds
 
 
 def _model_input(database: Database, experiment: dict[str, Any], dataset_id: str, path: str,
@@ -222,8 +226,9 @@ def _explain(payload: ExplainSignal, job: JobContext, database: Database, experi
     model_key = loaded.model_key or experiment["model_key"]
     geometry = _geometry(path)
     class_keys = loaded.meta.get("class_keys") or list(geometry.class_keys)
-    windows = _model_input(database, experiment, payload.signal.dataset_id, path,
-                           _records(path, payload.signal.split, [payload.signal.record]))
+    record, speeds = _records(path, payload.signal.split, [payload.signal.record])
+    windows = _model_input(database, experiment, payload.signal.dataset_id, path, record)
+    shaft_hz = None if np.isnan(speeds[0]) else float(speeds[0])
     if geometry.in_channels != 1:
         raise InvalidInput(f"experiment {experiment['experiment_id']!r} takes {geometry.in_channels} channels "
                            f"({', '.join(geometry.channels)}): explanations cover one-channel models")
@@ -242,15 +247,17 @@ def _explain(payload: ExplainSignal, job: JobContext, database: Database, experi
         png = xai.plot_activation_maps(directory / "activations.png", signal, maps, class_keys,
                                        fs=geometry.sampling_rate, max_channels=resolved["max_channels"])
         return maps.to_dict(), str(npz), str(png)
-    background = None
+    background = background_shaft_hz = None
     # Only SHAP (deep or classical) and classical LIME use training windows.
     if payload.method == "shap" or (payload.method == "lime" and not is_deep(model_key)):
         train_path, n_train = _dataset(database, experiment["dataset_id"], "train")
-        background = _background(train_path, n_train, resolved["background_size"], resolved["seed"])
+        background, background_shaft_hz = _background(train_path, n_train, resolved["background_size"],
+                                                      resolved["seed"])
     explain = xai.explain_record if whole else xai.explain
     explanation = explain(loaded.model, model_key, windows if whole else signal, payload.method, resolved,
                           background=background, feature_fn=_features_at(geometry.sampling_rate),
-                          on_progress=job.progress, should_stop=job.should_stop)
+                          on_progress=job.progress, should_stop=job.should_stop,
+                          shaft_hz=shaft_hz, background_shaft_hz=background_shaft_hz)
     npz = xai.save_explanation(directory / "explanation.npz", explanation)
     png = xai.plot_explanation(directory / "explanation.png", signal, explanation, class_keys=class_keys,
                                fs=geometry.sampling_rate)
@@ -261,7 +268,7 @@ def _features_at(fs: float):  # type: ignore[no-untyped-def]
     """A classical model's features of windows sampled at ``fs`` (the dataset's rate)."""
     from pipeline.features import extract_features
 
-    return lambda windows: extract_features(windows, fs).values
+    return lambda windows, shaft_hz: extract_features(windows, fs, shaft_hz=shaft_hz).values
 
 
 def _refuse(job: JobContext, exc: BaseException) -> dict[str, Any] | None:

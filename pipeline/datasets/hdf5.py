@@ -26,6 +26,7 @@ from pipeline.datasets.layout import (
     check_dataset_id,
     dataset_attrs,
     encode_signal,
+    shaft_speeds,
     split_indices,
 )
 from pipeline.datasets.writer import DatasetWriter
@@ -46,6 +47,7 @@ __all__ = [
     "encode_signal",
     "read_geometry",
     "read_labels",
+    "read_shaft_hz",
     "read_split",
     "read_windows",
     "split_indices",
@@ -113,6 +115,18 @@ def read_labels(path: str | os.PathLike[str], split: str) -> np.ndarray:
             return np.asarray(group["labels"][...], dtype=np.int64)
         except KeyError as error:
             raise DatasetFileError(f"{path}: split {split!r} lacks a dataset ({error})") from None
+
+
+def read_shaft_hz(path: str | os.PathLike[str], split: str, records: slice | None = None) -> np.ndarray:
+    """Each record's shaft speed in Hz (NaN where not recorded), reading only the metadata."""
+    _check_split(split)
+    with _open(path) as handle:
+        group = _group(handle, split)
+        try:
+            values = group["metadata"][records if records is not None else slice(None)]
+        except KeyError as error:
+            raise DatasetFileError(f"{path}: split {split!r} lacks a dataset ({error})") from None
+    return shaft_speeds([json.loads(_text(v)) for v in values])
 
 
 def read_windows(

@@ -52,6 +52,7 @@ __all__ = [
     "check_dataset_id",
     "dataset_attrs",
     "encode_signal",
+    "shaft_speeds",
     "split_indices",
 ]
 
@@ -78,6 +79,22 @@ class SplitArrays:
     labels: np.ndarray
     severities: np.ndarray
     metadata: list[dict[str, Any]]
+
+    @property
+    def shaft_hz(self) -> np.ndarray:
+        """Each record's shaft speed in Hz, from its metadata's ``rpm`` (NaN where none)."""
+        return shaft_speeds(self.metadata)
+
+
+def shaft_speeds(metadata: list[dict[str, Any]]) -> np.ndarray:
+    """Shaft speed in Hz (``rpm`` / 60) of each record's metadata; NaN where it holds no
+    positive rpm (generated records, recordings without a speed variable or column)."""
+    speeds = np.full(len(metadata), np.nan)
+    for index, record in enumerate(metadata):
+        rpm = record.get("rpm") if isinstance(record, dict) else None
+        if isinstance(rpm, (int, float)) and not isinstance(rpm, bool) and np.isfinite(rpm) and rpm > 0:
+            speeds[index] = rpm / 60.0
+    return speeds
 
 
 @dataclass(frozen=True)

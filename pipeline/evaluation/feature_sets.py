@@ -25,7 +25,6 @@ from pipeline.errors import DatasetFileError, InvalidInput
 from pipeline.features.extract import (
     DOMAINS,
     FeatureMatrix,
-    extract_features,
     extract_window_features,
     feature_names,
     window_feature_names,
@@ -105,7 +104,8 @@ def extract_shard(
         return _empty(names)
     windows, labels, positions = cut_windows(arrays.signals, arrays.labels, geometry)
     matrix = extract_window_features(windows, geometry.sampling_rate, domains, on_progress=on_progress,
-                                     should_stop=should_stop, channels=geometry.channels)
+                                     should_stop=should_stop, channels=geometry.channels,
+                                     shaft_hz=arrays.shaft_hz[positions])
     record_ids = positions + shard.start
     return FeatureSet(
         values=matrix.values, names=matrix.names, labels=labels,
@@ -212,26 +212,42 @@ def load_selection(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise DatasetFileError(f"cannot read feature selection {path}: {exc}") from exc
     if not isinstance(document, dict) or document.get("format") != SELECTION_FORMAT:
         raise DatasetFileError(f"{path} is not a feature selection ({SELECTION_FORMAT})")
-    unknown = sorted(set(document.get("names") or []) - set(feature_names(DOMAINS)))
+    known = set(feature_names(DOMAINS))
+    # A multi-channel feature set names its columns "<channel>:<feature>".
+    unknown = sorted(name for name in document.get("names") or [] if name.rpartition(":")[2] not in known)
     if unknown or not document.get("names"):
         raise DatasetFileError(f"{path} names unknown features {unknown} or none at all")
     return document
 
 
+def _selection_channels(selection: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The channels a selection's feature set was taken over, in column order (None: one)."""
+    columns = selection.get("all_names") or selection["names"]
+    channels = dict.fromkeys(name.partition(":")[0] for name in columns if ":" in name)
+    return tuple(channels) or None
+
+
 def selection_features_fn(selection: Mapping[str, Any], fs: float = FS) -> FeaturesFn:
     """A ``features_fn`` for ``train_classical`` that computes only the selected features
-    (of windows sampled at ``fs``).
+    (of windows sampled at ``fs``; ``[n, C, L]`` windows for a selection made over several
+    channels, whose names are ``"<channel>:<feature>"``).
 
     Only the domains holding a selected feature are computed; columns come in the
     selection's order (best first).
     """
     wanted = list(selection["names"])
-    domains = [d for d in DOMAINS if set(feature_names([d])) & set(wanted)]
-    computed = feature_names(domains)
+    channels = _selection_channels(selection)
+    domains = [d for d in DOMAINS if set(feature_names([d])) & {name.rpartition(":")[2] for name in wanted}]
+    computed = window_feature_names(domains, channels or ("",))
     columns = [computed.index(name) for name in wanted]
 
-    def features(windows: np.ndarray, on_progress: ProgressFn, should_stop: StopFn) -> np.ndarray:
-        matrix = extract_features(windows, fs, domains, on_progress=on_progress, should_stop=should_stop)
+    def features(windows: np.ndarray, on_progress: ProgressFn, should_stop: StopFn,
+                 shaft_hz: np.ndarray | None = None) -> np.ndarray:
+        if (np.ndim(windows) == 3) != (channels is not None) or channels and len(channels) != windows.shape[1]:
+            raise InvalidInput(f"this selection was made over {len(channels or ('',))} channel(s), the windows "
+                               f"have shape {np.shape(windows)}")
+        matrix = extract_window_features(windows, fs, domains, on_progress=on_progress, should_stop=should_stop,
+                                         channels=channels, shaft_hz=shaft_hz)
         return matrix.values[:, columns]
 
     return features

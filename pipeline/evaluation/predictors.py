@@ -17,15 +17,16 @@ __all__ = ["Predictor", "load_predictor", "read_test_windows"]
 
 @dataclass(frozen=True)
 class Predictor:
-    """``predict_proba(windows [n, L]) -> [n, num_classes]`` of one saved model.
+    """``predict_proba(windows [n, L], shaft_hz=None) -> [n, num_classes]`` of one saved model.
 
     ``module`` is the torch module of a deep model (for FLOP counting), ``None`` for a
-    classical one, whose ``predict_proba`` includes extracting the 36 features.
+    classical one, whose ``predict_proba`` includes extracting the 36 features (their 1X
+    line at ``shaft_hz`` [n], each window's recorded shaft speed, where known).
     """
 
     model_key: str
     num_classes: int
-    predict_proba: Callable[[np.ndarray], np.ndarray]
+    predict_proba: Callable[..., np.ndarray]
     module: Any = None
     parameter_count: int = 0
 
@@ -43,7 +44,8 @@ def _deep(model_key: str, path: str | os.PathLike[str], num_classes: int, batch_
     if len(meta["class_keys"]) != num_classes:
         raise InvalidInput(f"model file {path} predicts {len(meta['class_keys'])} classes, expected {num_classes}")
 
-    def predict(windows: np.ndarray) -> np.ndarray:
+    def predict(windows: np.ndarray, shaft_hz: np.ndarray | None = None) -> np.ndarray:
+        del shaft_hz  # a deep model learns its own view of the spectrum
         # One thread: a cpu_processing worker is one process per core, and torch's default
         # (every core) in each of them would only make them fight over the cores.
         threads = torch.get_num_threads()
@@ -66,8 +68,8 @@ def _classical(model_key: str, path: str | os.PathLike[str], num_classes: int, s
     if columns.size and columns.max() >= num_classes:
         raise InvalidInput(f"model file {path} knows class {int(columns.max())}, beyond {num_classes} classes")
 
-    def predict(windows: np.ndarray) -> np.ndarray:
-        features = extract_window_features(windows, fs).values
+    def predict(windows: np.ndarray, shaft_hz: np.ndarray | None = None) -> np.ndarray:
+        features = extract_window_features(windows, fs, shaft_hz=shaft_hz).values
         # A class absent from training has no column: its probability is 0.
         proba = np.zeros((len(windows), num_classes))
         proba[:, columns] = model.predict_proba(features)
@@ -104,8 +106,9 @@ def load_predictor(
 
 def read_test_windows(
     path: str | os.PathLike[str], max_windows: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The test split's windows and labels, the first ``max_windows`` (whole records).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The test split's windows, labels and shaft speeds in Hz (NaN where not recorded), the
+    first ``max_windows`` (whole records).
 
     Only the records needed are read, so a latency sample of a large dataset stays cheap.
 
@@ -118,5 +121,5 @@ def read_test_windows(
     per_record = geometry.windows_per_record
     records = None if max_windows is None else slice(0, -(-max_windows // per_record))
     arrays = read_split(path, "test", records)
-    windows, labels, _ = cut_windows(arrays.signals, arrays.labels, geometry)
-    return windows[:max_windows], labels[:max_windows]
+    windows, labels, record_ids = cut_windows(arrays.signals, arrays.labels, geometry)
+    return windows[:max_windows], labels[:max_windows], arrays.shaft_hz[record_ids][:max_windows]

@@ -33,18 +33,20 @@ def check_importance_methods(methods: Sequence[str] | None) -> None:
         raise InvalidInput(f"unknown importance method(s) {unknown}; valid: {', '.join(IMPORTANCE_METHODS)}")
 
 
-def check_selection(method: str, k: int | None, n_features: int, threshold: float | None = None) -> None:
+def check_selection(method: str, k: int | None, n_features: int | None, threshold: float | None = None) -> None:
     """Raise ``InvalidInput`` unless ``method`` can keep ``k`` of ``n_features`` features.
 
-    The same rules ``select_features`` applies, checked before any feature is computed.
+    The same rules ``select_features`` applies, checked before any feature is computed;
+    ``n_features`` None (not known yet) checks all but the upper bound on ``k``.
     """
     from pipeline.features.selection import METHODS
 
     if method not in METHODS:
         raise InvalidInput(f"unknown selection method {method!r}; valid: {', '.join(METHODS)}")
-    if k is not None and not 1 <= k <= n_features:
-        raise InvalidInput(f"k={k} is more than the {n_features} features to select from" if k > n_features
-                           else f"k must be at least 1, got {k}")
+    if k is not None and k < 1:
+        raise InvalidInput(f"k must be at least 1, got {k}")
+    if k is not None and n_features is not None and k > n_features:
+        raise InvalidInput(f"k={k} is more than the {n_features} features to select from")
     if k is None and method != "variance_threshold":
         raise InvalidInput(f"{method} needs k, the number of features to keep")
     if threshold is not None and method != "variance_threshold":
@@ -76,6 +78,7 @@ def selection_report(
     from pipeline.evaluation.feature_sets import save_selection
     from pipeline.features.selection import select_features
 
+    check_selection(method, k, len(names), threshold)
     if method == "variance_threshold":
         params: dict[str, Any] = {} if threshold is None else {"threshold": threshold}
     else:

@@ -87,13 +87,32 @@ def _validate(windows: np.ndarray, fs: int) -> np.ndarray:
     return x
 
 
-def _compute(windows: np.ndarray, fs: int, domains: tuple[str, ...]) -> np.ndarray:
+def _shaft_speeds(shaft_hz: np.ndarray | float | None, n: int) -> np.ndarray | None:
+    """Per-window shaft speeds in Hz (NaN: not recorded) from one value or ``[n]`` values."""
+    if shaft_hz is None:
+        return None
+    speeds = np.broadcast_to(np.asarray(shaft_hz, dtype=np.float64), (n,)) if np.ndim(shaft_hz) == 0 \
+        else np.asarray(shaft_hz, dtype=np.float64)
+    if speeds.shape != (n,):
+        raise InvalidInput(f"shaft speeds must be one value or one per window ({n}), got shape {speeds.shape}")
+    known = speeds[~np.isnan(speeds)]
+    if not np.isfinite(known).all() or (known <= 0).any():
+        raise InvalidInput("a shaft speed must be a positive number of Hz (NaN where not recorded)")
+    return speeds
+
+
+def _compute(windows: np.ndarray, fs: int, domains: tuple[str, ...],
+             shaft_hz: np.ndarray | None = None) -> np.ndarray:
     """Features of some windows, vectorised over cache-sized blocks; overflow becomes 0."""
     blocks = []
     per_block = max(1, _BLOCK_BYTES // (8 * windows.shape[1]))
     for start in range(0, windows.shape[0], per_block):
         block = np.asarray(windows[start : start + per_block], dtype=np.float64)
-        blocks.append(np.hstack([_MODULES[d].compute(block, fs) for d in domains]))
+        # Only the frequency domain has a 1X line to place.
+        speeds = None if shaft_hz is None else shaft_hz[start : start + per_block]
+        blocks.append(np.hstack([
+            frequency.compute(block, fs, speeds) if d == "frequency" else _MODULES[d].compute(block, fs)
+            for d in domains]))
     values = np.vstack(blocks)
     # The modules guard their ratios; this only catches overflow on absurd amplitudes, so
     # that one bad window cannot poison a model's standardisation.
@@ -107,6 +126,7 @@ def extract_features(
     on_progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
     chunk_size: int = 256,
+    shaft_hz: np.ndarray | float | None = None,
 ) -> FeatureMatrix:
     """Compute features for every window, each domain vectorised over chunks of windows.
 
@@ -121,12 +141,15 @@ def extract_features(
         should_stop: checked before each chunk.
         chunk_size: windows between progress reports and stop checks (each chunk is
             computed in vectorised blocks of about 1.3 MB of samples, which bounds memory).
+        shaft_hz: the shaft speed in Hz (rpm / 60) of every window, or one per window (NaN
+            where not recorded): it places the frequency domain's 1X line.
 
     Returns:
         ``FeatureMatrix`` with ``values [n, k]`` float64 and the ``k`` names.
 
     Raises:
-        InvalidInput: unknown domain, bad shape, NaN/inf in the windows, chunk_size < 1.
+        InvalidInput: unknown domain, bad shape, NaN/inf in the windows, chunk_size < 1, a
+            shaft speed that is not positive or not one per window.
         StopRequested: ``should_stop()`` answered true.
     """
     selected = _resolve(domains)
@@ -134,11 +157,12 @@ def extract_features(
     if chunk_size < 1:
         raise InvalidInput(f"chunk_size must be at least 1, got {chunk_size}")
     n = x.shape[0]
+    speeds = _shaft_speeds(shaft_hz, n)
     values = np.empty((n, len(feature_names(selected))))
     for start in range(0, n, chunk_size):
         check_stop(should_stop)
         stop = min(start + chunk_size, n)
-        values[start:stop] = _compute(x[start:stop], fs, selected)
+        values[start:stop] = _compute(x[start:stop], fs, selected, None if speeds is None else speeds[start:stop])
         on_progress(stop / n, "extracting features", windows=stop)
     return FeatureMatrix(values=values, names=feature_names(selected))
 
@@ -150,22 +174,24 @@ def extract_window_features(
     on_progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
     channels: Sequence[str] | None = None,
+    shaft_hz: np.ndarray | float | None = None,
 ) -> FeatureMatrix:
     """``extract_features`` of one-channel ``[n, L]`` or multi-channel ``[n, C, L]`` windows.
 
     Each channel gets every feature; columns run channel by channel, named
     ``"<channel>:<feature>"`` when there are several (``channels`` names them, else ``ch<k>``).
+    ``shaft_hz`` as for ``extract_features`` (every channel of a window shares its shaft).
     """
     x = np.asarray(windows)
     if x.ndim != 3:
-        return extract_features(x, fs, domains, on_progress, should_stop)
+        return extract_features(x, fs, domains, on_progress, should_stop, shaft_hz=shaft_hz)
     names = list(channels) if channels is not None else [f"ch{k}" for k in range(x.shape[1])]
     if len(names) != x.shape[1]:
         raise InvalidInput(f"{len(names)} channel names for windows of {x.shape[1]} channels")
     parts = []
     for k in range(len(names)):
         report = scaled(on_progress, k / len(names), (k + 1) / len(names))
-        parts.append(extract_features(x[:, k], fs, domains, report, should_stop).values)
+        parts.append(extract_features(x[:, k], fs, domains, report, should_stop, shaft_hz=shaft_hz).values)
     return FeatureMatrix(np.hstack(parts), window_feature_names(domains, names))
 
 
@@ -184,6 +210,7 @@ def extract_features_loop(
     domains: Sequence[str] = DOMAINS,
     on_progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
+    shaft_hz: np.ndarray | float | None = None,
 ) -> FeatureMatrix:
     """The same features, one ``[1, L]`` window per call: the baseline for benchmarks.
 
@@ -193,9 +220,10 @@ def extract_features_loop(
     selected = _resolve(domains)
     x = _validate(windows, fs)
     n = x.shape[0]
+    speeds = _shaft_speeds(shaft_hz, n)
     values = np.empty((n, len(feature_names(selected))))
     for i in range(n):
         check_stop(should_stop)
-        values[i] = _compute(x[i : i + 1], fs, selected)[0]
+        values[i] = _compute(x[i : i + 1], fs, selected, None if speeds is None else speeds[i : i + 1])[0]
         on_progress((i + 1) / n, "extracting features", windows=i + 1)
     return FeatureMatrix(values=values, names=feature_names(selected))

@@ -60,12 +60,14 @@ def _amplitude_near(amplitude: np.ndarray, freq_hz: np.ndarray, df: float) -> np
     return np.where(centre < n_bins, best, 0.0)
 
 
-def compute(windows: np.ndarray, fs: int) -> np.ndarray:
+def compute(windows: np.ndarray, fs: int, shaft_hz: np.ndarray | None = None) -> np.ndarray:
     """Frequency-domain features of each window, vectorised over rows.
 
     Args:
         windows: ``[n, L]`` signal windows.
         fs: sampling rate in Hz.
+        shaft_hz: ``[n]`` shaft speed of each window's recording in Hz (rpm / 60), NaN
+            where it was not recorded; None: not recorded for any.
 
     Returns:
         ``[n, 12]`` float64 in ``NAMES`` order, all on the power spectrum ``P`` of
@@ -74,8 +76,8 @@ def compute(windows: np.ndarray, fs: int) -> np.ndarray:
         entropy ``-Σ p ln p / ln m`` in [0, 1]; band energies as fractions of ΣP for
         ``BANDS_HZ``; total spectral power ΣP (the variance); spectral std
         ``sqrt(Σ (f - centroid)² p)`` (Hz); 2X/1X and 3X/1X as amplitude ratios ``|X|``
-        at 2·f1 and 3·f1 over f1 (peak within ±1 bin), where f1 is the dominant frequency
-        if above 10 Hz, else 60 Hz; spectral peakiness ``max P / mean P`` over non-DC bins.
+        at 2·f1 and 3·f1 over f1 (peak within ±1 bin), where f1 is the recorded shaft speed
+        when known, else the dominant frequency if above 10 Hz, else 60 Hz; spectral peakiness ``max P / mean P`` over non-DC bins.
         A window with no AC content (constant) gets 0 for every ratio and entropy.
     """
     x = np.asarray(windows, dtype=np.float64)
@@ -97,6 +99,10 @@ def compute(windows: np.ndarray, fs: int) -> np.ndarray:
 
     amplitude = np.sqrt(power)
     f1 = np.where(dominant > _MIN_1X_HZ, dominant, OMEGA0_HZ)
+    if shaft_hz is not None:
+        # A measured speed names the 1X line; the dominant peak of a faulty bearing is
+        # usually a resonance or a fault order, not the shaft.
+        f1 = np.where(np.isnan(shaft_hz), f1, shaft_hz)
     a1 = _amplitude_near(amplitude, f1, df)
     ratio_2x = safe_ratio(_amplitude_near(amplitude, 2 * f1, df), a1)
     ratio_3x = safe_ratio(_amplitude_near(amplitude, 3 * f1, df), a1)

@@ -124,12 +124,14 @@ def cached_features(data: TrainingData, dataset_key: str) -> Callable[..., np.nd
 
     names = {id(data.train.windows): "train", id(data.val.windows): "val", id(data.test.windows): "test"}
 
-    def features(windows: np.ndarray, on_progress: ProgressFn, should_stop: StopFn) -> np.ndarray:
+    def features(windows: np.ndarray, on_progress: ProgressFn, should_stop: StopFn,
+                 shaft_hz: np.ndarray | None = None) -> np.ndarray:
         key = (dataset_key, names[id(windows)])
         with _FEATURES_LOCK:
             found = _FEATURES.get(key)
         if found is None:
-            found = default_features(windows, on_progress, should_stop, fs=data.geometry.sampling_rate)
+            found = default_features(windows, on_progress, should_stop, shaft_hz,
+                                     fs=data.geometry.sampling_rate)
             with _FEATURES_LOCK:
                 _FEATURES[key] = found
                 while len(_FEATURES) > 3 * _FEATURE_SETS_KEPT:
@@ -174,7 +176,7 @@ def evaluate_on_test(model_path: str | os.PathLike[str], data: TrainingData, bat
     if model_key is not None:
         predictor = load_predictor(model_key, model_path, len(data.class_keys), sha256=sha256, batch_size=batch_size,
                                    fs=data.geometry.sampling_rate)
-        probs = predictor.predict_proba(data.test.windows)
+        probs = predictor.predict_proba(data.test.windows, data.test.shaft_hz)
     else:
         model, _ = load_checkpoint(model_path, map_location="cpu")
         probs = predict_proba(model, data.test.windows, batch_size, "cpu")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,16 +21,25 @@ from pipeline.training.metrics import TrainingResult, evaluate_predictions, save
 __all__ = ["MODEL_NAME", "PREDICTIONS_NAME", "FeaturesFn", "default_features", "train_classical"]
 
 MODEL_NAME, PREDICTIONS_NAME = "model.skops", "test_predictions.npz"
-FeaturesFn = Callable[[np.ndarray, ProgressFn, StopFn], np.ndarray]
+
+
+class FeaturesFn(Protocol):
+    """Feature rows ``[n, k]`` of windows ``[n, L]`` or ``[n, C, L]``; ``shaft_hz`` [n] is
+    each window's recorded shaft speed in Hz (NaN where none, None when unknown for all)."""
+
+    def __call__(self, windows: np.ndarray, on_progress: ProgressFn, should_stop: StopFn,
+                 shaft_hz: np.ndarray | None = None) -> np.ndarray: ...
 
 
 def default_features(
-    windows: np.ndarray, on_progress: ProgressFn, should_stop: StopFn, fs: float = FS,
+    windows: np.ndarray, on_progress: ProgressFn, should_stop: StopFn,
+    shaft_hz: np.ndarray | None = None, fs: float = FS,
 ) -> np.ndarray:
     """Return the 36 DOMAIN.md features of each channel of ``windows`` sampled at ``fs``."""
     from pipeline.features.extract import extract_window_features
 
-    return extract_window_features(windows, fs, on_progress=on_progress, should_stop=should_stop).values
+    return extract_window_features(windows, fs, on_progress=on_progress, should_stop=should_stop,
+                                   shaft_hz=shaft_hz).values
 
 
 def _full_proba(model: Any, X: np.ndarray, num_classes: int) -> np.ndarray:
@@ -52,7 +60,7 @@ def train_classical(
 ) -> TrainingResult:
     """Fit ``rf``, ``svm`` or ``gbm`` on train features; report val accuracy and test metrics.
 
-    ``features_fn(windows, on_progress, should_stop) -> [n, 36]``; ``None`` means
+    ``features_fn(windows, on_progress, should_stop, shaft_hz) -> [n, 36]``; ``None`` means
     ``default_features``. ``train_windows_per_s`` is the fit throughput. The fitted pipeline is saved with skops to
     ``artifact_dir/model.skops``; its SHA-256 is in the result, and
     ``pipeline.models.classical.load_classical`` checks it before loading.
@@ -75,9 +83,11 @@ def train_classical(
         check_stop(should_stop)
         report = scaled(on_progress, 0.6 * index / 3, 0.6 * (index + 1) / 3)
         # A group of records at a time for a stored split: features are small, windows are not.
+        split = getattr(data, name)
         matrices[name] = np.vstack([
-            np.asarray(features(windows, report, should_stop), dtype=np.float64)
-            for windows, _ in getattr(data, name).groups(None)
+            np.asarray(features(windows, report, should_stop, shaft_hz=split.shaft_hz[positions]),
+                       dtype=np.float64)
+            for windows, positions in split.groups(None)
         ])
         if not np.isfinite(matrices[name]).all():
             raise InvalidInput(f"features of the {name} split are not all finite")

@@ -34,16 +34,21 @@ class SplitData:
 
     Record ids group a record's windows for the soft vote; they only need to be unique
     within the split (the dataset file numbers records by position in their split).
+    ``shaft_hz`` float64 [n] is each window's recorded shaft speed (NaN where none; all NaN
+    when not given), which classical features take their 1X line from.
     """
 
     windows: np.ndarray
     labels: np.ndarray
     record_ids: np.ndarray
+    shaft_hz: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "windows", np.ascontiguousarray(self.windows, dtype=np.float32))
         object.__setattr__(self, "labels", np.asarray(self.labels, dtype=np.int64))
         object.__setattr__(self, "record_ids", np.asarray(self.record_ids, dtype=np.int64))
+        speeds = np.full(len(self.labels), np.nan) if self.shaft_hz is None else self.shaft_hz
+        object.__setattr__(self, "shaft_hz", np.asarray(speeds, dtype=np.float64))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -106,8 +111,8 @@ class TrainingData:
                 )
             channels.add(1 if len(shape) == 1 else shape[0])
             if isinstance(split, SplitData) and split.windows.shape[0] != len(split) \
-                    or split.record_ids.shape != split.labels.shape:
-                raise InvalidInput(f"{name} split: windows, labels and record_ids differ in length")
+                    or split.record_ids.shape != split.labels.shape or split.shaft_hz.shape != split.labels.shape:
+                raise InvalidInput(f"{name} split: windows, labels, record_ids and shaft speeds differ in length")
             if split.labels.min() < 0 or split.labels.max() >= classes:
                 raise InvalidInput(f"{name} split has labels outside [0, {classes})")
             # A stored split's samples are checked as each group is read.
@@ -128,7 +133,7 @@ def load_training_data(path: str | os.PathLike[str], memory_budget_bytes: int | 
     Windows are read into memory when they fit ``memory_budget_bytes`` (None: no budget);
     otherwise each split is a ``StoredSplit`` read a group of records at a time within it.
     """
-    from pipeline.datasets.hdf5 import read_geometry, read_labels, read_windows
+    from pipeline.datasets.hdf5 import cut_windows, read_geometry, read_labels, read_split
 
     geometry = read_geometry(path)
     names = ("train", "val", "test")
@@ -138,7 +143,12 @@ def load_training_data(path: str | os.PathLike[str], memory_budget_bytes: int | 
         if total > memory_budget_bytes:
             return TrainingData(geometry=geometry, **{
                 name: StoredSplit(path, name, geometry, memory_budget_bytes) for name in names})
-    return TrainingData(geometry=geometry, **{name: SplitData(*read_windows(path, name)) for name in names})
+    splits = {}
+    for name in names:
+        arrays = read_split(path, name)
+        windows, labels, record_ids = cut_windows(arrays.signals, arrays.labels, geometry)
+        splits[name] = SplitData(windows, labels, record_ids, arrays.shaft_hz[record_ids])
+    return TrainingData(geometry=geometry, **splits)
 
 
 class BatchTimer:

@@ -1,7 +1,7 @@
 """A split read from its dataset file in groups of records, within a memory budget.
 
-Training a dataset larger than memory: a ``StoredSplit`` holds only labels and record ids
-(a few bytes a window); its windows are read a group of records at a time. An epoch's
+Training a dataset larger than memory: a ``StoredSplit`` holds only labels, record ids and
+shaft speeds (a few bytes a window); its windows are read a group of records at a time. An epoch's
 records are permuted from the seed, cut into groups that fit a third of the budget (one
 group in use, one read ahead by a background thread, one being read), each group's records
 are read in file order into one of three buffers reused from group to group (fresh memory
@@ -41,7 +41,7 @@ class StoredSplit:
 
     def __init__(self, path: str | os.PathLike[str], split: str, geometry: DatasetGeometry,
                  budget_bytes: int) -> None:
-        from pipeline.datasets.hdf5 import read_labels
+        from pipeline.datasets.hdf5 import read_labels, read_shaft_hz
 
         self.path, self.split, self.geometry = Path(path), split, geometry
         record_labels = read_labels(path, split)
@@ -49,6 +49,7 @@ class StoredSplit:
         self.records = int(record_labels.size)
         self.labels = np.repeat(record_labels, per)
         self.record_ids = np.repeat(np.arange(self.records, dtype=np.int64), per)
+        self.shaft_hz = np.repeat(read_shaft_hz(path, split), per)
         width = geometry.window_length
         self.window_shape: tuple[int, ...] = (width,) if geometry.in_channels == 1 else (geometry.in_channels, width)
         self.record_shape = geometry.signal_shape()

@@ -28,7 +28,8 @@ from pipeline.xai.result import Attribution, Explanation, feature_summary, segme
 
 __all__ = ["FeatureFn", "explain", "feature_matrix"]
 
-FeatureFn = Callable[[np.ndarray], Any]
+# Features [n, F] of windows [n, L], given each window's shaft speed in Hz (None: unknown).
+FeatureFn = Callable[[np.ndarray, np.ndarray | None], Any]
 
 
 def _check_window(window: np.ndarray) -> np.ndarray:
@@ -43,30 +44,40 @@ def _check_window(window: np.ndarray) -> np.ndarray:
 
 
 def _check_background(
-    background: np.ndarray | None, length: int, size: int, seed: int
-) -> np.ndarray | None:
-    """Validate ``[n, L]`` background windows and draw at most ``size`` of them (seeded)."""
+    background: np.ndarray | None, length: int, size: int, seed: int, shaft_hz: np.ndarray | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Validate ``[n, L]`` background windows (and their ``[n]`` shaft speeds, if given) and
+    draw at most ``size`` of them (seeded)."""
     if background is None:
-        return None
+        return None, None
     bg = np.asarray(background)
     if bg.ndim != 2 or bg.shape[0] == 0 or bg.shape[1] != length:
         raise InvalidInput(f"background must be [n, {length}] windows, got shape {bg.shape}")
     if not np.isfinite(bg).all():
         raise InvalidInput("background holds NaN or inf")
+    speeds = None if shaft_hz is None else np.asarray(shaft_hz, dtype=np.float64)
+    if speeds is not None and speeds.shape != (len(bg),):
+        raise InvalidInput(f"background shaft speeds must be one per window ({len(bg)}), got {speeds.shape}")
     if len(bg) > size:
-        bg = bg[np.sort(np.random.default_rng(seed).choice(len(bg), size, replace=False))]
-    return bg.astype(np.float32)
+        picked = np.sort(np.random.default_rng(seed).choice(len(bg), size, replace=False))
+        bg, speeds = bg[picked], None if speeds is None else speeds[picked]
+    return bg.astype(np.float32), speeds
 
 
-def _default_features(windows: np.ndarray) -> np.ndarray:
+def _default_features(windows: np.ndarray, shaft_hz: np.ndarray | None = None) -> np.ndarray:
     from pipeline.features import extract_features
 
-    return extract_features(windows).values
+    return extract_features(windows, shaft_hz=shaft_hz).values
 
 
-def feature_matrix(feature_fn: FeatureFn | None, windows: np.ndarray) -> np.ndarray:
-    """Features ``[n, F]`` (float64) of ``windows [n, L]`` by ``feature_fn`` (default: the 36)."""
-    out = (feature_fn or _default_features)(windows)
+def feature_matrix(feature_fn: FeatureFn | None, windows: np.ndarray, shaft_hz: float | None = None) -> np.ndarray:
+    """Features ``[n, F]`` (float64) of ``windows [n, L]`` by ``feature_fn`` (default: the 36),
+    every window at shaft speed ``shaft_hz`` (Hz; None: not recorded)."""
+    speeds = None if shaft_hz is None else np.full(len(windows), float(shaft_hz))
+    return _as_matrix((feature_fn or _default_features)(windows, speeds))
+
+
+def _as_matrix(out: Any) -> np.ndarray:
     return np.asarray(getattr(out, "values", out), dtype=np.float64)
 
 
@@ -159,6 +170,7 @@ def _classical(
     background: Any,
     class_index: int | None,
     feature_fn: FeatureFn,
+    speeds: tuple[float | None, np.ndarray | None],
     progress: ProgressFn,
     should_stop: StopFn,
     timings: dict[str, float],
@@ -166,8 +178,9 @@ def _classical(
     from pipeline.features import FEATURE_NAMES
     from pipeline.xai import classical, segments
 
+    shaft_hz, background_shaft_hz = speeds
     start = time.perf_counter()
-    features = feature_matrix(feature_fn, x[None])[0]
+    features = feature_matrix(feature_fn, x[None], shaft_hz)[0]
     timings["features_ms"] = _ms(start)
     start = time.perf_counter()
     columns = model.predict_proba(features[None])[0]
@@ -187,7 +200,7 @@ def _classical(
     bg_features = None
     if background is not None and method in ("shap", "lime"):
         start = time.perf_counter()
-        bg_features = feature_matrix(feature_fn, background)
+        bg_features = _as_matrix(feature_fn(background, background_shaft_hz))
         timings["background_features_ms"] = _ms(start)
     if method == "shap":
         attribution = classical.shap_features(
@@ -218,7 +231,7 @@ def _classical(
     else:  # kernel_shap over signal segments, through the features
 
         def predict_fn(windows: np.ndarray) -> np.ndarray:
-            return model.predict_proba(feature_matrix(feature_fn, windows))
+            return model.predict_proba(feature_matrix(feature_fn, windows, shaft_hz))
 
         attribution = segments.kernel_shap_segments(
             predict_fn,
@@ -246,6 +259,8 @@ def explain(
     feature_fn: FeatureFn | None = None,
     on_progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
+    shaft_hz: float | None = None,
+    background_shaft_hz: np.ndarray | None = None,
 ) -> Explanation:
     """Explain ``model``'s prediction on one window.
 
@@ -258,8 +273,11 @@ def explain(
         background: training windows ``[n, L]``; at most ``background_size`` are drawn
             (seeded). Deep ``shap`` without one uses a single zero window.
         class_index: the class to explain; default the predicted class.
-        feature_fn: windows ``[n, L]`` -> features ``[n, F]`` for classical models; default
-            ``extract_features`` (the 36 features).
+        feature_fn: ``(windows [n, L], shaft_hz [n] or None)`` -> features ``[n, F]`` for
+            classical models; default ``extract_features`` (the 36 features).
+        shaft_hz: the window's recorded shaft speed in Hz (None: not recorded), and
+        background_shaft_hz: the background windows' (``[n]``, NaN where not recorded):
+            a classical model's features place their 1X line there, as in training.
 
     Raises:
         InvalidInput: bad method, parameters, window, background or class.
@@ -272,7 +290,7 @@ def explain(
     if method == "activations":
         raise InvalidInput("'activations' draws activation maps, not attributions: use activation_maps")
     size = p.get("background_size", 100)
-    bg = _check_background(background, x.size, size, p.get("seed", 0))
+    bg, bg_speeds = _check_background(background, x.size, size, p.get("seed", 0), background_shaft_hz)
     check_stop(should_stop)
     on_progress(0.0, "predicting")
     timings: dict[str, float] = {}
@@ -291,6 +309,7 @@ def explain(
             bg,
             class_index,
             feature_fn or _default_features,
+            (shaft_hz, bg_speeds),
             progress,
             should_stop,
             timings,

@@ -23,13 +23,14 @@ from pipeline.xai.result import Explanation, segment_summary
 __all__ = ["explain_record"]
 
 
-def _vote(model: Any, model_key: str, windows: np.ndarray, feature_fn: FeatureFn | None) -> np.ndarray:
+def _vote(model: Any, model_key: str, windows: np.ndarray, feature_fn: FeatureFn | None,
+          shaft_hz: float | None) -> np.ndarray:
     """The record's probabilities: the mean of its windows' (the soft vote), over class indices."""
     if is_deep(model_key):
         from pipeline.xai.deep import predict_proba
 
         return predict_proba(model, windows).mean(axis=0)
-    columns = model.predict_proba(feature_matrix(feature_fn, windows)).mean(axis=0)
+    columns = model.predict_proba(feature_matrix(feature_fn, windows, shaft_hz)).mean(axis=0)
     classes = np.asarray(model.classes_, dtype=np.int64)
     probs = np.zeros(int(classes.max()) + 1)
     probs[classes] = columns
@@ -47,8 +48,13 @@ def explain_record(
     feature_fn: FeatureFn | None = None,
     on_progress: ProgressFn = no_progress,
     should_stop: StopFn = never_stop,
+    shaft_hz: float | None = None,
+    background_shaft_hz: np.ndarray | None = None,
 ) -> Explanation:
     """Explain a record's prediction: ``windows [k, L]`` (its 1 s windows, in time order).
+
+    ``shaft_hz`` is the record's shaft speed (Hz, None: not recorded) and
+    ``background_shaft_hz`` the background windows', as ``explain`` takes them.
 
     The result is a ``"signal"`` explanation of ``k·L`` samples; ``extra`` holds
     ``window_edges`` (sample index where each window starts), each window's prediction and
@@ -68,7 +74,7 @@ def explain_record(
         raise MethodNotApplicable(
             f"method {method!r} explains classical model {model_key!r} by its features, which have no time "
             "axis to stitch; explain the record's windows one by one, or use 'kernel_shap' over the signal")
-    votes = _vote(model, model_key, x, feature_fn)
+    votes = _vote(model, model_key, x, feature_fn, shaft_hz)
     predicted = int(np.argmax(votes))
     target = predicted if class_index is None else class_index
     check_stop(should_stop)
@@ -76,7 +82,8 @@ def explain_record(
     for index, window in enumerate(x):
         report = scaled(on_progress, index / len(x), (index + 1) / len(x))
         parts.append(explain(model, model_key, window, method, params, background=background, class_index=target,
-                             feature_fn=feature_fn, on_progress=report, should_stop=should_stop))
+                             feature_fn=feature_fn, on_progress=report, should_stop=should_stop,
+                             shaft_hz=shaft_hz, background_shaft_hz=background_shaft_hz))
     values = np.concatenate([np.asarray(p.attributions, dtype=np.float64) for p in parts])
     first = parts[0]
     segments = int(first.params.get("summary_segments") or first.params["n_segments"]) * len(x)

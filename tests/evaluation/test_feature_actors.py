@@ -151,9 +151,9 @@ def test_correlation_lists_pairs_above_the_threshold_and_draws_a_heat_map(extrac
         (extract_features, {"domains": ["time", "sound"]}, "unknown feature domain(s) ['sound']"),
         (compute_importance, {"methods": ["shap"]}, "unknown importance method(s) ['shap']"),
         (select_features, {"method": "lasso", "k": 3}, "unknown selection method 'lasso'"),
-        (select_features, {"method": "rfe", "k": 8, "domains": ["time"]}, "k=8 is more than the 7 features to select from"),
+        (select_features, {"method": "rfe"}, "rfe needs k, the number of features to keep"),
     ],
-    ids=["unknown-domain", "unknown-importance-method", "unknown-selection-method", "k-beyond-features"],
+    ids=["unknown-domain", "unknown-importance-method", "unknown-selection-method", "k-missing"],
 )
 def test_bad_feature_requests_are_refused_on_send_and_fail_once_when_sent_around_it(workers, actor, kwargs, message):
     kwargs = {"dataset_id": "ds-eval-tiny", **kwargs}
@@ -166,3 +166,12 @@ def test_bad_feature_requests_are_refused_on_send_and_fail_once_when_sent_around
     job = wait_for_job(raw.message_id, timeout_s=60)
     assert (job.state, job.attempts, job.error_type) == ("failed", 1, "PayloadInvalid")
     assert message in job.error_message
+
+
+def test_k_beyond_the_feature_sets_columns_is_refused_by_the_worker_once(extracted, tiny_dataset):
+    # The columns to keep are the domains' features per channel of the dataset: the worker,
+    # holding the feature set, refuses a k beyond them, once, keeping the feature set.
+    message = select_features.send(dataset_id=tiny_dataset["dataset_id"], method="rfe", k=8, domains=["time"])
+    job = wait_for_job(message.message_id, timeout_s=120)
+    assert (job.state, job.attempts, job.error_type) == ("failed", 1, "InvalidInput")
+    assert "k=8 is more than the 7 features to select from" in job.error_message

@@ -143,6 +143,41 @@ def test_harmonic_ratios_fall_back_to_60_hz_when_the_peak_is_drift() -> None:
     assert values["harmonic_ratio_2x"] == pytest.approx(0.4, rel=1e-6)
 
 
+def test_harmonic_ratios_take_the_1x_line_from_the_recorded_shaft_speed() -> None:
+    # Given a 1797 rpm shaft (29.95 Hz) with 2X at half and 3X at a quarter of 1X, under a
+    # structural resonance at 3 kHz three times stronger, in two windows
+    shaft = 1797 / 60
+    x = (
+        np.sin(2 * np.pi * shaft * T)
+        + 0.5 * np.sin(2 * np.pi * 2 * shaft * T + 1.0)
+        + 0.25 * np.sin(2 * np.pi * 3 * shaft * T + 2.0)
+        + 3.0 * np.sin(2 * np.pi * 3000 * T)
+    )[None, :].repeat(2, axis=0)
+    ratios = [FEATURE_NAMES.index("harmonic_ratio_2x"), FEATURE_NAMES.index("harmonic_ratio_3x")]
+    # Then without the speed the dominant resonance stands for 1X and the ratios say nothing;
+    blind = extract_features(x).values
+    assert column(blind, "dominant_frequency") == pytest.approx(3000, abs=DF)
+    assert (blind[:, ratios] < 0.05).all()
+    # with it (one value for all, or one per window, NaN: not recorded) they are the harmonics'
+    # (within the ±1 bin peak search's scalloping: the orders fall between 1 Hz bins)
+    for speeds in (shaft, np.array([shaft, shaft])):
+        known = extract_features(x, shaft_hz=speeds).values
+        np.testing.assert_allclose(known[:, ratios], [[0.5, 0.25]] * 2, rtol=0.05)
+        other = [i for i in range(len(FEATURE_NAMES)) if i not in ratios]
+        np.testing.assert_array_equal(known[:, other], blind[:, other])
+    mixed = extract_features(x, shaft_hz=np.array([shaft, np.nan])).values
+    np.testing.assert_array_equal(mixed[1], blind[1])
+    np.testing.assert_allclose(mixed[0, ratios], [0.5, 0.25], rtol=0.05)
+    # and the one-window loop places the line alike
+    np.testing.assert_allclose(extract_features_loop(x, shaft_hz=shaft).values, known, rtol=1e-9)
+
+
+@pytest.mark.parametrize("speeds", [0.0, -30.0, np.inf, np.array([30.0])])
+def test_a_shaft_speed_must_be_positive_and_one_per_window(speeds) -> None:
+    with pytest.raises(InvalidInput, match="shaft speed"):
+        extract_features(mixed_windows(2), shaft_hz=speeds)
+
+
 def _triads(coupled: bool, seed: int) -> np.ndarray:
     """Segments holding bins 20, 13 and 33 with random phases; coupled: φ3 = φ1 + φ2."""
     rng = np.random.default_rng(seed)

@@ -280,7 +280,7 @@ def test_inconsistent_data_is_refused_before_training(data: TrainingData, tmp_pa
     assert not (tmp_path / "last.pt").exists()
 
 
-def _spectrum_features(windows: np.ndarray, on_progress, should_stop) -> np.ndarray:
+def _spectrum_features(windows: np.ndarray, on_progress, should_stop, shaft_hz=None) -> np.ndarray:
     return np.abs(np.fft.rfft(windows, axis=1))[:, :72:2]  # 36 bins, the class tones among them
 
 

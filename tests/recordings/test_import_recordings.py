@@ -201,3 +201,64 @@ def test_classical_features_of_a_campaign_are_taken_at_the_datasets_rate(importe
     features = cached_features(data, f"rig-rate-{imported.config_hash}")(data.val.windows, no_progress, never_stop)
     np.testing.assert_array_equal(features, extract_window_features(data.val.windows, FS).values)
     assert not np.allclose(features, extract_window_features(data.val.windows, 20_480).values)
+
+
+def test_each_window_carries_its_recordings_shaft_speed_through_classical_training(imported, tmp_path):
+    from pipeline.evaluation.predictors import load_predictor, read_test_windows
+    from pipeline.training import load_training_data
+    from pipeline.training.classical import default_features, train_classical
+
+    # Each window carries the rpm read from its recording (X...RPM), in Hz, in memory and
+    # in a split read from the file a record at a time.
+    data = load_training_data(imported.hdf5_path)
+    stored = load_training_data(imported.hdf5_path, memory_budget_bytes=1)
+    assert stored.stored
+    for split in SPLITS:
+        rpm = [m["rpm"] for m in read_split(imported.hdf5_path, split).metadata]
+        expected = np.repeat(np.asarray(rpm) / 60.0, 7)
+        np.testing.assert_array_equal(getattr(data, split).shaft_hz, expected)
+        np.testing.assert_array_equal(getattr(stored, split).shaft_hz, expected)
+
+    # Training hands every window's speed to the features, and a saved model's predictor
+    # given the test windows' speeds reproduces the test predictions training recorded.
+    seen = []
+
+    def recording(windows, on_progress, should_stop, shaft_hz=None):
+        seen.append(shaft_hz)
+        return default_features(windows, on_progress, should_stop, shaft_hz, fs=FS)
+
+    train_classical("rf", {"n_estimators": 20}, data, recording, tmp_path)
+    np.testing.assert_array_equal(np.concatenate(seen),
+                                  np.concatenate([data.train.shaft_hz, data.val.shaft_hz, data.test.shaft_hz]))
+    windows, _, speeds = read_test_windows(imported.hdf5_path)
+    np.testing.assert_array_equal(speeds, data.test.shaft_hz)
+    predictor = load_predictor("rf", tmp_path / "model.skops", len(KINDS), fs=FS)
+    recorded = np.load(tmp_path / "test_predictions.npz")["probabilities"]
+    np.testing.assert_allclose(predictor.predict_proba(windows, speeds), recorded, atol=1e-6)
+
+
+def test_features_selected_over_two_channels_train_a_classical_model(imported, tmp_path):
+    from pipeline.evaluation.feature_sets import extract_dataset_features, load_selection, selection_features_fn
+    from pipeline.evaluation.rankings import selection_report
+    from pipeline.training import load_training_data
+    from pipeline.training.classical import train_classical
+
+    # Given the two-channel dataset's feature set (72 columns, "<channel>:<feature>")
+    counts = {split: len(read_split(imported.hdf5_path, split).labels) for split in SPLITS}
+    features = extract_dataset_features(imported.hdf5_path, counts)
+    assert len(features.names) == 72 and features.names[0].endswith(":rms")
+    # When 40 of them (more than one channel holds) are selected and saved
+    X, y = features.split("train")
+    _, _, saved = selection_report(X, y, features.names, tmp_path, method="select_k_best", k=40)
+    selection = load_selection(saved)
+    assert len(selection["names"]) == 40 and all(":" in name for name in selection["names"])
+    # Then a classical model trains on exactly those columns, well above chance (0.25)
+    data = load_training_data(imported.hdf5_path)
+    features_fn = selection_features_fn(selection, fs=FS)
+    train_columns = features_fn(data.train.windows, lambda *a, **k: None, lambda: False, data.train.shaft_hz)
+    np.testing.assert_allclose(train_columns, X[:, selection["indices"]], rtol=1e-9)
+    result = train_classical("rf", {"n_estimators": 50}, data, features_fn, tmp_path / "rf")
+    assert result.test["window_accuracy"] > 0.6
+    # and one-channel windows are refused by a selection made over two
+    with pytest.raises(InvalidInput, match="2 channel"):
+        features_fn(data.train.windows[:, 0], lambda *a, **k: None, lambda: False)

@@ -108,3 +108,25 @@ def test_gradient_methods_refuse_classical_models(feature_data, classical_models
 def test_a_class_the_model_never_saw_is_refused(feature_data, classical_models) -> None:
     with pytest.raises(InvalidInput, match="class"):
         explain(classical_models["rf"], "rf", feature_data[0][0], "shap", class_index=7)
+
+
+def test_a_classical_explanation_takes_features_at_each_windows_shaft_speed(feature_data, classical_models) -> None:
+    from pipeline.features import extract_features
+
+    # Given the explained window recorded at 29.5 Hz and background windows at their own speeds
+    window, _ = _row(feature_data)
+    background = feature_data[0][:40]
+    background_speeds = np.linspace(28.0, 31.0, 40)
+    calls = []
+
+    def features(windows, shaft_hz):  # type: ignore[no-untyped-def]
+        calls.append((len(windows), None if shaft_hz is None else np.asarray(shaft_hz)))
+        return extract_features(windows, shaft_hz=shaft_hz).values
+
+    explain(classical_models["svm"], "svm", window, "shap", {"n_samples": 100, "background_size": 10},
+            background=background, feature_fn=features, shaft_hz=29.5, background_shaft_hz=background_speeds)
+    # Then the window's features use its speed, and each drawn background window keeps its own
+    (n_window, window_speeds), (n_background, drawn) = calls[:2]
+    assert n_window == 1 and window_speeds.tolist() == [29.5]
+    assert n_background == 10 and set(drawn.tolist()) <= set(background_speeds.tolist())
+    assert len(set(drawn.tolist())) == 10
