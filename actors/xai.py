@@ -229,9 +229,6 @@ def _explain(payload: ExplainSignal, job: JobContext, database: Database, experi
     record, speeds = _records(path, payload.signal.split, [payload.signal.record])
     windows = _model_input(database, experiment, payload.signal.dataset_id, path, record)
     shaft_hz = None if np.isnan(speeds[0]) else float(speeds[0])
-    if geometry.in_channels != 1:
-        raise InvalidInput(f"experiment {experiment['experiment_id']!r} takes {geometry.in_channels} channels "
-                           f"({', '.join(geometry.channels)}): explanations cover one-channel models")
     whole = payload.signal.window == "all"
     if whole and geometry.window_hop != geometry.window_length:
         raise InvalidInput("a whole record is explained window after window, which needs windows that do not "
@@ -240,12 +237,15 @@ def _explain(payload: ExplainSignal, job: JobContext, database: Database, experi
     if not whole and payload.signal.window >= len(windows):
         raise InvalidInput(f"window index {payload.signal.window} is out of range: a record of dataset "
                            f"{payload.signal.dataset_id!r} has {len(windows)} windows")
-    signal = windows.reshape(-1) if whole else windows[payload.signal.window]
+    # A whole record is its windows end to end in time ([k·L], or [C, k·L] for several channels).
+    signal = np.concatenate(list(windows), axis=-1) if whole else windows[payload.signal.window]
+    channel_names = geometry.channels if geometry.in_channels > 1 else None
     if payload.method == "activations":
         maps = xai.activation_maps(loaded.model, signal, model_key, resolved["layers"], job.progress, job.should_stop)
         npz = xai.save_activation_maps(directory / "activations.npz", maps)
         png = xai.plot_activation_maps(directory / "activations.png", signal, maps, class_keys,
-                                       fs=geometry.sampling_rate, max_channels=resolved["max_channels"])
+                                       fs=geometry.sampling_rate, max_channels=resolved["max_channels"],
+                                       channel_names=channel_names)
         return maps.to_dict(), str(npz), str(png)
     background = background_shaft_hz = None
     # Only SHAP (deep or classical) and classical LIME use training windows.
@@ -255,20 +255,22 @@ def _explain(payload: ExplainSignal, job: JobContext, database: Database, experi
                                                       resolved["seed"])
     explain = xai.explain_record if whole else xai.explain
     explanation = explain(loaded.model, model_key, windows if whole else signal, payload.method, resolved,
-                          background=background, feature_fn=_features_at(geometry.sampling_rate),
+                          background=background, feature_fn=_features_at(geometry),
                           on_progress=job.progress, should_stop=job.should_stop,
                           shaft_hz=shaft_hz, background_shaft_hz=background_shaft_hz)
     npz = xai.save_explanation(directory / "explanation.npz", explanation)
     png = xai.plot_explanation(directory / "explanation.png", signal, explanation, class_keys=class_keys,
-                               fs=geometry.sampling_rate)
+                               fs=geometry.sampling_rate, channel_names=channel_names)
     return explanation.to_dict(), str(npz), str(png)
 
 
-def _features_at(fs: float):  # type: ignore[no-untyped-def]
-    """A classical model's features of windows sampled at ``fs`` (the dataset's rate)."""
-    from pipeline.features import extract_features
+def _features_at(geometry: Any):  # type: ignore[no-untyped-def]
+    """A classical model's features of windows of the dataset's rate and channels, named as
+    training named them (``"<channel>:<feature>"`` for several)."""
+    from pipeline.features.extract import extract_window_features
 
-    return lambda windows, shaft_hz: extract_features(windows, fs, shaft_hz=shaft_hz).values
+    return lambda windows, shaft_hz: extract_window_features(
+        windows, geometry.sampling_rate, channels=geometry.channels, shaft_hz=shaft_hz)
 
 
 def _refuse(job: JobContext, exc: BaseException) -> dict[str, Any] | None:
@@ -367,8 +369,10 @@ def _link(member: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
     return link
 
 
-def _aggregate_plot(settings: Settings, batch_id: str, rows: list[dict[str, Any]]) -> str | None:
-    """Plot mean |attribution| per explained class over the completed explanations.
+def _aggregate_plot(settings: Settings, database: Database, batch_id: str,
+                    rows: list[dict[str, Any]]) -> str | None:
+    """Plot mean |attribution| per explained class over the completed explanations, on the
+    time axis of the signals' dataset.
 
     Only attributions of one length average together: activation maps have none, and a batch
     mixing whole records with windows is plotted over its more common length.
@@ -387,7 +391,8 @@ def _aggregate_plot(settings: Settings, batch_id: str, rows: list[dict[str, Any]
     loaded = (xai.load_explanation(row["npz_path"]) for row in rows)
     means = xai.mean_abs_attribution_by_class((e.target_class, e.attributions) for e in loaded)
     path = settings.artifact_root / "explanations" / "batches" / batch_id / "class_mean_attribution.png"
-    return str(xai.plot_class_mean_attribution(path, dict(sorted(means.items())), feature_names=names))
+    fs = _geometry(get_dataset(database, rows[0]["signal"]["dataset_id"])["path"]).sampling_rate
+    return str(xai.plot_class_mean_attribution(path, dict(sorted(means.items())), feature_names=names, fs=fs))
 
 
 def _completed_event(batch: dict[str, Any]) -> list[dict[str, Any]]:
@@ -409,7 +414,8 @@ def finalize_explain_batch(payload: FinalizeExplainBatch, job: JobContext) -> di
         # The batch's counts are its links' (the members' explanation rows): one source for both.
         done = sum(link["status"] == "completed" for link in links)
         failed = len(links) - done
-        plot = _aggregate_plot(settings, payload.batch_id, [r for r in rows.values() if r["status"] == "completed"])
+        plot = _aggregate_plot(settings, database, payload.batch_id,
+                               [r for r in rows.values() if r["status"] == "completed"])
         batch = store.finish_batch(database, payload.batch_id, status="completed" if done else "failed", done=done,
                                    failed=failed, links=links, plot_path=plot, events=_completed_event)
         log.info("xai.batch_finalized", batch_id=payload.batch_id, done=done, failed=failed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,13 +61,16 @@ def activation_maps(
     should_stop: StopFn = never_stop,
 ) -> ActivationMaps:
     """Capture the output of every ``Conv1d`` (or of those named in ``layers``, comma-separated)
-    for one window ``[L]`` in a single forward pass.
+    for one window ``[L]`` (or ``[C, L]`` of a multi-channel model) in a single forward pass.
 
     Raises:
         MethodNotApplicable: the model has no Conv1d, or a named layer is not one of them.
+        InvalidInput: the window has other channels than the model takes.
     """
     import torch
     from torch import nn
+
+    from pipeline.xai.deep import check_channels
 
     convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv1d)}
     if not convs:
@@ -89,7 +93,9 @@ def activation_maps(
     handles = [convs[name].register_forward_hook(hook_for(name)) for name in wanted]
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    x = torch.as_tensor(np.ascontiguousarray(window, dtype=np.float32), device=device).reshape(1, 1, -1)
+    signal = np.ascontiguousarray(window, dtype=np.float32)
+    check_channels(model, signal)
+    x = torch.as_tensor(signal, device=device).reshape(1, signal.shape[0] if signal.ndim == 2 else 1, -1)
     try:
         with torch.no_grad():
             logits = model(x)[0].double().cpu().numpy()
@@ -114,20 +120,27 @@ def save_activation_maps(path: str | os.PathLike[str], maps: ActivationMaps) -> 
 
 def plot_activation_maps(
     path: str | os.PathLike[str], window: np.ndarray, maps: ActivationMaps, class_keys: list[str] | tuple[str, ...] =
-    CLASS_KEYS, fs: float = FS, max_channels: int = 16,
+    CLASS_KEYS, fs: float = FS, max_channels: int = 16, channel_names: Sequence[str] | None = None,
 ) -> Path:
-    """Draw the signal, then one heat map per layer: the ``max_channels`` most active channels
-    (mean |activation|) against time, on the signal's time axis; write a PNG atomically."""
+    """Draw the signal (each channel of a ``[C, L]`` window), then one heat map per layer: the
+    ``max_channels`` most active channels (mean |activation|) against time, on the signal's
+    time axis; write a PNG atomically."""
     from matplotlib.figure import Figure
 
     from pipeline.xai.plots import save_figure
 
-    signal = np.asarray(window, dtype=np.float64).reshape(-1)
-    duration = signal.size / fs
+    signals = np.asarray(window, dtype=np.float64).reshape(-1, np.shape(window)[-1])
+    length = signals.shape[-1]
+    duration = length / fs
     figure = Figure(figsize=(10, 1.6 * (len(maps.layers) + 1)), layout="constrained")
     axes = figure.subplots(len(maps.layers) + 1, 1, sharex=True, squeeze=False)[:, 0]
-    step = max(1, signal.size // 4096)  # a trace as wide as the figure's pixels, no wider
-    axes[0].plot(np.arange(0, signal.size, step) / fs, signal[::step], color="black", linewidth=0.5)
+    step = max(1, length // 4096)  # a trace as wide as the figure's pixels, no wider
+    for k, signal in enumerate(signals):
+        axes[0].plot(np.arange(0, length, step) / fs, signal[::step], linewidth=0.5,
+                     color="black" if len(signals) == 1 else None,
+                     label=channel_names[k] if channel_names else f"channel {k}")
+    if len(signals) > 1:
+        axes[0].legend(fontsize=7, loc="upper right")
     axes[0].set_ylabel("signal")
     for ax, (name, activations) in zip(axes[1:], maps.layers.items()):
         order = np.argsort(-np.abs(activations).mean(axis=1), kind="stable")[:max_channels]

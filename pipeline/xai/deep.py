@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.errors import MethodNotApplicable
+from pipeline.errors import InvalidInput, MethodNotApplicable
 from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress
 from pipeline.xai.result import Attribution
 
-__all__ = ["gradcam", "integrated_gradients", "logits", "predict_proba", "shap_gradient"]
+__all__ = ["check_channels", "gradcam", "integrated_gradients", "logits", "predict_proba", "shap_gradient"]
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -31,9 +31,19 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def _tensor(windows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``[n, L]`` or ``[L]`` array -> float32 ``[n, 1, L]`` tensor on ``device``."""
+    """One-channel ``[n, L]`` (or ``[L]``) or multi-channel ``[n, C, L]`` windows -> float32
+    ``[n, C, L]`` tensor on ``device`` (a single multi-channel window goes as ``[1, C, L]``)."""
     x = torch.as_tensor(np.ascontiguousarray(windows, dtype=np.float32), device=device)
-    return x.reshape(-1, 1, x.shape[-1])
+    return x if x.ndim == 3 else x.reshape(-1, 1, x.shape[-1])
+
+
+def check_channels(model: nn.Module, window: np.ndarray) -> None:
+    """Raise InvalidInput unless ``window`` (``[L]`` or ``[C, L]``) has the channels the model
+    takes: its first Conv1d's (every deep key starts with one; a model without is not checked)."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv1d)), None)
+    given = window.shape[0] if window.ndim == 2 else 1
+    if first is not None and first.in_channels != given:
+        raise InvalidInput(f"the model takes windows of {first.in_channels} channel(s), this one has {given}")
 
 
 @contextmanager
@@ -45,7 +55,7 @@ def _grad_mode() -> Iterator[None]:
 
 @torch.no_grad()
 def logits(model: nn.Module, windows: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Logits ``[n, C]`` (float64) of ``windows [n, L]``, batch by batch."""
+    """Logits ``[n, K]`` (float64) of ``windows [n, L]`` or ``[n, C, L]``, batch by batch."""
     device = _device(model)
     out = [
         model(_tensor(windows[start : start + batch_size], device)).double().cpu()
@@ -55,7 +65,7 @@ def logits(model: nn.Module, windows: np.ndarray, batch_size: int = 32) -> np.nd
 
 
 def predict_proba(model: nn.Module, windows: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Softmax probabilities ``[n, C]`` (float64) of ``windows [n, L]``."""
+    """Softmax probabilities ``[n, K]`` (float64) of ``windows [n, L]`` or ``[n, C, L]``."""
     z = logits(model, windows, batch_size)
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
@@ -98,7 +108,7 @@ def _expected_gradients_round(
     stratum = np.concatenate([np.arange(k) for k in counts])
     alphas = (stratum + rng.random(samples)) / counts[index]
     weights = 1.0 / (n_bg * counts[index])
-    total = torch.zeros(x.shape[-1], dtype=torch.float64, device=x.device)
+    total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)  # [C, L]
     for start in range(0, samples, batch_size):
         check_stop(should_stop)
         rows = torch.as_tensor(index[start : start + batch_size], device=x.device)
@@ -111,7 +121,7 @@ def _expected_gradients_round(
         base = background[rows]
         points = (base + a * (x - base)).requires_grad_(True)
         (grad,) = torch.autograd.grad(model(points)[:, target].sum(), points)
-        total += (w.view(-1, 1) * (grad * (x - base))[:, 0].double()).sum(0)
+        total += (w.view(-1, 1, 1) * (grad * (x - base)).double()).sum(0)
         on_batch(min(start + batch_size, samples) / samples, "expected gradients")
     return total.cpu().numpy()
 
@@ -130,7 +140,8 @@ def shap_gradient(
     should_stop: StopFn = never_stop,
 ) -> Attribution:
     """Gradient SHAP (expected gradients) of the target logit over ``background``, with a
-    recorded additivity (convergence) delta.
+    recorded additivity (convergence) delta. ``window`` is ``[L]`` or ``[C, L]`` and
+    ``background`` ``[n, L]`` or ``[n, C, L]``; the attributions have the window's shape.
 
     The estimand is ``shap.GradientExplainer``'s: the mean over background windows b and
     α ~ U(0, 1) of ∇f(b + α(x − b))·(x − b). shap draws b and α at random for each sample,
@@ -148,7 +159,7 @@ def shap_gradient(
     """
     device = _device(model)
     background_t = _tensor(background, device)
-    x = _tensor(window, device)
+    x = _tensor(window[None], device)
     base = float(logits(model, background, batch_size)[:, target].mean())
     f_x = float(logits(model, window[None])[0, target])
     size = max(n_samples, len(background))
@@ -191,7 +202,7 @@ def shap_gradient(
             f"{100 * relative:.1f} % (tolerance {100 * tolerance:g} %) after {extra['shap_samples']} "
             f"samples; raise max_samples or n_samples"
         )
-    return Attribution(attributions, extra)
+    return Attribution(attributions.reshape(window.shape), extra)
 
 
 def integrated_gradients(
@@ -207,14 +218,15 @@ def integrated_gradients(
 
     The path integral uses Gauss-Legendre points on [0, 1] (as Captum's default). Returns
     ``ig_delta`` = sum(attributions) − (F(x) − F(0)) (completeness error) and its ratio to
-    |F(x) − F(0)| as ``ig_relative_delta``.
+    |F(x) − F(0)| as ``ig_relative_delta``. ``window`` is ``[L]`` or ``[C, L]``; the
+    attributions have its shape.
     """
     device = _device(model)
-    x = _tensor(window, device)
+    x = _tensor(window[None], device)
     baseline = torch.zeros_like(x)
     nodes, weights = np.polynomial.legendre.leggauss(n_steps)
     alphas, weights = (nodes + 1) / 2, weights / 2
-    grad_sum = torch.zeros_like(x[0, 0], dtype=torch.float64)
+    grad_sum = torch.zeros_like(x[0], dtype=torch.float64)  # [C, L]
     with _grad_mode():
         for start in range(0, n_steps, batch_size):
             check_stop(should_stop)
@@ -225,10 +237,10 @@ def integrated_gradients(
             points = (baseline + a.view(-1, 1, 1) * (x - baseline)).requires_grad_(True)
             score = model(points)[:, target].sum()
             (grad,) = torch.autograd.grad(score, points)
-            grad_sum += (w.view(-1, 1) * grad[:, 0].double()).sum(0)
+            grad_sum += (w.view(-1, 1, 1) * grad.double()).sum(0)
             done = min(start + batch_size, n_steps)
             on_progress(done / n_steps, "integrating gradients", steps=done)
-    attributions = ((x - baseline)[0, 0].double() * grad_sum).cpu().numpy()
+    attributions = ((x - baseline)[0].double() * grad_sum).cpu().numpy().reshape(window.shape)
     with torch.no_grad():
         f = model(torch.cat([x, baseline]))[:, target].double().cpu().numpy()
     delta = float(attributions.sum() - (f[0] - f[1]))
@@ -269,6 +281,8 @@ def gradcam(
 ) -> Attribution:
     """Grad-CAM: ReLU(Σ_k mean_t(∂logit/∂A_k) · A_k) on a Conv1d's output A, upsampled
     linearly to the signal length. Values are ≥ 0, in the logit's units (not normalised).
+    A ``[C, L]`` window gets the same map on every channel: a conv layer's output mixes the
+    input channels, so Grad-CAM says when, not which sensor (``extra["channels"]``).
 
     Raises:
         MethodNotApplicable: the model has no Conv1d (or none named ``layer``).
@@ -285,7 +299,7 @@ def gradcam(
         # A clone goes on, so a following in-place op cannot alter the captured activations.
         return output.clone()
 
-    x = _tensor(window, _device(model))
+    x = _tensor(window[None], _device(model))
     handle = conv.register_forward_hook(hook)
     try:
         with _grad_mode():
@@ -306,4 +320,6 @@ def gradcam(
         "cam_length": int(cam.numel()),
         "cam_max": float(cam.max()),
     }
-    return Attribution(upsampled.double().cpu().numpy(), extra)
+    if window.ndim == 2:
+        extra["channels"] = "one map shared by every channel"
+    return Attribution(np.broadcast_to(upsampled.double().cpu().numpy(), window.shape).copy(), extra)

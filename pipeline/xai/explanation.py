@@ -33,26 +33,29 @@ FeatureFn = Callable[[np.ndarray, np.ndarray | None], Any]
 
 
 def _check_window(window: np.ndarray) -> np.ndarray:
+    """A real window ``[L]``, or ``[C, L]`` of several channels (``[1, L]`` is taken as ``[L]``)."""
     x = np.asarray(window)
     if x.ndim == 2 and x.shape[0] == 1:
         x = x[0]
-    if x.ndim != 1 or x.size < 2 or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
-        raise InvalidInput(f"window must be a real 1-D signal, got shape {x.shape} ({x.dtype})")
+    if x.ndim not in (1, 2) or x.shape[-1] < 2 or not np.issubdtype(x.dtype, np.number) \
+            or np.iscomplexobj(x):
+        raise InvalidInput(f"window must be a real signal [L] or [C, L], got shape {x.shape} ({x.dtype})")
     if not np.isfinite(x).all():
         raise InvalidInput("window holds NaN or inf")
     return x.astype(np.float32)
 
 
 def _check_background(
-    background: np.ndarray | None, length: int, size: int, seed: int, shaft_hz: np.ndarray | None = None
+    background: np.ndarray | None, shape: tuple[int, ...], size: int, seed: int,
+    shaft_hz: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Validate ``[n, L]`` background windows (and their ``[n]`` shaft speeds, if given) and
-    draw at most ``size`` of them (seeded)."""
+    """Validate background windows of the explained window's ``shape`` (and their ``[n]``
+    shaft speeds, if given) and draw at most ``size`` of them (seeded)."""
     if background is None:
         return None, None
     bg = np.asarray(background)
-    if bg.ndim != 2 or bg.shape[0] == 0 or bg.shape[1] != length:
-        raise InvalidInput(f"background must be [n, {length}] windows, got shape {bg.shape}")
+    if bg.ndim != len(shape) + 1 or bg.shape[0] == 0 or bg.shape[1:] != shape:
+        raise InvalidInput(f"background must be [n, {', '.join(map(str, shape))}] windows, got shape {bg.shape}")
     if not np.isfinite(bg).all():
         raise InvalidInput("background holds NaN or inf")
     speeds = None if shaft_hz is None else np.asarray(shaft_hz, dtype=np.float64)
@@ -64,10 +67,10 @@ def _check_background(
     return bg.astype(np.float32), speeds
 
 
-def _default_features(windows: np.ndarray, shaft_hz: np.ndarray | None = None) -> np.ndarray:
-    from pipeline.features import extract_features
+def _default_features(windows: np.ndarray, shaft_hz: np.ndarray | None = None) -> Any:
+    from pipeline.features.extract import extract_window_features
 
-    return extract_features(windows, shaft_hz=shaft_hz).values
+    return extract_window_features(windows, shaft_hz=shaft_hz)
 
 
 def feature_matrix(feature_fn: FeatureFn | None, windows: np.ndarray, shaft_hz: float | None = None) -> np.ndarray:
@@ -109,6 +112,7 @@ def _deep(
 ) -> tuple[Attribution, np.ndarray, int, int]:
     from pipeline.xai import deep, segments
 
+    deep.check_channels(model, x)
     start = time.perf_counter()
     probs = deep.predict_proba(model, x[None])[0]
     predicted = int(np.argmax(probs))
@@ -120,7 +124,7 @@ def _deep(
         return deep.predict_proba(model, windows, p["batch_size"])
 
     if method == "shap":
-        bg = background if background is not None else np.zeros((1, x.size), np.float32)
+        bg = background if background is not None else np.zeros((1, *x.shape), np.float32)
         attribution = deep.shap_gradient(
             model, x, target, bg, p["n_samples"], p["batch_size"], p["seed"], p["tolerance"],
             p["max_samples"], progress, should_stop,
@@ -180,7 +184,8 @@ def _classical(
 
     shaft_hz, background_shaft_hz = speeds
     start = time.perf_counter()
-    features = feature_matrix(feature_fn, x[None], shaft_hz)[0]
+    computed = feature_fn(x[None], None if shaft_hz is None else np.array([float(shaft_hz)]))
+    features = _as_matrix(computed)[0]
     timings["features_ms"] = _ms(start)
     start = time.perf_counter()
     columns = model.predict_proba(features[None])[0]
@@ -192,9 +197,12 @@ def _classical(
     column = classical.class_column(model, target)
     timings["predict_ms"] = _ms(start)
     check_stop(should_stop)
+    # A feature function that names its columns (a FeatureMatrix: "DE:rms" for several
+    # channels) is taken at its word; else the 36 by count.
+    given = tuple(getattr(computed, "names", ()))
     names = (
-        FEATURE_NAMES
-        if features.size == len(FEATURE_NAMES)
+        given if len(given) == features.size
+        else FEATURE_NAMES if features.size == len(FEATURE_NAMES)
         else tuple(f"feature_{i}" for i in range(features.size))
     )
     bg_features = None
@@ -268,13 +276,15 @@ def explain(
         model: an eval-mode ``nn.Module`` (deep keys) or a fitted sklearn pipeline taking the
             feature vector (classical keys).
         model_key: the model's registry key (decides deep vs classical).
-        window: the signal ``[L]`` (or ``[1, L]``).
+        window: the signal ``[L]`` (or ``[1, L]``), or ``[C, L]`` for a multi-channel model;
+            signal attributions have the window's shape.
         method: a key of ``METHODS``; ``params`` are checked by ``validate_method_params``.
-        background: training windows ``[n, L]``; at most ``background_size`` are drawn
+        background: training windows ``[n, L]`` (``[n, C, L]``); at most ``background_size`` are drawn
             (seeded). Deep ``shap`` without one uses a single zero window.
         class_index: the class to explain; default the predicted class.
-        feature_fn: ``(windows [n, L], shaft_hz [n] or None)`` -> features ``[n, F]`` for
-            classical models; default ``extract_features`` (the 36 features).
+        feature_fn: ``(windows [n, L] or [n, C, L], shaft_hz [n] or None)`` -> features
+            ``[n, F]`` for classical models (a ``FeatureMatrix`` also names them); default
+            ``extract_features`` (the 36 features).
         shaft_hz: the window's recorded shaft speed in Hz (None: not recorded), and
         background_shaft_hz: the background windows' (``[n]``, NaN where not recorded):
             a classical model's features place their 1X line there, as in training.
@@ -286,11 +296,11 @@ def explain(
     """
     started = time.perf_counter()
     x = _check_window(window)
-    p = validate_method_params(method, params, model_key=model_key, signal_length=x.size)
+    p = validate_method_params(method, params, model_key=model_key, signal_length=x.shape[-1])
     if method == "activations":
         raise InvalidInput("'activations' draws activation maps, not attributions: use activation_maps")
     size = p.get("background_size", 100)
-    bg, bg_speeds = _check_background(background, x.size, size, p.get("seed", 0), background_shaft_hz)
+    bg, bg_speeds = _check_background(background, x.shape, size, p.get("seed", 0), background_shaft_hz)
     check_stop(should_stop)
     on_progress(0.0, "predicting")
     timings: dict[str, float] = {}

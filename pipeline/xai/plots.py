@@ -67,35 +67,44 @@ def _label(cls: int | str, class_keys: Sequence[str]) -> str:
     return str(cls)
 
 
-def _signal_figure(figure: Figure, window: np.ndarray, e: Explanation, fs: float) -> None:
-    values = np.asarray(e.attributions, dtype=np.float64)
-    t = np.arange(values.size) / fs
-    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
-    scale = float(np.max(np.abs(values))) or 1.0
+def _signal_figure(figure: Figure, window: np.ndarray, e: Explanation, fs: float,
+                   channel_names: Sequence[str]) -> None:
+    """One panel per channel (the signal over its attribution as a colour band), then the
+    attribution traces; ``window`` and the attributions are ``[C, L]``."""
+    values = np.asarray(e.attributions, dtype=np.float64).reshape(window.shape)
+    t = np.arange(window.shape[-1]) / fs
+    axes = figure.subplots(len(window) + 1, 1, sharex=True, height_ratios=[3] * len(window) + [2])
+    tops, bottom = axes[:-1], axes[-1]
+    scale = float(np.max(np.abs(values))) or 1.0  # one scale: channels are compared
     signed = bool((values < 0).any())
-    lo, hi = float(np.min(window)), float(np.max(window))
-    pad = 0.05 * ((hi - lo) or 1.0)
-    # The attribution as a colour band behind the signal: where the model looked.
-    top.imshow(
-        _strongest(values, _TRACE_BINS)[None, :],
-        aspect="auto",
-        extent=(t[0], t[-1], lo - pad, hi + pad),
-        cmap="coolwarm" if signed else "Reds",
-        vmin=-scale if signed else 0.0,
-        vmax=scale,
-        alpha=0.7,
-        interpolation="nearest",
-    )
-    at, trace = _extremes(window, _TRACE_BINS)
-    top.plot(at / fs, trace, color="black", linewidth=0.5)
-    top.set_ylabel("amplitude")
-    at, trace = _extremes(values, _TRACE_BINS)
-    bottom.plot(at / fs, trace, color="tab:red", linewidth=0.6)
+    for top, signal, attribution, name in zip(tops, window, values, channel_names):
+        lo, hi = float(np.min(signal)), float(np.max(signal))
+        pad = 0.05 * ((hi - lo) or 1.0)
+        # The attribution as a colour band behind the signal: where the model looked.
+        top.imshow(
+            _strongest(attribution, _TRACE_BINS)[None, :],
+            aspect="auto",
+            extent=(t[0], t[-1], lo - pad, hi + pad),
+            cmap="coolwarm" if signed else "Reds",
+            vmin=-scale if signed else 0.0,
+            vmax=scale,
+            alpha=0.7,
+            interpolation="nearest",
+        )
+        at, trace = _extremes(signal, _TRACE_BINS)
+        top.plot(at / fs, trace, color="black", linewidth=0.5)
+        top.set_ylabel(name)
+    for attribution, name in zip(values, channel_names):
+        at, trace = _extremes(attribution, _TRACE_BINS)
+        bottom.plot(at / fs, trace, linewidth=0.6, label=name,
+                    color="tab:red" if len(values) == 1 else None)
+    if len(values) > 1:
+        bottom.legend(fontsize=7, loc="upper right")
     bottom.axhline(0.0, color="grey", linewidth=0.5)
     for segment in e.summary.get("top_segments", []):
         bottom.axvspan(segment["start"] / fs, segment["end"] / fs, color="gold", alpha=0.3)
     for edge in e.extra.get("window_edges", [])[1:]:  # a stitched record: where each window begins
-        for ax in (top, bottom):
+        for ax in axes:
             ax.axvline(edge / fs, color="grey", linewidth=0.8, linestyle="--")
     bottom.set_ylabel("attribution")
     bottom.set_xlabel("time (s)")
@@ -124,24 +133,29 @@ def plot_explanation(
     class_keys: Sequence[str] = CLASS_KEYS,
     fs: float = FS,
     top_features: int = 15,
+    channel_names: Sequence[str] | None = None,
 ) -> Path:
-    """Draw the signal with its attribution overlaid (top segments shaded), or a bar chart of
-    the ``top_features`` feature attributions; write a PNG atomically.
+    """Draw the signal with its attribution overlaid (top segments shaded), a panel per
+    channel of a ``[C, L]`` window (named by ``channel_names``), or a bar chart of the
+    ``top_features`` feature attributions; write a PNG atomically.
 
     Raises:
-        InvalidInput: a signal explanation whose length differs from ``window``'s.
+        InvalidInput: a signal explanation whose shape differs from ``window``'s.
     """
     e = explanation
     if e.kind == "signal":
-        window = np.asarray(window, dtype=np.float64).reshape(-1)
+        window = np.asarray(window, dtype=np.float64)
+        window = window.reshape(-1, window.shape[-1])
         if window.size != np.asarray(e.attributions).size:
             raise InvalidInput(
                 f"window has {window.size} samples, explanation {np.asarray(e.attributions).size}"
             )
+        names = list(channel_names or ([f"channel {k}" for k in range(len(window))] if len(window) > 1
+                                       else ["amplitude"]))
         # Fixed margins: the layout engine cost a third of the figure's time (an extra draw).
-        figure = Figure(figsize=(10, 5))
+        figure = Figure(figsize=(10, 5 + 2.5 * (len(window) - 1)))
         figure.subplots_adjust(left=0.1, right=0.98, bottom=0.1, top=0.9, hspace=0.08)
-        _signal_figure(figure, window, e, fs)
+        _signal_figure(figure, window, e, fs, names)
     else:
         figure = Figure(figsize=(7, max(3.0, 0.3 * top_features + 1)), layout="constrained")
         _feature_figure(figure, e, top_features)
@@ -155,7 +169,8 @@ def plot_explanation(
 def mean_abs_attribution_by_class(
     items: Iterable[tuple[int | str, np.ndarray]],
 ) -> dict[int | str, np.ndarray]:
-    """Mean absolute attribution per class from ``(class, attributions)`` pairs.
+    """Mean absolute attribution per class from ``(class, attributions)`` pairs; a
+    multi-channel signal attribution ``[C, L]`` counts as its channels' summed magnitude.
 
     Raises:
         InvalidInput: attributions of one class differ in length.
@@ -163,7 +178,8 @@ def mean_abs_attribution_by_class(
     sums: dict[int | str, np.ndarray] = {}
     counts: dict[int | str, int] = {}
     for cls, values in items:
-        magnitude = np.abs(np.asarray(values, dtype=np.float64).reshape(-1))
+        values = np.asarray(values, dtype=np.float64)
+        magnitude = np.abs(values).sum(axis=0) if values.ndim == 2 else np.abs(values.reshape(-1))
         if cls in sums and sums[cls].shape != magnitude.shape:
             raise InvalidInput(f"attributions of class {cls!r} differ in length")
         sums[cls] = sums.get(cls, 0.0) + magnitude

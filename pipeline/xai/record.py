@@ -51,25 +51,27 @@ def explain_record(
     shaft_hz: float | None = None,
     background_shaft_hz: np.ndarray | None = None,
 ) -> Explanation:
-    """Explain a record's prediction: ``windows [k, L]`` (its 1 s windows, in time order).
+    """Explain a record's prediction: ``windows [k, L]`` (its 1 s windows, in time order), or
+    ``[k, C, L]`` of a multi-channel model.
 
     ``shaft_hz`` is the record's shaft speed (Hz, None: not recorded) and
     ``background_shaft_hz`` the background windows', as ``explain`` takes them.
 
-    The result is a ``"signal"`` explanation of ``k·L`` samples; ``extra`` holds
+    The result is a ``"signal"`` explanation of ``k·L`` samples (``[C, k·L]``); ``extra`` holds
     ``window_edges`` (sample index where each window starts), each window's prediction and
     ``extra``, and a ``warning`` naming every window whose own result carried one.
 
     Raises:
-        InvalidInput: not ``[k >= 1, L]`` windows; bad method, parameters or class.
+        InvalidInput: not ``[k >= 1, L]`` or ``[k >= 1, C, L]`` windows; bad method, parameters
+            or class.
         MethodNotApplicable: a method that gives per-feature values (classical ``shap`` /
             ``lime``): those have no time axis to stitch.
         StopRequested: ``should_stop()`` answered true.
     """
     started = time.perf_counter()
     x = np.asarray(windows)
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise InvalidInput(f"a record is [k >= 1, L] windows, got shape {x.shape}")
+    if x.ndim not in (2, 3) or x.shape[0] < 1:
+        raise InvalidInput(f"a record is [k >= 1, L] or [k >= 1, C, L] windows, got shape {x.shape}")
     if not is_deep(model_key) and method in ("shap", "lime"):
         raise MethodNotApplicable(
             f"method {method!r} explains classical model {model_key!r} by its features, which have no time "
@@ -84,13 +86,13 @@ def explain_record(
         parts.append(explain(model, model_key, window, method, params, background=background, class_index=target,
                              feature_fn=feature_fn, on_progress=report, should_stop=should_stop,
                              shaft_hz=shaft_hz, background_shaft_hz=background_shaft_hz))
-    values = np.concatenate([np.asarray(p.attributions, dtype=np.float64) for p in parts])
+    values = np.concatenate([np.asarray(p.attributions, dtype=np.float64) for p in parts], axis=-1)
     first = parts[0]
     segments = int(first.params.get("summary_segments") or first.params["n_segments"]) * len(x)
     warnings = [f"window {i}: {p.extra['warning']}" for i, p in enumerate(parts) if "warning" in p.extra]
     extra: dict[str, Any] = {
         "windows": len(x),
-        "window_edges": [i * x.shape[1] for i in range(len(x))],
+        "window_edges": [i * x.shape[-1] for i in range(len(x))],
         "window_predictions": [p.predicted_class for p in parts],
         "window_extra": [p.extra for p in parts],
     }
@@ -101,7 +103,7 @@ def explain_record(
     return Explanation(
         method=method, model_key=model_key, kind="signal", predicted_class=predicted,
         confidence=float(votes[predicted]), target_class=first.target_class, attributions=values,
-        summary=segment_summary(values, min(segments, values.size), int(first.params["top_k"])),
+        summary=segment_summary(values, min(segments, values.shape[-1]), int(first.params["top_k"])),
         timings_ms={"total_ms": total, "explain_ms": sum(p.timings_ms["explain_ms"] for p in parts)},
         extra=extra, params=first.params, probabilities=[float(v) for v in votes],
     )

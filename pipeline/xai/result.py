@@ -27,8 +27,8 @@ class Attribution:
 class Explanation:
     """An explained prediction.
 
-    ``kind`` is ``"signal"`` (``attributions`` has one value per sample) or ``"features"``
-    (one value per name in ``feature_names``). ``summary`` holds the top segments
+    ``kind`` is ``"signal"`` (``attributions`` has one value per sample: ``[L]``, or ``[C, L]``
+    for a multi-channel window) or ``"features"`` (one value per name in ``feature_names``). ``summary`` holds the top segments
     (``start``, ``end``, ``score`` = sum of attributions inside) or the top features;
     ``extra`` holds method scalars such as ``ig_delta`` or ``shap_base_value``.
     """
@@ -61,8 +61,10 @@ class Explanation:
             "timings_ms": {k: round(float(v), 3) for k, v in self.timings_ms.items()},
             "extra": self.extra,
             "params": self.params,
-            "length": int(np.asarray(self.attributions).shape[0]),
+            "length": int(np.asarray(self.attributions).shape[-1]),
         }
+        if np.ndim(self.attributions) == 2:
+            out["channels"] = int(np.shape(self.attributions)[0])
         if self.feature_names is not None:
             out["feature_names"] = list(self.feature_names)
         if attributions:
@@ -82,18 +84,28 @@ def _top(scores: np.ndarray, top_k: int) -> np.ndarray:
 
 
 def segment_summary(attributions: np.ndarray, n_segments: int, top_k: int) -> dict[str, Any]:
-    """Rank equal segments by the magnitude of their summed attribution (sign kept)."""
+    """Rank equal segments by the magnitude of their summed attribution (sign kept).
+
+    A ``[C, L]`` attribution is ranked by time segment over every channel, each top segment
+    with its sum per channel (``by_channel``), and ``channel_totals`` say which sensor the
+    prediction leaned on.
+    """
     values = np.asarray(attributions, dtype=np.float64)
-    edges = segment_edges(values.size, n_segments)
-    scores = np.add.reduceat(values, edges[:-1])
-    return {
+    edges = segment_edges(values.shape[-1], n_segments)
+    per_channel = np.add.reduceat(values.reshape(-1, values.shape[-1]), edges[:-1], axis=1)  # [C, S]
+    scores = per_channel.sum(axis=0)
+    summary: dict[str, Any] = {
         "segments": int(n_segments),
         "total": float(values.sum()),
         "top_segments": [
-            {"start": int(edges[i]), "end": int(edges[i + 1]), "score": float(scores[i])}
+            {"start": int(edges[i]), "end": int(edges[i + 1]), "score": float(scores[i]),
+             **({"by_channel": [float(v) for v in per_channel[:, i]]} if values.ndim == 2 else {})}
             for i in _top(scores, top_k)
         ],
     }
+    if values.ndim == 2:
+        summary["channel_totals"] = [float(v) for v in values.sum(axis=1)]
+    return summary
 
 
 def feature_summary(attributions: np.ndarray, names: Sequence[str], top_k: int) -> dict[str, Any]:

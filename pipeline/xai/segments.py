@@ -9,6 +9,11 @@ the same code explains a CNN and a feature-based classifier.
 
 The per-sample attribution spreads each segment's weight evenly over its samples, so the
 attributions of a segment sum to its weight (Kernel SHAP's additivity survives).
+
+A multi-channel window ``[C, L]`` is cut in time the same way: a segment is a time span of
+every channel at once (the players stay ``n_segments``, so the sample budget buys the same
+precision), each channel switched off to its own mean, and a segment's weight is spread
+over its samples of every channel.
 """
 
 from __future__ import annotations
@@ -29,20 +34,24 @@ PredictFn = Callable[[np.ndarray], np.ndarray]
 def masked_windows(
     window: np.ndarray, masks: np.ndarray, edges: np.ndarray, off: str
 ) -> np.ndarray:
-    """Windows ``[n, L]``: ``window`` with the segments where ``masks [n, S]`` is 0 switched off."""
+    """Windows ``[n, L]`` (or ``[n, C, L]``): ``window`` with the segments where ``masks [n, S]``
+    is 0 switched off."""
     starts = edges[:-1]
-    fill = np.add.reduceat(window, starts) / np.diff(edges) if off == "mean" else None
-    out = np.repeat(window[None, :], masks.shape[0], axis=0)
+    fill = np.add.reduceat(window, starts, axis=-1) / np.diff(edges) if off == "mean" else None
+    out = np.repeat(window[None], masks.shape[0], axis=0)
     for s in range(masks.shape[1]):
         rows = masks[:, s] == 0
         if rows.any():
-            out[rows, edges[s] : edges[s + 1]] = 0.0 if fill is None else fill[s]
+            out[rows, ..., edges[s] : edges[s + 1]] = 0.0 if fill is None else fill[..., s : s + 1]
     return out
 
 
-def _spread(weights: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Per-sample attribution: each segment's weight divided evenly over its samples."""
-    return np.repeat(weights / np.diff(edges), np.diff(edges))
+def _spread(weights: np.ndarray, edges: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-sample attribution of a window of ``shape``: each segment's weight divided evenly
+    over its samples (of every channel)."""
+    channels = int(np.prod(shape[:-1], dtype=np.int64))
+    per_sample = np.repeat(weights / (np.diff(edges) * channels), np.diff(edges))
+    return np.broadcast_to(per_sample, shape).copy()
 
 
 def _evaluate(
@@ -91,7 +100,7 @@ def lime_segments(
     from sklearn.metrics import pairwise_distances
 
     window = np.asarray(window, dtype=np.float32)
-    edges = segment_edges(window.size, n_segments)
+    edges = segment_edges(window.shape[-1], n_segments)
     rng = np.random.default_rng(seed)
     masks = rng.integers(0, 2, size=(n_samples, n_segments)).astype(np.int8)
     masks[0] = 1
@@ -118,7 +127,7 @@ def lime_segments(
         "segments": int(n_segments),
         "off": off,
     }
-    return Attribution(_spread(segment_weights, edges), extra)
+    return Attribution(_spread(segment_weights, edges, window.shape), extra)
 
 
 def kernel_shap_segments(
@@ -142,7 +151,7 @@ def kernel_shap_segments(
     import shap
 
     window = np.asarray(window, dtype=np.float32)
-    edges = segment_edges(window.size, n_segments)
+    edges = segment_edges(window.shape[-1], n_segments)
     done = [0]
     # shap evaluates the reference and all coalitions; n_samples is its budget.
     expected = n_samples + 2
@@ -175,4 +184,4 @@ def kernel_shap_segments(
         "segments": int(n_segments),
         "off": off,
     }
-    return Attribution(_spread(segment_weights, edges), extra)
+    return Attribution(_spread(segment_weights, edges, window.shape), extra)

@@ -238,7 +238,11 @@ def test_each_window_carries_its_recordings_shaft_speed_through_classical_traini
 
 
 def test_features_selected_over_two_channels_train_a_classical_model(imported, tmp_path):
-    from pipeline.evaluation.feature_sets import extract_dataset_features, load_selection, selection_features_fn
+    from pipeline.evaluation.feature_sets import (
+        extract_dataset_features,
+        load_selection,
+        selection_features_fn,
+    )
     from pipeline.evaluation.rankings import selection_report
     from pipeline.training import load_training_data
     from pipeline.training.classical import train_classical

@@ -5,6 +5,7 @@ trained model's predictions from a raw recording; a model refuses data of anothe
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,24 @@ def test_the_deployed_onnx_model_gives_the_trained_predictions_on_a_raw_recordin
     test_windows, _, records = read_windows(dataset["path"], "test")
     trained_on_dataset = predict_proba(model, test_windows[np.isin(records, stored)]).argmax(axis=1)
     np.testing.assert_array_equal(deployed, trained_on_dataset)
+
+
+def test_two_channel_models_are_explained_per_sensor(workers, trained, dataset):
+    from pipeline.xai import load_explanation
+
+    signal = {"dataset_id": dataset["dataset_id"], "split": "test", "record": 0, "window": 1}
+    deep = _run(explain_signal, timeout_s=180, experiment_id=trained["cnn1d"]["experiment_id"],
+                method="integrated_gradients", params={"n_steps": 32}, signal=signal).result
+    # The deep model's attributions cover both sensors' samples, named in the figure
+    stored = load_explanation(deep["npz_path"])
+    assert stored.attributions.shape == (2, 6_000)
+    assert deep["summary"]["channels"] == 2 and len(deep["summary"]["summary"]["channel_totals"]) == 2
+    assert Path(deep["png_path"]).read_bytes()[:4] == b"\x89PNG"
+    # The forest is explained by each channel's features
+    forest = _run(explain_signal, timeout_s=180, experiment_id=trained["rf"]["experiment_id"], method="shap",
+                  signal=signal).result
+    names = load_explanation(forest["npz_path"]).feature_names
+    assert len(names) == 72 and names[0] == "DE:rms" and names[36] == "FE:rms"
 
 
 def test_a_model_refuses_data_of_another_class_set(workers, trained):

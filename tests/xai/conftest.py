@@ -14,6 +14,14 @@ torch.set_num_threads(1)
 
 LENGTH = 1024
 BURST = (448, 576)
+# Each method's parameters for quick, still meaningful, explanations of the burst model.
+FAST = {
+    "shap": {"n_samples": 100, "background_size": 32},
+    "lime": {"n_segments": 16, "n_samples": 300},
+    "integrated_gradients": {"n_steps": 64},
+    "gradcam": {},
+    "kernel_shap": {"n_segments": 16, "n_samples": 200},
+}
 
 
 def burst_windows(
@@ -38,14 +46,14 @@ def burst_data() -> tuple[np.ndarray, np.ndarray]:
     return burst_windows(256, seed=0)
 
 
-@pytest.fixture(scope="session")
-def burst_model(burst_data):  # type: ignore[no-untyped-def]
-    """A 2-class cnn1d (width 4, one stage) trained to detect the burst; test accuracy 1.0."""
+def train_burst_cnn(windows: np.ndarray, labels: np.ndarray, in_channels: int = 1) -> torch.nn.Module:
+    """A 2-class cnn1d (width 4, one stage) trained 30 epochs on ``[n, C, L]`` windows; eval mode."""
     from pipeline.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("cnn1d", {"num_classes": 2, "width": 4, "depth": 1, "dropout": 0.0})
-    x, y = torch.from_numpy(burst_data[0])[:, None], torch.from_numpy(burst_data[1])
+    model = build_model("cnn1d", {"num_classes": 2, "in_channels": in_channels, "width": 4, "depth": 1,
+                                  "dropout": 0.0})
+    x, y = torch.from_numpy(windows), torch.from_numpy(labels)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(30):
         order = torch.randperm(len(x))
@@ -54,7 +62,13 @@ def burst_model(burst_data):  # type: ignore[no-untyped-def]
             optimiser.zero_grad()
             torch.nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
             optimiser.step()
-    model.eval()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def burst_model(burst_data):  # type: ignore[no-untyped-def]
+    """The cnn1d trained to detect the burst; test accuracy 1.0."""
+    model = train_burst_cnn(burst_data[0][:, None], burst_data[1])
     test_x, test_y = burst_windows(100, seed=1)
     with torch.no_grad():
         accuracy = (model(torch.from_numpy(test_x)[:, None]).argmax(1).numpy() == test_y).mean()

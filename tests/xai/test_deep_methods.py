@@ -11,18 +11,9 @@ from torch import nn
 
 from pipeline.errors import MethodNotApplicable, StopRequested
 from pipeline.xai import explain
-from tests.xai.conftest import BURST, LENGTH, burst_windows
+from tests.xai.conftest import BURST, FAST, LENGTH, burst_windows
 
 torch.set_num_threads(1)
-
-FAST = {
-    "shap": {"n_samples": 100, "background_size": 32},
-    "lime": {"n_segments": 16, "n_samples": 300},
-    "integrated_gradients": {"n_steps": 64},
-    "gradcam": {},
-    "kernel_shap": {"n_segments": 16, "n_samples": 200},
-}
-
 
 def _burst_examples() -> np.ndarray:
     x, y = burst_windows(12, seed=3)

@@ -73,8 +73,10 @@ def test_explain_refuses_bad_windows_backgrounds_and_classes(burst_model) -> Non
     good = np.zeros(1024, np.float32)
     with pytest.raises(InvalidInput, match="NaN"):
         explain(burst_model, "cnn1d", np.full(1024, np.nan), "gradcam")
-    with pytest.raises(InvalidInput, match="1-D"):
+    with pytest.raises(InvalidInput, match="takes windows of 1 channel"):
         explain(burst_model, "cnn1d", np.zeros((2, 1024)), "gradcam")
+    with pytest.raises(InvalidInput, match=r"\[L\] or \[C, L\]"):
+        explain(burst_model, "cnn1d", np.zeros((2, 2, 1024)), "gradcam")
     with pytest.raises(InvalidInput, match="background"):
         explain(burst_model, "cnn1d", good, "shap", background=np.zeros((4, 512)))
     with pytest.raises(InvalidInput, match="class_index"):
