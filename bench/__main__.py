@@ -67,6 +67,12 @@ def _listings(quick: bool) -> dict:
     return bench_listings.run(rows=2_000 if quick else 100_000, repeats=3 if quick else 20)
 
 
+def _signing(quick: bool) -> dict:
+    from bench import bench_signing
+
+    return bench_signing.run(n=2_000 if quick else 10_000, rounds=1 if quick else 3)
+
+
 def _redelivery(quick: bool) -> dict:
     from bench import bench_redelivery
 
@@ -75,7 +81,7 @@ def _redelivery(quick: bool) -> dict:
 
 BENCHMARKS = {"listings": _listings, "generation": _generation, "tracking": _tracking, "features": _features,
               "dispatch": _dispatch, "latency": _latency, "memory": _memory, "scaling": _scaling,
-              "redelivery": _redelivery}
+              "redelivery": _redelivery, "signing": _signing}
 
 
 def main() -> None:

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     # to probe the network it sits in.
     benchmark_api_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Message signing: every message body carries an HMAC-SHA256 under the first key; a
+    # worker refuses, unread, one that is unsigned or signed by none of these keys. A list,
+    # newest first, so keys rotate: add the new one in front everywhere, then drop the old
+    # once its messages are drained. Empty: messages are plain JSON (a single host's default).
+    # Every producer and worker of one broker must hold the same list.
+    message_keys: list[SecretStr] = Field(default_factory=list)
     dashboard_url: str = "http://127.0.0.1:8088"  # notification links (pfd dashboard serves them)
 
     # Jobs, results and progress.
@@ -168,6 +174,14 @@ class Settings(BaseSettings):
     mlflow_http_timeout_s: float = Field(5.0, gt=0)
     mlflow_retry_max_s: float = Field(10.0, gt=0)
     mlflow_flush_wait_s: float = Field(10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _keys_long_enough(self) -> Settings:
+        short = [k for k, key in enumerate(self.message_keys) if len(key.get_secret_value()) < 32]
+        if short:
+            raise ValueError(f"message_keys: key(s) at position {short} are shorter than 32 characters "
+                             "(use e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+        return self
 
     @model_validator(mode="after")
     def _fill_derived_paths(self) -> Settings:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+from dramatiq.errors import DecodeError
+from dramatiq.message import get_encoder
 from redis import Redis
 
-from actors.platform.broker.redis_broker import UNDECODABLE_REASON
+from actors.platform.broker.consumer import UNDECODABLE_REASON, refusal_reason
 from config.settings import mask_secrets
 
 __all__ = ["DeadLetter", "list_dead_letters"]
@@ -48,16 +49,22 @@ def list_dead_letters(redis: Redis, queue: str, *, limit: int = 100) -> list[Dea
 
 def _letter(queue: str, redis_id: str, failed_at: float, payload: bytes) -> DeadLetter:
     try:
-        data = json.loads(payload)
+        data = get_encoder().decode(payload)
         message_id, actor = data["message_id"], data["actor_name"]
-    except (ValueError, TypeError, KeyError):  # a body the consumer refused unread
-        return DeadLetter(queue=queue, message_id=redis_id, actor="?", failed_at=failed_at, kwargs={},
-                          redis_id=redis_id, reason=UNDECODABLE_REASON, readable=False)
+    except DecodeError as exc:  # a body the consumer refused unread: unsigned, altered, not JSON
+        return _unreadable(queue, redis_id, failed_at, refusal_reason(exc))
+    except (TypeError, KeyError):  # JSON, but not a message
+        return _unreadable(queue, redis_id, failed_at, UNDECODABLE_REASON)
     traceback = data.get("options", {}).get("traceback") or ""
     reason = traceback.strip().splitlines()[-1] if traceback.strip() else ""
     return DeadLetter(queue=queue, message_id=message_id, actor=actor, failed_at=failed_at,
                       kwargs=data.get("kwargs", {}), redis_id=redis_id, reason=reason,
                       traceback=mask_secrets(traceback.strip()))
+
+
+def _unreadable(queue: str, redis_id: str, failed_at: float, reason: str) -> DeadLetter:
+    return DeadLetter(queue=queue, message_id=redis_id, actor="?", failed_at=failed_at, kwargs={},
+                      redis_id=redis_id, reason=reason, readable=False)
 
 
 # Options that describe a past attempt; a requeued message starts afresh without them.
@@ -80,7 +87,7 @@ def requeue_dead_letters(broker: dramatiq.Broker, queue: str, message_ids: set[s
         raw = redis.hget(f"{_NAMESPACE}:{queue}.XQ.msgs", letter.redis_id)
         if raw is None:
             continue
-        data = json.loads(raw)
+        data = get_encoder().decode(raw)
         options = {k: v for k, v in data.get("options", {}).items() if k not in _ATTEMPT_OPTIONS}
         message = dramatiq.Message(
             queue_name=queue, actor_name=data["actor_name"], args=tuple(data.get("args", ())),

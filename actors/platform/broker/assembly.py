@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import CurrentMessage, GroupCallbacks, Retries
 from dramatiq.rate_limits.backends import RedisBackend as RedisRateLimiterBackend
 from dramatiq.results import Results
@@ -17,6 +18,7 @@ from redis import Redis
 
 from actors.platform.broker.connection import redis_client
 from actors.platform.broker.redis_broker import JsonOnlyRedisBroker
+from actors.platform.broker.signing import SigningEncoder
 from actors.platform.middleware import (
     CrashGuard,
     FanoutMembers,
@@ -51,6 +53,9 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     when no Redis can be had); job state then lives in ``redis`` (a fake one is fine).
     """
     configure_logging(settings)
+    # Before any backend is built: the results backend takes the encoder it finds then.
+    keys = [key.get_secret_value().encode() for key in settings.message_keys]
+    dramatiq.set_encoder(SigningEncoder(keys) if keys else JSONEncoder())
     ttl_ms = settings.result_ttl_s * 1000
     if stub:
         from dramatiq.rate_limits.backends import StubBackend as StubRateLimiterBackend

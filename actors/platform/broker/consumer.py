@@ -28,11 +28,12 @@ from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
 from actors.platform.broker.command_batch import Batch, load_scripts
+from actors.platform.broker.signing import SignatureRefused
 
 if TYPE_CHECKING:
     from actors.platform.broker.redis_broker import JsonOnlyRedisBroker
 
-__all__ = ["REDIS_DOWN", "UNDECODABLE_REASON", "AckBatch", "TrackedMessage", "WakingConsumer"]
+__all__ = ["REDIS_DOWN", "UNDECODABLE_REASON", "AckBatch", "TrackedMessage", "WakingConsumer", "refusal_reason"]
 
 log = structlog.get_logger("pfd.broker")
 
@@ -41,6 +42,14 @@ log = structlog.get_logger("pfd.broker")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 UNDECODABLE_REASON = "not a JSON message; refused unread"
+
+
+def refusal_reason(exc: DecodeError) -> str:
+    """Why a body was refused unread: its signature's fault, or not being a message at all."""
+    cause: BaseException = exc
+    while isinstance(cause, DecodeError):  # Message.decode wraps the encoder's own DecodeError
+        cause = cause.error
+    return str(cause) if isinstance(cause, SignatureRefused) else UNDECODABLE_REASON
 
 
 class TrackedMessage(MessageProxy):
@@ -153,12 +162,12 @@ class WakingConsumer(_RedisConsumer):
                 if body == exc.data:
                     broker.do_nack(self.queue_name, redis_id.decode())
                     log.error("message.refused", queue=self.queue_name, redis_id=redis_id.decode(),
-                              reason=UNDECODABLE_REASON, bytes=len(exc.data), error=type(exc.error).__name__)
+                              reason=refusal_reason(exc), bytes=len(exc.data), error=type(exc.error).__name__)
                     return
         except REDIS_DOWN as error:
             raise ConnectionClosed(error) from None
         # Already gone (another worker's maintenance requeued it): nothing left to move.
-        log.error("message.refused", queue=self.queue_name, reason=UNDECODABLE_REASON, bytes=len(exc.data),
+        log.error("message.refused", queue=self.queue_name, reason=refusal_reason(exc), bytes=len(exc.data),
                   error=type(exc.error).__name__, dead_lettered=False)
 
 
