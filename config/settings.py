@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # to probe the network it sits in.
     benchmark_api_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # A rediss:// URL verifies the server's certificate and host name against this CA bundle
+    # (None: the system's CAs). An ACL user and password go in the URL (rediss://user:pw@host).
+    redis_ca_file: Path | None = None
     # Message signing: every message body carries an HMAC-SHA256 under the first key; a
     # worker refuses, unread, one that is unsigned or signed by none of these keys. A list,
     # newest first, so keys rotate: add the new one in front everywhere, then drop the old

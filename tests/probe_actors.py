@@ -12,6 +12,7 @@ from pydantic import Field
 from redis import Redis
 
 from actors.platform.base import Payload, job_actor
+from actors.platform.broker.connection import redis_client
 from actors.platform.context import JobContext
 from actors.platform.errors import TransientError
 from config.queues import QUEUES, ActorPolicy
@@ -22,7 +23,8 @@ FAST_RETRY = dict(max_retries=3, min_backoff_ms=200, max_backoff_ms=2_000, store
 
 
 def _redis() -> Redis:
-    return Redis.from_url(get_settings().redis_url)
+    settings = get_settings()
+    return redis_client(settings.redis_url, settings.redis_ca_file)
 
 
 class Empty(Payload):

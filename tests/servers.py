@@ -6,6 +6,8 @@ own on a free port, or reaches the shared one through a proxy it can close.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import os
 import selectors
@@ -31,23 +33,72 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class RedisServer:
-    """A ``redis-server`` of the test's own, on a free port, optionally append-only."""
+def write_tls_certificates(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate it signs for 127.0.0.1, and another CA that signs nothing:
+    ``{"ca", "cert", "key", "other_ca"}`` as PEM files in ``directory``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
 
-    def __init__(self, data_dir: Path, *, appendonly: bool) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def certificate(subject: str, key, issuer: str, issuer_key, *, ca: bool):  # type: ignore[no-untyped-def]
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    directory.mkdir(parents=True, exist_ok=True)
+    keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in ("ca", "server", "other")}
+    files = {
+        "ca": certificate("pfd test CA", keys["ca"], "pfd test CA", keys["ca"], ca=True),
+        "cert": certificate("127.0.0.1", keys["server"], "pfd test CA", keys["ca"], ca=False),
+        "other_ca": certificate("another CA", keys["other"], "another CA", keys["other"], ca=True),
+    }
+    paths = {}
+    for name, cert in files.items():
+        paths[name] = directory / f"{name}.pem"
+        paths[name].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"] = directory / "server-key.pem"
+    paths["key"].write_bytes(keys["server"].private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return paths
+
+
+class RedisServer:
+    """A ``redis-server`` of the test's own, on a free port, optionally append-only.
+
+    With ``tls`` (``write_tls_certificates``' files) it listens for TLS only; with ``user``
+    (name, password) that ACL user is the only one (the default user is off).
+    """
+
+    def __init__(self, data_dir: Path, *, appendonly: bool, tls: dict[str, Path] | None = None,
+                 user: tuple[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.appendonly = appendonly
+        self.tls, self.user = tls, user
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         data_dir.mkdir(parents=True, exist_ok=True)
 
-    def url(self, db: int = 0) -> str:
-        """The server's URL for database ``db``."""
-        return f"redis://127.0.0.1:{self.port}/{db}"
+    def url(self, db: int = 0, *, password: str | None = None) -> str:
+        """The server's URL for database ``db`` (with its user, and ``password`` or the user's)."""
+        scheme = "rediss" if self.tls else "redis"
+        auth = f"{self.user[0]}:{password or self.user[1]}@" if self.user else ""
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/{db}"
 
     def client(self) -> Redis:
         """A new client of database 0."""
-        return Redis.from_url(self.url())
+        tls = {"ssl_ca_certs": str(self.tls["ca"])} if self.tls else {}
+        return Redis.from_url(self.url(), **tls)
 
     def _answers(self) -> bool:
         try:
@@ -58,9 +109,16 @@ class RedisServer:
     def start(self) -> RedisServer:
         """Start the server (again, with the same data directory) and wait until it answers."""
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls["cert"]),
+                      "--tls-key-file", str(self.tls["key"]), "--tls-ca-cert-file", str(self.tls["ca"]),
+                      "--tls-auth-clients", "no"]
+        users = ["--user", self.user[0], "on", f">{self.user[1]}", "~*", "&*", "+@all",
+                 "--user", "default", "off"] if self.user else []
         self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
-             "--save", "", *persistence],
+            ["redis-server", "--bind", "127.0.0.1", *listen, "--dir", str(self.data_dir),
+             "--save", "", *persistence, *users],
             stdout=open(self.data_dir / "redis.log", "ab"), stderr=subprocess.STDOUT,
         )
         wait_until(self._answers, timeout=20, what=f"redis-server on port {self.port}")

@@ -139,7 +139,7 @@ def metrics(
     configure_logging(settings)
     server, _ = serve_metrics(
         host or settings.metrics_host, settings.metrics_port if port is None else port,
-        redis=redis_client(settings.redis_url), queues=QUEUES, worker_metrics_dir=settings.metrics_dir,
+        redis=redis_client(settings.redis_url, settings.redis_ca_file), queues=QUEUES, worker_metrics_dir=settings.metrics_dir,
         cluster=cluster,
     )
     bound_host, bound_port = server.server_address[:2]

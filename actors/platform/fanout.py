@@ -26,7 +26,8 @@ __all__ = ["FANOUT_OPTION", "fan_out", "fanout_store", "get_fanout"]
 def fanout_store() -> FanoutStore:
     """Return this process's fan-out store."""
     settings = get_settings()
-    return FanoutStore(redis_client(settings.redis_url), ttl_s=max(settings.job_cache_ttl_s, 7 * 24 * 3600))
+    return FanoutStore(redis_client(settings.redis_url, settings.redis_ca_file),
+                       ttl_s=max(settings.job_cache_ttl_s, 7 * 24 * 3600))
 
 
 def fan_out(

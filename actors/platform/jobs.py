@@ -27,7 +27,7 @@ def job_store(settings: Settings | None = None) -> JobStore:
             return middleware.store
     settings = settings or get_settings()
     return JobStore(
-        redis_client(settings.redis_url), get_database(settings.database_url),
+        redis_client(settings.redis_url, settings.redis_ca_file), get_database(settings.database_url),
         cache_ttl_s=settings.job_cache_ttl_s,
     )
 

@@ -25,6 +25,7 @@ from actors.platform.middleware import (
     GracefulShutdown,
     JobTracking,
     LogContext,
+    RedisGuard,
     SchemaGuard,
     Sweeper,
 )
@@ -67,7 +68,7 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
         if redis is None:
             raise ValueError("a stub broker still needs a Redis-compatible client for job state")
     else:
-        redis = redis or redis_client(settings.redis_url)
+        redis = redis or redis_client(settings.redis_url, settings.redis_ca_file)
         broker = JsonOnlyRedisBroker(
             client=redis,
             heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
@@ -81,6 +82,10 @@ def setup_broker(settings: Settings, *, stub: bool = False, redis: Redis | None 
     def store() -> JobStore:
         return JobStore(job_redis, get_database(settings.database_url), cache_ttl_s=settings.job_cache_ttl_s)
 
+    # First of all boot hooks: a worker that Redis refuses stops before any thread starts.
+    if isinstance(broker, JsonOnlyRedisBroker):
+        guarded = broker.client
+        broker.add_middleware(RedisGuard(client=lambda: guarded), before=Retries)
     # Log context, then tracking, just before Retries: after-hooks run in reverse order, so
     # theirs run once Retries has decided whether a retry follows.
     broker.add_middleware(LogContext(), before=Retries)

@@ -35,6 +35,7 @@ from dramatiq.message import Message
 from dramatiq.worker import ConsumerThread, WorkerThread
 
 from actors.platform.broker.command_batch import Batch, register_script
+from actors.platform.broker.connection import redis_setup_fault
 from actors.platform.broker.consumer import REDIS_DOWN, UNDECODABLE_REASON, AckBatch, WakingConsumer
 
 __all__ = ["UNDECODABLE_REASON", "WAKE_TOKENS", "JsonOnlyRedisBroker"]
@@ -94,7 +95,8 @@ class JsonOnlyRedisBroker(RedisBroker):
             try:
                 return self._enqueue_once(message, delay)
             except REDIS_DOWN as exc:
-                if time.monotonic() + pause > deadline:
+                # Refused credentials or TLS are no outage: waiting would only hide them.
+                if time.monotonic() + pause > deadline or redis_setup_fault(exc):
                     raise
                 if not warned:
                     log.warning("broker.enqueue_waiting", message_id=message.message_id, error=str(exc),
