@@ -12,13 +12,28 @@ from actors.cli.common import PROJECT_ROOT, app, load_broker
 from actors.platform.signals import stop_on_signals
 
 
+# What each kind of host runs (Procfile process names). Every host serves its own metrics;
+# exactly one host runs the scheduler (periodiq has no lock), so only ``control`` has it.
+HOST_ROLES: dict[str, tuple[str, ...]] = {
+    "training": ("gpu_training", "metrics"),
+    "cpu": ("cpu_processing", "metrics"),
+    "control": ("high_priority", "notifications", "scheduler", "recorder", "metrics", "dashboard"),
+}
+
+
 @app.command()
-def workers(show: bool = typer.Option(False, help="Only print what the Procfile runs.")) -> None:
+def workers(
+    show: bool = typer.Option(False, help="Only print what the Procfile runs."),
+    role: list[str] = typer.Option(  # noqa: B008  (typer reads its options from defaults)
+        [], help=f"Run only what this host's role runs: {', '.join(HOST_ROLES)} (repeat for several; "
+                 "none: the whole Procfile)."),
+) -> None:
     """Run the Procfile (one worker per queue + the scheduler; one gpu_training worker per
-    visible CUDA device), or show its lines."""
+    visible CUDA device), or the part of it for this host's roles; or show its lines."""
     from config.settings import get_settings
 
-    text = procfile_for_devices((PROJECT_ROOT / "Procfile").read_text(), visible_cuda_devices())
+    procfile = procfile_for_roles((PROJECT_ROOT / "Procfile").read_text(), role)
+    text = procfile_for_devices(procfile, visible_cuda_devices())
     if show:
         typer.echo(text)
         return
@@ -27,6 +42,22 @@ def workers(show: bool = typer.Option(False, help="Only print what the Procfile 
     procfile.write_text(text)
     honcho = Path(sys.executable).parent / "honcho"
     os.execv(str(honcho), [str(honcho), "start", "-f", str(procfile), "-d", str(PROJECT_ROOT)])
+
+
+def procfile_for_roles(procfile: str, roles: list[str]) -> str:
+    """The Procfile lines that hosts of ``roles`` run (``HOST_ROLES``), in Procfile order;
+    no role: the whole Procfile.
+
+    Raises:
+        typer.BadParameter: an unknown role.
+    """
+    unknown = [r for r in roles if r not in HOST_ROLES]
+    if unknown:
+        raise typer.BadParameter(f"unknown role(s) {unknown}; roles: {', '.join(HOST_ROLES)}", param_hint="--role")
+    if not roles:
+        return procfile
+    wanted = {name for r in roles for name in HOST_ROLES[r]}
+    return "".join(f"{line}\n" for line in procfile.splitlines() if line.partition(":")[0].strip() in wanted)
 
 
 def visible_cuda_devices() -> list[str]:
