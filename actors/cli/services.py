@@ -11,7 +11,6 @@ import typer
 from actors.cli.common import PROJECT_ROOT, app, load_broker
 from actors.platform.signals import stop_on_signals
 
-
 # What each kind of host runs (Procfile process names). Every host serves its own metrics;
 # exactly one host runs the scheduler (periodiq has no lock), so only ``control`` has it.
 HOST_ROLES: dict[str, tuple[str, ...]] = {
