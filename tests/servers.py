@@ -214,3 +214,74 @@ def send_messages(messages: list[dict], env: dict[str, str]) -> list[str]:
     if done.returncode != 0:
         raise RuntimeError(f"producer failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _postgres_bin() -> Path:
+    """The newest installed PostgreSQL's binaries (Debian's layout)."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    if not versions:
+        raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql")
+    return versions[-1]
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of the test's own, on a free port, run as the ``postgres`` user.
+
+    Connections over TCP must use TLS (``hostssl`` only) and the password of ``user``
+    (SCRAM); the certificate files come from ``write_tls_certificates``.
+    """
+
+    def __init__(self, *, tls: dict[str, Path], user: str, password: str) -> None:
+        import tempfile
+
+        # Its own folder outside the test's (pytest's are private to root), owned by postgres.
+        self.root = Path(tempfile.mkdtemp(prefix="pfd-pg-"))
+        self.tls, self.user, self.password = tls, user, password
+        self.port = free_port()
+        self.data = self.root / "data"
+
+    def _as_postgres(self, *command: str) -> None:
+        done = subprocess.run(["runuser", "-u", "postgres", "--", *command], capture_output=True, text=True,
+                              timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{command[0]} failed: {done.stdout[-1000:]} {done.stderr[-1000:]}")
+
+    def start(self) -> PostgresCluster:
+        """Create the cluster, its TLS files and user, start it and wait until it accepts connections."""
+        import shutil
+
+        bin_dir = _postgres_bin()
+        secret = self.root / "password"
+        secret.write_text(self.password)
+        for name in ("cert", "key", "ca"):  # the server reads them as itself, the key private
+            shutil.copy(self.tls[name], self.root / f"server-{name}.pem")
+        (self.root / "server-key.pem").chmod(0o600)
+        shutil.chown(self.root, "postgres")
+        for path in self.root.iterdir():
+            shutil.chown(path, "postgres")
+        self._as_postgres(str(bin_dir / "initdb"), "-D", str(self.data), "-U", self.user, f"--pwfile={secret}",
+                          "--auth-local=trust", "--auth-host=scram-sha-256")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.root}'\n"
+                       f"ssl = on\nssl_cert_file = '{self.root / 'server-cert.pem'}'\n"
+                       f"ssl_key_file = '{self.root / 'server-key.pem'}'\nfsync = off\n")
+        (self.data / "pg_hba.conf").write_text(
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
+        shutil.chown(self.data / "pg_hba.conf", "postgres")
+        self._as_postgres(str(bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
+                          "-w", "start")
+        self._as_postgres(str(bin_dir / "createdb"), "-h", str(self.root), "-p", str(self.port), "-U", self.user, "pfd")
+        return self
+
+    def url(self, *, password: str | None = None, ca: Path | None = None) -> str:
+        """An SQLAlchemy URL to the cluster's ``pfd`` database, verifying the server's certificate."""
+        return (f"postgresql+psycopg://{self.user}:{password or self.password}@127.0.0.1:{self.port}/pfd"
+                f"?sslmode=verify-full&sslrootcert={ca or self.tls['ca']}")
+
+    def stop(self) -> None:
+        """Stop the cluster at once (fast shutdown) and delete its folder."""
+        import shutil
+
+        if (self.data / "postmaster.pid").exists():
+            self._as_postgres(str(_postgres_bin() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
