@@ -17,7 +17,8 @@ from actors.store.trees import JobTree
 from config.queues import QUEUES
 from config.settings import Settings
 
-__all__ = ["artifact_file", "job_listing", "known_queue", "plot_paths", "record_or_404", "tree_or_404"]
+__all__ = ["artifact_file", "dataset_description", "job_listing", "known_queue", "plot_paths", "record_or_404",
+           "training_run", "tree_or_404"]
 
 
 def tree_or_404(any_id: str) -> JobTree:
@@ -98,3 +99,42 @@ def plot_paths(settings: Settings, *values: Any) -> list[str]:
     for value in values:
         walk(value)
     return found
+
+
+def dataset_description(settings: Settings, dataset: dict[str, Any]) -> dict[str, Any] | None:
+    """What a dataset holds, from its file's geometry: classes with their display names, rate,
+    channels, record and window lengths, normalisation; None while it has no readable file."""
+    from pipeline.datasets.hdf5 import read_geometry
+    from pipeline.errors import DatasetFileError
+
+    if dataset.get("status") != "completed" or not dataset.get("path"):
+        return None
+    try:
+        geometry = read_geometry(artifact_file(settings, dataset["path"]))
+    except (HTTPException, DatasetFileError):
+        return None  # the page says the file is missing or unreadable instead
+    rate = geometry.sampling_rate
+    return {
+        "classes": [(key, geometry.display_names.get(key, key)) for key in geometry.class_keys],
+        "sampling_rate_hz": rate, "channels": list(geometry.channels),
+        "record": f"{geometry.record_length:,} samples ({geometry.record_length / rate:g} s)",
+        "window": f"{geometry.window_length:,} samples ({geometry.window_length / rate:g} s), "
+                  f"every {geometry.window_hop:,}: {geometry.windows_per_record} per record",
+        "normalization": geometry.normalization,
+    }
+
+
+def training_run(settings: Settings, experiment: dict[str, Any]) -> dict[str, Any] | None:
+    """How a completed experiment trained, from its metrics file: device, precision, whether
+    its data was read from the file in groups, throughput and time spent waiting for data."""
+    import json
+
+    if not experiment.get("metrics_path"):
+        return None
+    try:
+        recorded = json.loads(artifact_file(settings, experiment["metrics_path"]).read_text())
+    except (HTTPException, ValueError):
+        return None
+    keys = ("device", "precision", "data_stored", "train_windows_per_s", "data_wait_fraction", "stopped_early",
+            "resumed_from_epoch")
+    return {key: recorded.get(key) for key in keys}

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from actors.platform.errors import PayloadInvalid
 from actors.web.pages import operator, render, viewer
-from actors.web.reads import plot_paths, record_or_404
+from actors.web.reads import dataset_description, plot_paths, record_or_404, training_run
 
 __all__ = ["records_router"]
 
@@ -53,8 +53,10 @@ def record(request: Request, kind: str, record_id: str) -> HTMLResponse:
         related = [a for a in list_records(job_store().database, "analyses", limit=500)
                    if record_id in (a.get("experiment_ids") or [])]
     plots = plot_paths(settings, found, *related)
+    described = dataset_description(settings, found) if kind == "datasets" else None
+    run = training_run(settings, found) if kind == "experiments" else None
     return render(request, "record.html", identity, kind=kind, record=found, record_id=record_id, plots=plots,
-                 related=related, optuna_url=settings.optuna_dashboard_url,
+                 related=related, optuna_url=settings.optuna_dashboard_url, described=described, run=run,
                  fields=json.dumps(found, indent=2, default=str))
 
 

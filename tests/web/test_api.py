@@ -184,12 +184,18 @@ def test_record_pages_show_the_curve_confusion_matrix_example_signals_and_deploy
     page = client.get("/records/experiments/exp-web")
     # then it shows the curve per epoch, the test metrics and the confusion matrix the analysis drew.
     assert page.status_code == 200 and 'id="training-curve"' in page.text and "test_f1_macro" in page.text
+    # and how it trained: on this machine's CPU, in fp32, its data in memory
+    run = page.text[page.text.index('id="training-run"'):]
+    assert "<td>cpu</td>" in run and "<td>fp32</td>" in run and "in memory" in run
     curve = client.get("/records/experiments/exp-web/curve.png")
     assert curve.headers["content-type"] == "image/png" and curve.content.startswith(b"\x89PNG")
     [confusion] = re.findall(r'src="(/api/artifacts/[^"]*confusion\.png)"', page.text)
     assert client.get(confusion).content.startswith(b"\x89PNG")
     dataset = client.get("/records/datasets/ds-web")
     assert "Class counts" in dataset.text and "train" in dataset.text and 'id="examples"' in dataset.text
+    # The dataset's own description: its classes with their display names, rate, channels, windows
+    data = dataset.text[dataset.text.index('id="dataset-data"'):]
+    assert "<code>sain</code>" in data and "20,480 Hz" in data and "per record" in data
     examples = client.get("/records/datasets/ds-web/examples.png")
     assert examples.headers["content-type"] == "image/png" and examples.content.startswith(b"\x89PNG")
     Path(tempfile.gettempdir(), "pfd-dashboard-examples.png").write_bytes(examples.content)
