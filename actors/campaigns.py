@@ -156,8 +156,9 @@ def project_database() -> Database:
 
 
 def load_dataset(database: Database, dataset_id: str):  # type: ignore[no-untyped-def]
-    """Return a completed dataset's splits, checked exactly as ``train_model`` checks them."""
-    return load_training_dataset(ready_dataset(database, dataset_id))
+    """Return a completed dataset's splits, checked exactly as ``train_model`` checks them, in
+    memory when they fit ``PFD_TRAINING_MEMORY_MB``, else read a group of records at a time."""
+    return load_training_dataset(ready_dataset(database, dataset_id), get_settings().training_memory_mb)
 
 
 def campaign_event(event: str, payload: dict[str, Any], campaign_id: str) -> dict[str, Any]:

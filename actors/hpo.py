@@ -149,6 +149,9 @@ def run_hpo_trial(payload: TrialPayload, job: JobContext) -> dict | None:
     try:
         model_args, training = spec.trial_arguments(payload.params)
         dataset = ready_dataset(database, run.view["dataset_id"])
+        # Deep trials read a dataset larger than the budget a group of records at a time; a
+        # classical trial's features are cached per split in memory (cached_features).
+        budget = get_settings().training_memory_mb
         exp_spec = experiment_spec(run.view["dataset_id"], spec.model_key, model_args, training,
                                    name=f"{run.view['name'] or payload.campaign_id} trial {number}",
                                    campaign_id=payload.campaign_id, dataset=dataset)
@@ -160,7 +163,7 @@ def run_hpo_trial(payload: TrialPayload, job: JobContext) -> dict | None:
                 value = (claim.summary or {})["best_val_accuracy"] if spec.metric == "val_accuracy" else min(losses)
             else:  # macro F1, or a classical fit's loss: score the saved model on validation again
                 saved = get_experiment(database, experiment_id)
-                scores = evaluate_on_test(saved["model_path"], validation_only(load_training_dataset(dataset)),
+                scores = evaluate_on_test(saved["model_path"], validation_only(load_training_dataset(dataset, budget)),
                                           model_key=spec.model_key, sha256=saved["model_sha256"])
                 value = scores["f1_macro"] if spec.metric == "val_f1_macro" else scores["loss"]
             return finish_trial(run, "complete", value=value, experiment_id=experiment_id)
@@ -173,7 +176,7 @@ def run_hpo_trial(payload: TrialPayload, job: JobContext) -> dict | None:
         else:
             outcome = run_trial(
                 reopen_trial(run.study, payload.trial_id), spec.metric, spec.model_key, model_args, training,
-                load_training_dataset(dataset), directory, on_progress=job.progress, should_stop=job.should_stop,
+                load_training_dataset(dataset, budget), directory, on_progress=job.progress, should_stop=job.should_stop,
                 on_epoch=lambda record: record_epoch(database, experiment_id, record.to_dict()))
     except StopRequested:
         state, why = ("cancelled", "cancelled") if job.cancel_seen else ("failed", "JobTimedOut: past its time limit")

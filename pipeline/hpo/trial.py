@@ -170,15 +170,17 @@ def evaluate_on_test(model_path: str | os.PathLike[str], data: TrainingData, bat
     the test split; return the test metrics, with the mean cross-entropy as ``loss``, as JSON."""
     from pipeline.evaluation.predictors import load_predictor
     from pipeline.training.checkpoint import load_checkpoint
-    from pipeline.training.inference import predict_proba
+    from pipeline.training.loop import predict_split
     from pipeline.training.metrics import evaluate_predictions
 
     if model_key is not None:
         predictor = load_predictor(model_key, model_path, len(data.class_keys), sha256=sha256, batch_size=batch_size,
                                    fs=data.geometry.sampling_rate)
-        probs = predictor.predict_proba(data.test.windows, data.test.shaft_hz)
+        # A group of records at a time: a split larger than memory is never read whole.
+        probs = np.concatenate([predictor.predict_proba(windows, data.test.shaft_hz[positions])
+                                for windows, positions in data.test.groups(None)])
     else:
         model, _ = load_checkpoint(model_path, map_location="cpu")
-        probs = predict_proba(model, data.test.windows, batch_size, "cpu")
+        probs = predict_split(model, data.test, batch_size, "cpu")
     metrics = evaluate_predictions(probs, data.test.labels, data.test.record_ids, data.class_keys).to_dict()
     return {**metrics, "loss": _cross_entropy(np.asarray(probs, dtype=np.float64), data.test.labels)}

@@ -2,7 +2,7 @@
 
 ``train_deep`` builds models from the registry by key, which a sampled architecture is not,
 so candidates train here with the same pieces: ``TrainingConfig``, its optimizer, scheduler
-and device, the same batch order (``iterate_batches``) and ``predict_proba``. A candidate's
+and device, the same batch order (``iterate_batches``) and ``predict_split``. A candidate's
 run is short, so it keeps no checkpoint: a redelivered candidate trains again from scratch.
 """
 
@@ -22,7 +22,7 @@ from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_pro
 from pipeline.training import optim
 from pipeline.training.config import TrainingConfig
 from pipeline.training.data import TrainingData, iterate_batches
-from pipeline.training.inference import predict_proba
+from pipeline.training.loop import predict_split
 
 __all__ = ["CandidateResult", "train_candidate"]
 
@@ -86,7 +86,7 @@ def train_candidate(
             loss = nn.functional.cross_entropy(model(x), y)
             loss.backward()
             optimizer.step()
-        probs = predict_proba(model, data.val.windows, config.batch_size, device)
+        probs = predict_split(model, data.val, config.batch_size, device)
         labels = data.val.labels
         val_loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean())
         val_acc = float((probs.argmax(1) == labels).mean())

@@ -143,3 +143,22 @@ def test_a_dataset_larger_than_a_tiny_budget_trains_with_bounded_memory(tmp_path
     assert bounded["stored"] and not loaded["stored"]
     assert bounded["windows"] == loaded["windows"] == 4096 * PER_RECORD
     assert loaded["peak_mb"] - bounded["peak_mb"] > 60, (bounded, loaded)
+
+
+def test_nas_candidates_and_campaign_scoring_read_a_stored_split_as_they_read_memory(dataset, tmp_path):
+    from pipeline.hpo.trial import evaluate_on_test
+    from pipeline.nas.train import train_candidate
+
+    small = 3 * 2 * 4 * WINDOW * PER_RECORD  # two records a group: every split is read in groups
+    # A NAS candidate trains and is scored on validation the same from memory and from the file
+    arch = {"stem": 4, "layers": [["conv3", 8]]}
+    memory = train_candidate(arch, FAST, load_training_data(dataset))
+    assert train_candidate(arch, FAST, _stored(dataset, 1 << 30)).history == memory.history
+    assert len(train_candidate(arch, FAST, _stored(dataset, small)).history) == FAST["epochs"]
+    # A campaign's test scoring of a saved model reads the test split a group at a time
+    trained = train_deep("cnn1d", ARGS, FAST, load_training_data(dataset), tmp_path / "scored")
+    in_memory = evaluate_on_test(trained.model_path, load_training_data(dataset))
+    grouped = evaluate_on_test(trained.model_path, _stored(dataset, small))
+    assert grouped["n_windows"] == in_memory["n_windows"] == 9 * PER_RECORD
+    assert grouped["window_accuracy"] == in_memory["window_accuracy"]
+    assert grouped["loss"] == pytest.approx(in_memory["loss"], rel=1e-6)
