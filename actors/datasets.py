@@ -58,6 +58,9 @@ class GenerateDataset(Payload):
     seed: int = Field(42, ge=0, le=2**31 - 1)
     split_ratios: tuple[Probability, Probability, Probability] = (0.70, 0.15, 0.15)
     output_format: Literal["hdf5", "mat", "both"] = "hdf5"
+    compression: Literal["gzip", "none"] = Field(
+        "gzip", description="how the HDF5 file stores each record: gzip (42 % of the size) or none "
+                            "(raw: 2.4x the disk, read about 6x faster when training reads it from the file)")
 
     @model_validator(mode="after")
     def _generator_accepts(self) -> GenerateDataset:
@@ -69,7 +72,8 @@ class GenerateDataset(Payload):
         """The ``GeneratorConfig`` this payload describes (validated)."""
         from pipeline.signals.config import GeneratorConfig
 
-        return GeneratorConfig.from_dict(self.model_dump(exclude={"dataset_id", "name", "output_format"})).validate()
+        return GeneratorConfig.from_dict(
+            self.model_dump(exclude={"dataset_id", "name", "output_format", "compression"})).validate()
 
     def formats(self) -> tuple[str, ...]:
         """The file formats to write."""
@@ -184,7 +188,7 @@ def generate_dataset(payload: GenerateDataset, job: JobContext) -> dict:
         produced = generate(
             config, settings.artifact_root / "datasets", dataset_id, payload.formats(),
             on_progress=job.progress, should_stop=job.should_stop,
-            workers=settings.generation_workers or None, overwrite=True,
+            workers=settings.generation_workers or None, overwrite=True, compression=payload.compression,
         )
         checksum = file_sha256(produced.hdf5_path) if produced.hdf5_path else None
     # The event id is the dataset's, and it commits with the dataset: announced once, never lost.

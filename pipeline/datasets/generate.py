@@ -17,6 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.datasets.hdf5 import (
     DatasetWriter,
     EncodedSignal,
@@ -59,14 +61,15 @@ class _Produced:
     severity: float
     metadata: dict[str, Any]
     encoded: EncodedSignal | None
-    signal: None = None  # the writer reads the encoded chunk instead
+    signal: np.ndarray | None = None  # raw storage only: a compressed record travels encoded
 
 
 def _produce(
-    config: GeneratorConfig, mat_dir: str | None, encode: bool,
+    config: GeneratorConfig, mat_dir: str | None, store: str | None,
     items: Sequence[tuple[int, str, int]],
 ) -> list[_Produced]:
-    # Runs in a worker: everything per record that costs CPU or disk happens here.
+    # Runs in a worker: everything per record that costs CPU or disk happens here. ``store``:
+    # "gzip" (the chunk is compressed here), "none" (the raw signal goes back), None (no HDF5).
     produced = []
     for index, split, position in items:
         record = generate_record(config, index)
@@ -74,7 +77,8 @@ def _produce(
             export_mat(record, Path(mat_dir) / mat_file_name(split, position, record.fault))
         produced.append(_Produced(
             split, position, record.label, record.severity, record.metadata,
-            encode_signal(record.signal) if encode else None,
+            encode_signal(record.signal) if store == "gzip" else None,
+            record.signal if store == "none" else None,
         ))
     return produced
 
@@ -99,11 +103,14 @@ def generate_dataset(
     should_stop: StopFn = never_stop,
     workers: int | None = None,
     overwrite: bool = False,
+    compression: str = "gzip",
 ) -> GeneratedDataset:
     """Generate ``config``'s records into ``{output_dir}/{dataset_id}.h5`` (and ``_mat/``).
 
     Files appear under their final names only when complete. ``workers`` defaults to
-    every core.
+    every core. ``compression`` ``"gzip"`` stores each record's chunk at 42 % of its size;
+    ``"none"`` stores it raw, 2.4x the disk for a loader about 6x faster (bench_loader:
+    13,473 against 2,217 windows/s here), for training at scale on a fast device.
 
     Raises:
         InvalidInput: a bad config, dataset id or format.
@@ -113,6 +120,8 @@ def generate_dataset(
     started = time.perf_counter()
     config.validate()
     check_dataset_id(dataset_id)
+    if compression not in ("gzip", "none"):
+        raise InvalidInput(f"compression must be 'gzip' or 'none', got {compression!r}")
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise InvalidInput(f"formats must be a non-empty subset of {FORMATS}, got {formats!r}")
@@ -135,10 +144,10 @@ def generate_dataset(
         generator_config=config.to_dict(), generator_config_hash=config.config_hash(),
         generator_version=GENERATOR_VERSION,
     )
-    writer = (DatasetWriter(hdf5_path, attrs, split_counts, overwrite=overwrite)
+    writer = (DatasetWriter(hdf5_path, attrs, split_counts, overwrite=overwrite, compress=compression == "gzip")
               if hdf5_path else None)
     work = partial(_produce, config, str(mat_partial) if mat_partial else None,
-                   hdf5_path is not None)
+                   compression if hdf5_path is not None else None)
     total = len(items)
     try:
         with writer or nullcontext(), closing(ordered_map(work, items, workers)) as produced:

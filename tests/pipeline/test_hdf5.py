@@ -93,6 +93,22 @@ def test_read_split_returns_the_generated_records(dataset):
     assert np.array_equal(part.signals, arrays.signals[1:3])
 
 
+def test_a_raw_dataset_holds_the_same_records_uncompressed_and_trains_from_the_file(dataset, tmp_path):
+    from pipeline.training import load_training_data
+
+    raw = Path(generate_dataset(CONFIG, tmp_path, "ds-raw", workers=1, compression="none").hdf5_path)
+    validate_dataset_file(raw)
+    with h5py.File(raw) as stored, h5py.File(dataset) as zipped:
+        assert stored["train/signals"].compression is None and zipped["train/signals"].compression == "gzip"
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(read_split(raw, split).signals, read_split(dataset, split).signals)
+    # Read a record at a time (straight from the file, no inflating), the windows are the same
+    stored = load_training_data(raw, memory_budget_bytes=1)
+    np.testing.assert_array_equal(stored.val.windows, load_training_data(dataset).val.windows)
+    with pytest.raises(InvalidInput, match="compression must be"):
+        generate_dataset(CONFIG, tmp_path, "ds-lz4", workers=1, compression="lz4")
+
+
 def test_read_windows_reshapes_records_into_five_windows(dataset):
     windows, labels, record_ids = read_windows(dataset, "val")
     arrays = read_split(dataset, "val")
