@@ -9,7 +9,6 @@ retried; a repeated message for a completed analysis returns the recorded one.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -227,16 +226,19 @@ def compare_architectures(payload: CompareArchitectures, job: JobContext) -> dic
 def robustness_report(payload: RobustnessReport, job: JobContext) -> dict:
     """Accuracy of the experiment's model on its test split under white noise at each SNR, by class."""
     from pipeline.evaluation.plots import plot_robustness
-    from pipeline.evaluation.predictors import read_test_windows
-    from pipeline.evaluation.robustness import robustness_report as report
+    from pipeline.evaluation.predictors import test_window_groups
+    from pipeline.evaluation.robustness import robustness_in_groups
 
     def compute(database: Database, folder: Path):  # type: ignore[no-untyped-def]
         experiment = _experiment(database, payload.experiment_id, needs="model_path")
         predictor, path, keys = _predictor(database, experiment)
-        windows, labels, shaft_hz = read_test_windows(path, payload.max_windows)
-        # Noise changes the signal, not the shaft: every level keeps the recorded speeds.
-        result = report(functools.partial(predictor.predict_proba, shaft_hz=shaft_hz), windows, labels, keys,
-                        payload.snr_db, payload.seed, on_progress=job.progress, should_stop=job.should_stop)
+        # A group of records at a time within the training memory budget: a test split larger
+        # than memory is never read whole. Noise changes the signal, not the shaft: every
+        # level keeps the recorded speeds.
+        total, groups = test_window_groups(path, payload.max_windows,
+                                           (get_settings().training_memory_mb or 1 << 40) * 2**20)
+        result = robustness_in_groups(predictor.predict_proba, groups, keys, payload.snr_db, payload.seed,
+                                      on_progress=job.progress, should_stop=job.should_stop, total=total)
         plot = plot_robustness(result, folder / "robustness.png")
         metrics = {"clean_accuracy": result["clean"]["accuracy"],
                    **{f"accuracy_{level['snr_db']:g}db": level["accuracy"] for level in result["levels"]}}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,7 @@ import numpy as np
 from pipeline.domain import FS
 from pipeline.errors import InvalidInput
 
-__all__ = ["Predictor", "load_predictor", "read_test_windows"]
+__all__ = ["Predictor", "load_predictor", "read_test_windows", "test_window_groups"]
 
 
 @dataclass(frozen=True)
@@ -123,3 +123,24 @@ def read_test_windows(
     arrays = read_split(path, "test", records)
     windows, labels, record_ids = cut_windows(arrays.signals, arrays.labels, geometry)
     return windows[:max_windows], labels[:max_windows], arrays.shaft_hz[record_ids][:max_windows]
+
+
+def test_window_groups(
+    path: str | os.PathLike[str], max_windows: int | None, budget_bytes: int,
+) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """The test split's windows, labels and shaft speeds a group of records at a time within
+    ``budget_bytes`` (the first ``max_windows`` in one group when given): the number of
+    windows, and the groups in file order.
+
+    Raises:
+        DatasetFileError: the file is missing or not in the dataset layout.
+    """
+    from pipeline.datasets.hdf5 import read_geometry
+    from pipeline.training.stored import StoredSplit
+
+    if max_windows is not None:
+        windows, labels, shaft_hz = read_test_windows(path, max_windows)
+        return len(labels), iter([(windows, labels, shaft_hz)])
+    split = StoredSplit(path, "test", read_geometry(path), budget_bytes)
+    return len(split), ((windows, split.labels[positions], split.shaft_hz[positions])
+                        for windows, positions in split.groups(None))
