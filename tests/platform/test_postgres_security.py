@@ -27,9 +27,11 @@ from tests.workers import Workers
 PASSWORD = "a-database-password-for-the-test"
 
 
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[PostgresCluster]:  # type: ignore[no-untyped-def]
-    server = PostgresCluster(tls=write_tls_certificates(tmp_path / "tls"), user="pfd", password=PASSWORD).start()
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[PostgresCluster]:  # type: ignore[no-untyped-def]
+    # One cluster for the module: initdb is most of each test's time, and no test changes it.
+    tls = write_tls_certificates(tmp_path_factory.mktemp("tls"))
+    server = PostgresCluster(tls=tls, user="pfd", password=PASSWORD).start()
     migrate(server.url())
     yield server
     server.stop()
