@@ -48,16 +48,18 @@ def test_sigkill_mid_job_loses_nothing_and_does_nothing_twice(own_workers, redis
         sent = []
         for round_ in range(5):
             _cpu_worker(own_workers, f"victim{round_}")
-            batch = [durable_work.send(key=key, seconds=30) for _ in range(4)]
+            # 10 s: long enough to be killed mid-job (the kill follows the round's starts), short
+            # enough that redelivered jobs of earlier rounds, which may hold the victim's threads
+            # first, do not stretch each round (30 s jobs made this test 2.5 minutes).
+            batch = [durable_work.send(key=key, seconds=10) for _ in range(4)]
             sent += batch
-            # Redelivered 30 s jobs of earlier rounds may hold the victim's threads first.
             wait_until(lambda n=len(sent): redis_client.hlen(f"{key}:starts") >= n, timeout=150,
                        what="the round's jobs to start")
             own_workers.signal(f"victim{round_}", signal.SIGKILL)
             own_workers.stop(f"victim{round_}")
         killed_at = time.monotonic()
         _cpu_worker(own_workers, "survivor", threads=20)
-        # Redelivered messages run their full 30 s; what matters is that each completes once.
+        # Redelivered messages run their full 10 s; what matters is that each completes once.
         for message in sent:
             job = wait_for_job(message.message_id, timeout_s=150)
             assert job.state == "succeeded", job.error_message
@@ -69,7 +71,7 @@ def test_sigkill_mid_job_loses_nothing_and_does_nothing_twice(own_workers, redis
             "worker_sigkill", fault="cpu_processing worker killed (SIGKILL) mid-job, 5 rounds of 4 jobs",
             outcome="every killed message redelivered with its id and completed exactly once",
             messages=len(sent), lost=len(sent) - len(done), done_twice=sum(1 for v in done.values() if v > 1),
-            all_done_after_last_kill_s=round(time.monotonic() - killed_at, 1), job_seconds=30,
+            all_done_after_last_kill_s=round(time.monotonic() - killed_at, 1), job_seconds=10,
         )
     finally:
         workers.signal("cpu_processing", signal.SIGCONT)
