@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -79,6 +80,19 @@ class Workers:
     def log_path(self, name: str) -> Path:
         """Where process ``name`` writes its output."""
         return self.log_dir / f"{name}.log"
+
+    def refused_boot(self) -> tuple[list[str], str]:
+        """Start a one-thread ``cpu_processing`` worker that is expected to refuse to boot; wait
+        for it to exit non-zero by itself; return the reasons of its ``worker.refused`` lines
+        and its whole log."""
+        from tests.conftest import wait_until
+
+        process = self.start("cpu_processing", command=self.cpu_command(threads=1))
+        wait_until(lambda: process.poll() is not None, timeout=60, what="the worker to stop by itself")
+        assert process.returncode != 0
+        log = self.log("cpu_processing")
+        reasons = [json.loads(line)["reason"] for line in log.splitlines() if '"worker.refused"' in line]
+        return reasons, log
 
     def log(self, name: str) -> str:
         """Everything process ``name`` has written so far."""

@@ -10,7 +10,6 @@ see these messages.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 
@@ -79,11 +78,7 @@ def test_a_worker_the_database_turns_away_stops_with_one_clear_error(app, tmp_pa
     url = cluster.url(password=setup.get("password"), ca=cluster.tls[setup["ca"]] if "ca" in setup else None)
     running = Workers(tmp_path, extra_env={"PFD_DATABASE_URL": url, "PFD_REDIS_URL": redis_server.url()})
     try:
-        process = running.start("cpu_processing", command=running.cpu_command(threads=1))
-        wait_until(lambda: process.poll() is not None, timeout=60, what="the worker to stop")
-        assert process.returncode != 0
-        log = running.log("cpu_processing")
-        refusals = [json.loads(line)["reason"] for line in log.splitlines() if '"worker.refused"' in line]
+        refusals, log = running.refused_boot()
         assert len(refusals) == 1 and reason in refusals[0]
         assert PASSWORD not in log and "not-the-password" not in log
     finally:

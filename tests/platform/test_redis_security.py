@@ -64,12 +64,8 @@ def test_a_worker_that_redis_turns_away_stops_with_one_clear_error(app, tmp_path
     env = _env(secured, **setup)
     running = Workers(tmp_path, extra_env=env)
     try:
-        process = running.start("cpu_processing", command=running.cpu_command(threads=1))
         # The worker exits by itself (a Redis that is down would be waited for instead)
-        wait_until(lambda: process.poll() is not None, timeout=60, what="the worker to stop")
-        assert process.returncode != 0
-        log = running.log("cpu_processing")
-        refusals = [line for line in log.splitlines() if '"worker.refused"' in line]
+        refusals, log = running.refused_boot()
         assert len(refusals) == 1 and reason in refusals[0]
         assert "broker.redis_unreachable" not in log and "not-the-password" not in log
     finally:

@@ -36,7 +36,8 @@ def redis_client(url: str, ca_file: Path | None = None) -> Redis:
 
 def redis_setup_fault(exc: BaseException) -> str | None:
     """Why ``exc`` is a fault of this process's setup that waiting will not cure (refused
-    credentials, an untrusted or failed TLS handshake), or None for an outage.
+    credentials or permissions, a certificate its CA does not sign), or None for an outage.
+    Other TLS errors (a handshake cut short by a restarting server) count as outages.
 
     redis-py raises both as connection errors; telling them apart lets a worker or producer
     stop with one clear error instead of waiting for a Redis that is up but refuses it.
@@ -46,11 +47,11 @@ def redis_setup_fault(exc: BaseException) -> str | None:
     if isinstance(exc, NoPermissionError):
         return f"the Redis user of PFD_REDIS_URL lacks a permission the workers need: {exc}"
     cause: BaseException | None = exc
-    while cause is not None:
+    for _ in range(8):  # redis-py wraps the ssl error a level or two down
+        if cause is None:
+            break
         if isinstance(cause, ssl.SSLCertVerificationError):
             return (f"Redis's TLS certificate is not trusted (PFD_REDIS_CA_FILE names the CA that signs it): "
                     f"{cause.verify_message or cause}")
-        if isinstance(cause, ssl.SSLError):
-            return f"the TLS handshake with Redis failed (a rediss:// URL needs a TLS port): {cause}"
         cause = cause.__cause__ or cause.__context__
     return None
