@@ -25,7 +25,7 @@ if __package__ in (None, ""):
 from redis import Redis
 from sqlalchemy import create_engine, text
 
-from bench.bench_dispatch import QUEUE, _SEND_DRAMATIQ
+from bench.bench_dispatch import _SEND_DRAMATIQ, QUEUE
 from bench.common import write_result
 from bench.processes import BIN, bench_env, drain, migrate, own_redis, produce, running, wait_for
 

@@ -6,7 +6,9 @@ adding up to each size, then times, each in a fresh child process:
 
 - the floor: ``scipy.io.loadmat`` of every file, nothing else;
 - the import: ``import_recordings`` with a label map, both channels, native rate, into a
-  finished dataset file (records staged, split by recording, written and compressed).
+  finished dataset file (every file planned from its headers, split by recording, then each
+  read once and its records written to their split). Its output is deleted before each run,
+  outside the clock: a new import writes a new file, it does not replace one.
 
 MB/s are file megabytes over wall seconds; the ratio import/floor is the goal's figure (>= 0.7),
 taken within one run. Peak RSS of each child shows whether memory grows with the data (it
@@ -83,27 +85,37 @@ def _import(root: Path, out: Path) -> tuple[float, int]:
     return time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _in_child(fn: Any, *args: Any, cold: bool = False) -> tuple[float, int]:
+def _in_child(fn: Any, *args: Any, paths: list[Path], cold: bool) -> tuple[float, int]:
     """Run ``fn(*args)`` in a fresh spawned process: its seconds and its own peak RSS (KiB).
 
-    ``cold``: write back and drop the page cache first (root only)."""
+    Dirty pages (the files just written, the previous output) are written back first, so that
+    neither side pays for the benchmark's own writes. ``cold``: drop the page cache (root only);
+    else read ``paths`` once first, because this machine's kernel reclaims idle page cache on
+    its own (DAMON), and "warm" would otherwise mean whatever it left."""
+    os.sync()
     if cold:
-        os.sync()
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    else:
+        for path in paths:
+            path.read_bytes()
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(fn, args)
 
 
-def run(sizes_mb: tuple[float, ...] = (256, 512, 1024), cold: bool = True) -> dict[str, Any]:
-    """Measure the floor and the import at each size; write ``bench/results/import.json``."""
+def run(sizes_mb: tuple[float, ...] = (256, 512, 1024), cold: bool = True, repeats: int = 3) -> dict[str, Any]:
+    """Measure the floor and the import at each size, ``repeats`` times each (this machine's
+    speed moves from run to run: the summary takes the median ratio); write
+    ``bench/results/import.json``."""
     rows = []
     for size in sizes_mb:
         folder = scratch_dir("pfd-bench-import-")
         paths, total = _write_files(folder / "root", size)
         megabytes = total / 1e6
-        for cache in ("warm", "cold") if cold else ("warm",):
-            floor_s, floor_rss = _in_child(_floor, paths, cold=cache == "cold")
-            import_s, import_rss = _in_child(_import, folder / "root", folder / "out", cold=cache == "cold")
+        for cache in [c for c in ("warm", "cold") if cold or c == "warm"] * repeats:
+            floor_s, floor_rss = _in_child(_floor, paths, paths=paths, cold=cache == "cold")
+            (folder / "out" / "bench-import.h5").unlink(missing_ok=True)
+            import_s, import_rss = _in_child(_import, folder / "root", folder / "out", paths=paths,
+                                             cold=cache == "cold")
             rows.append({"size_mb": round(megabytes, 1), "cache": cache, "files": len(paths),
                          "largest_file_mb": round(max(p.stat().st_size for p in paths) / 1e6, 2),
                          "loadmat_mb_s": round(megabytes / floor_s, 1), "import_mb_s": round(megabytes / import_s, 1),
@@ -113,8 +125,14 @@ def run(sizes_mb: tuple[float, ...] = (256, 512, 1024), cold: bool = True) -> di
             print(rows[-1], flush=True)
         for path in (folder / "root").rglob("*.mat"):
             path.unlink()  # keep the disk free for the next size
+    summary = [{"size_mb": size, "cache": cache,
+                "median_ratio": float(np.median([r["ratio"] for r in rows
+                                                 if (r["size_mb"], r["cache"]) == (size, cache)])),
+                "median_import_mb_s": float(np.median([r["import_mb_s"] for r in rows
+                                                       if (r["size_mb"], r["cache"]) == (size, cache)]))}
+               for size, cache in dict.fromkeys((r["size_mb"], r["cache"]) for r in rows)]
     figures = {"goal": "import >= 0.7 x the loadmat floor, linear in size, memory bounded by one file",
-               "rows": rows}
+               "summary": summary, "rows": rows}
     write_result("import", figures)
     return figures
 
@@ -124,8 +142,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_import")
     parser.add_argument("--sizes-mb", default="256,512,1024")
     parser.add_argument("--warm-only", action="store_true", help="skip the cold-cache runs (they need root)")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    run(tuple(float(s) for s in args.sizes_mb.split(",")), cold=not args.warm_only)
+    run(tuple(float(s) for s in args.sizes_mb.split(",")), cold=not args.warm_only, repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import struct
 import zlib
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError, matfile_version
 
 from pipeline.datasets.math5 import list_h5, load_h5
-from pipeline.datasets.matv5 import check_v5_variable, scan_v5
+from pipeline.datasets.matv5 import check_v5_variable, read_numeric, scan_v5
 from pipeline.datasets.matvars import NUMERIC_CLASSES, OBJECT_BYTES, Budget, MatVar, kind_of
+from pipeline.datasets.scratch import Scratch
 from pipeline.errors import MatFileError
 
 __all__ = ["NUMERIC_CLASSES", "MatVar", "detect_format", "list_variables", "load_variables"]
@@ -75,14 +78,18 @@ def list_variables(path: Path, fmt: str) -> dict[str, MatVar]:
         if var.name in found:
             raise MatFileError(f"variable {var.name!r} appears twice in the file: {path}")
         kind = "logical" if var.mclass == "logical" else kind_of(var.mclass)
-        found[var.name] = MatVar(var.name, var.shape, kind, var.mclass)
+        found[var.name] = MatVar(var.name, var.shape, kind, var.mclass, element=var)
     return found
 
 
-def load_variables(path: Path, fmt: str, signals: list[str], others: list[str], *,
-                   max_elements: int, metadata_bytes: int, field_limit: int) -> dict[str, Any]:
-    """Load ``signals`` and ``others``: arrays as numpy (logical as bool), char as str,
-    structs as dicts.
+def load_variables(path: Path, fmt: str, variables: dict[str, MatVar], signals: list[str],
+                   others: list[str], *, max_elements: int, metadata_bytes: int,
+                   field_limit: int, scratch: Scratch | None = None) -> dict[str, Any]:
+    """Load ``signals`` and ``others`` (names among ``variables``, as ``list_variables``
+    gave them): arrays as numpy (logical as bool), char as str, structs as dicts.
+
+    A v5 signal stored uncompressed and real is read straight into an array (in ``scratch``'s
+    buffers when given); scipy would read it into a buffer, then copy it out.
 
     Each signal may take ``max_elements`` of 8 bytes; ``others`` together ``metadata_bytes``,
     checked against what the file declares before anything is read. v7.3 struct fields
@@ -98,18 +105,25 @@ def load_variables(path: Path, fmt: str, signals: list[str], others: list[str], 
         return load_h5(path, signals, others, signal_bytes, budget, field_limit)
     names = [*signals, *others]
     if fmt == "v4":
-        return _loadmat(path, names, {}, exact=False)
-    order, found = scan_v5(path)
-    by_name = {var.name: var for var in found}
-    for signal in signals:
-        check_v5_variable(path, by_name[signal], order, Budget(signal_bytes, "the signal"))
+        return _loadmat(path, names, {}, exact=False) if names else {}
+    direct: dict[str, Any] = {}
+    for k, signal in enumerate(signals):
+        var = variables[signal].element
+        walked = check_v5_variable(path, var, Budget(signal_bytes, "the signal"))
+        values = None if walked.numeric_at is None else read_numeric(
+            path, var, walked.numeric_at,
+            partial(scratch.array, f"signal {k}") if scratch else np.empty)
+        if values is not None:
+            direct[signal] = values
     # In MATLAB's own class (mat_dtype) logical values come back as bool, not 0/1; but a
     # complex value would lose its imaginary part, so what holds one is read as stored.
-    complex_ = [name for name in others if check_v5_variable(path, by_name[name], order, budget)]
+    complex_ = [name for name in others
+                if check_v5_variable(path, variables[name].element, budget).complex]
     exact = [name for name in others if name not in complex_]
-    classes = {name: by_name[name].mclass for name in names}
-    loaded = _loadmat(path, [*signals, *complex_], classes, exact=False)
-    return {**loaded, **(_loadmat(path, exact, classes, exact=True) if exact else {})}
+    classes = {name: variables[name].mclass for name in names}
+    as_stored = [*(name for name in signals if name not in direct), *complex_]
+    loaded = _loadmat(path, as_stored, classes, exact=False) if as_stored else {}
+    return {**direct, **loaded, **(_loadmat(path, exact, classes, exact=True) if exact else {})}
 
 
 def _loadmat(path: Path, names: list[str], classes: dict[str, str], exact: bool) -> dict[str, Any]:

@@ -7,6 +7,10 @@ only the variables the import needs are loaded at all, and what they will take o
 loaded (the metadata struct and scalars together: ``METADATA_MAX_BYTES``) is checked
 against what the file declares first. Variables named ``__...`` are MATLAB's own (the
 ``__function_workspace__`` of function handles) and never read. Labels: ``matlabel``.
+
+A read is planned first (``plan_mat``: headers and small variables, so the label, the rate
+and the signal's length are known) and the signal read after (``read_signal``): an import
+sizes its dataset from every file's plan before it reads a single signal.
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ from pipeline.datasets.matlabel import (
     variable_sources,
 )
 from pipeline.datasets.matvars import describe
+from pipeline.datasets.scratch import Scratch, all_finite
 from pipeline.domain import FS
 from pipeline.errors import MatFileError
 
-__all__ = ["MAX_ELEMENTS", "METADATA_MAX_BYTES", "MatSignal", "json_safe", "resample",
-           "read_mat"]
+__all__ = ["MAX_ELEMENTS", "METADATA_MAX_BYTES", "MatPlan", "MatSignal", "json_safe", "plan_mat",
+           "read_mat", "read_signal", "resample", "resampled_length"]
 
 MAX_ELEMENTS = 50_000_000  # ~400 MB as float64: far above any real record, far below RAM
 METADATA_MAX_BYTES = 16 << 20  # metadata struct and scalars of one file, once loaded
@@ -101,35 +106,72 @@ def _find(names: tuple[str, ...], variables: dict[str, MatVar], kinds: set[str])
     return None
 
 
-def _as_signal(value: Any, name: str, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+def _as_signal(value: Any, name: str, path: Path) -> np.ndarray:
+    """The loaded variable as one float64 channel (its headers were checked by ``_signal_length``)."""
     array = np.asarray(value)
     if np.iscomplexobj(array) or array.dtype.kind not in "fiu":
         raise MatFileError(f"variable {name!r} is not a real numeric array: {path}")
     array = np.squeeze(array)
-    extra: dict[str, Any] = {}
-    if array.ndim > 2:
-        raise MatFileError(f"variable {name!r} has {array.ndim} dimensions; expected 1 or 2")
     if array.ndim == 2:
         # Samples run along the longer axis; keep the first channel.
-        if array.shape[0] < array.shape[1]:
-            array = array.T
-        extra = {"channels": int(array.shape[1]), "channel_used": 0}
-        array = array[:, 0]
-    signal = array.astype(np.float64)
-    if signal.size < 2:
-        raise MatFileError(f"variable {name!r} holds no signal (size {signal.size}): {path}")
-    if not np.all(np.isfinite(signal)):
+        array = (array.T if array.shape[0] < array.shape[1] else array)[:, 0]
+    signal = np.asarray(array, dtype=np.float64)  # no copy of what is stored as double
+    if not all_finite(signal):
         raise MatFileError(f"signal {name!r} holds NaN or infinite values: {path}")
-    return signal, extra
+    return signal
+
+
+def _signal_length(var: MatVar, path: Path) -> tuple[int, dict[str, Any]]:
+    """Samples the variable will give (its longer axis) and what the metadata says of its shape."""
+    dims = [d for d in var.shape if d != 1]  # as np.squeeze will leave them
+    if len(dims) > 2:
+        raise MatFileError(f"variable {var.name!r} has {len(dims)} dimensions; expected 1 or 2")
+    if var.size < 2:
+        raise MatFileError(f"variable {var.name!r} holds no signal (size {var.size}): {path}")
+    extra = {"channels": min(dims), "channel_used": 0} if len(dims) == 2 else {}
+    return max(dims), extra
+
+
+def _ratio(fs: float, rate: float) -> Fraction:
+    ratio = Fraction(rate).limit_denominator(1000) / Fraction(fs).limit_denominator(1000)
+    return ratio.limit_denominator(10_000)
 
 
 def resample(signal: np.ndarray, fs: float, rate: float) -> np.ndarray:
     """``signal`` (samples along the last axis) from ``fs`` to ``rate`` by a polyphase filter."""
     if fs == rate:
         return signal
-    ratio = Fraction(rate).limit_denominator(1000) / Fraction(fs).limit_denominator(1000)
-    ratio = ratio.limit_denominator(10_000)
+    ratio = _ratio(fs, rate)
     return scipy.signal.resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1)
+
+
+def resampled_length(samples: int, fs: float, rate: float) -> int:
+    """How many samples ``resample`` makes of ``samples`` (scipy's rule: rounded up)."""
+    if fs == rate:
+        return samples
+    ratio = _ratio(fs, rate)
+    return -(-samples * ratio.numerator // ratio.denominator)
+
+
+@dataclass
+class MatPlan:
+    """What a MAT file's headers and small variables say before its signal is read.
+
+    ``length``: samples per channel the signal will have at ``rate``; ``fs`` the source rate
+    (None: unknown, taken to be ``rate``). ``read_signal`` reads the signal it plans.
+    """
+
+    path: Path
+    format: str  # "v4" | "v5" | "v7.3"
+    variables: dict[str, MatVar]
+    signals: list[str]  # the variable of each channel
+    label: str | None
+    fs: float | None
+    rate: float
+    length: int
+    metadata: dict[str, Any]
+    max_elements: int
+    stacked: bool  # channels were chosen: the signal stays [C, n]
 
 
 def read_mat(
@@ -139,6 +181,20 @@ def read_mat(
     source_fs: float | None = None, find_label: bool = True,
 ) -> MatSignal:
     """Read a MAT file's signal (resampled to ``rate``, 20,480 Hz unless given), label and metadata.
+
+    ``read_signal(plan_mat(...))``: see ``plan_mat`` for the rules and failures.
+    """
+    return read_signal(plan_mat(path, root, max_elements, label, channels=channels, rate=rate,
+                                source_fs=source_fs, find_label=find_label))
+
+
+def plan_mat(
+    path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
+    max_elements: int = MAX_ELEMENTS, label: str | None = None, *,
+    channels: Sequence[str] | None = None, rate: float | None = FS,
+    source_fs: float | None = None, find_label: bool = True,
+) -> MatPlan:
+    """Plan the read of a MAT file from its headers and small variables, its signal unread.
 
     Signal: first of ``signal``, ``x``, ``data``, ``y`` (one of them empty is refused),
     else the largest numeric array. With ``channels``, one variable per name or pattern
@@ -156,7 +212,7 @@ def read_mat(
         InvalidInput: ``label`` is not a class key.
         MatFileError: empty, not a MAT file, truncated or damaged, a link or external data
             (v7.3), a variable over its budget, no usable numeric array, a bad or
-            disputed label, a bad fs, non-finite samples.
+            disputed label, a bad fs, channels of different lengths.
     """
     path = Path(path)
     check_label(label)
@@ -165,16 +221,53 @@ def read_mat(
     fmt = detect_format(path)
     variables = list_variables(path, fmt)
     signals, others = _plan(variables, path, max_elements, channels)
-    loaded = load_variables(path, fmt, signals, others, max_elements=max_elements,
+    lengths = [_signal_length(variables[name], path) for name in signals]
+    if len({n for n, _ in lengths}) != 1:
+        raise MatFileError(f"channels {signals} differ in length ({sorted({n for n, _ in lengths})} "
+                           f"samples): {path}")
+    loaded = load_variables(path, fmt, variables, [], others, max_elements=max_elements,
                             metadata_bytes=METADATA_MAX_BYTES,
                             field_limit=_METADATA_MAX_ELEMENTS)
     request = [("the request", label)] if label else []
-    read = _interpret(variables, loaded, signals, path, Path(root) if root else None, fmt,
-                      max_elements, request, find_label, rate, source_fs)
-    read.channels = signals if channels is not None else []
-    if channels is None:
-        read.signal = read.signal[0]
-    return read
+    plan = _interpret(variables, loaded, signals, lengths[0], path, Path(root) if root else None,
+                      fmt, max_elements, request, find_label, rate, source_fs)
+    plan.stacked = channels is not None
+    return plan
+
+
+def read_signal(plan: MatPlan, scratch: Scratch | None = None) -> MatSignal:
+    """Read the signal ``plan`` describes: float32 at ``plan.rate``, its label and metadata.
+
+    With ``scratch``, the signal and what it is read through live in its buffers (valid until
+    the next read with it): an import reads file after file without new allocations.
+
+    Raises:
+        MatFileError: damaged data, a complex or non-numeric array, non-finite samples, values
+            beyond float32, or a file that no longer holds what its headers said.
+    """
+    path = plan.path
+    loaded = load_variables(path, plan.format, plan.variables, plan.signals, [],
+                            max_elements=plan.max_elements, metadata_bytes=METADATA_MAX_BYTES,
+                            field_limit=_METADATA_MAX_ELEMENTS, scratch=scratch)
+    columns = [_as_signal(loaded[name], name, path) for name in plan.signals]
+    if plan.fs is not None and plan.fs != plan.rate:
+        columns = list(resample(np.stack(columns), plan.fs, plan.rate))
+    if columns[0].size != plan.length:
+        raise MatFileError(f"signal {plan.signals[0]!r} gave {columns[0].size} samples where its "
+                           f"headers declared {plan.length}: {path}")
+    # Each channel is cast into its row: no float64 copy of the whole signal is made.
+    shape = (len(columns), plan.length)
+    samples = scratch.array("samples", shape, np.float32) if scratch else np.empty(shape, np.float32)
+    with np.errstate(over="ignore"):  # an overflow is refused just below
+        for row, column in zip(samples, columns):
+            row[:] = column
+    if not all_finite(samples):  # finite as float64, yet beyond float32's range
+        raise MatFileError(f"signal {plan.signals[0]!r} holds values beyond float32's range "
+                           f"(±{np.finfo(np.float32).max:.3g}): {path}")
+    return MatSignal(signal=samples if plan.stacked else samples[0], fs=plan.rate,
+                     label=plan.label, metadata=dict(plan.metadata), format=plan.format,
+                     source_fs=plan.fs, variable=plan.signals[0],
+                     channels=list(plan.signals) if plan.stacked else [])
 
 
 def _channel_variables(usable: dict[str, MatVar], patterns: Sequence[str], path: Path) -> list[str]:
@@ -234,21 +327,16 @@ def _small_and_struct(usable: dict[str, MatVar], signals: list[str]) -> list[str
 
 
 def _interpret(
-    variables: dict[str, MatVar], loaded: dict[str, Any], signal_names: list[str], path: Path,
-    root: Path | None, fmt: str, max_elements: int, request: list[tuple[str, str]],
-    find_label: bool, rate: float | None, source_fs: float | None,
-) -> MatSignal:
-    columns = [_as_signal(loaded[name], name, path) for name in signal_names]
-    lengths = {column.size for column, _ in columns}
-    if len(lengths) != 1:
-        raise MatFileError(f"channels {signal_names} differ in length ({sorted(lengths)} "
-                           f"samples): {path}")
-    signal, extra = np.stack([c for c, _ in columns]), columns[0][1]
+    variables: dict[str, MatVar], loaded: dict[str, Any], signal_names: list[str],
+    shape: tuple[int, dict[str, Any]], path: Path, root: Path | None, fmt: str,
+    max_elements: int, request: list[tuple[str, str]], find_label: bool, rate: float | None,
+    source_fs: float | None,
+) -> MatPlan:
+    length, extra = shape
     struct_name = _find(METADATA_NAMES, {n: variables[n] for n in loaded}, {"struct"})
     struct = json_safe(loaded[struct_name]) if struct_name else None
     metadata: dict[str, Any] = dict(struct) if isinstance(struct, dict) else {}
-    scalars = {n: json_safe(v) for n, v in loaded.items()
-               if n not in signal_names and n != struct_name}
+    scalars = {n: json_safe(v) for n, v in loaded.items() if n != struct_name}
     metadata.update(scalars)
     label = resolve_label([*request, *variable_sources(
         scalars, struct if isinstance(struct, dict) else None, struct_name, path),
@@ -259,24 +347,20 @@ def _interpret(
                            f"for it, so its native rate is unknown: {path}")
     target = rate if rate is not None else fs
     if fs is not None and target is not None:
-        if signal.shape[-1] * target / fs > max_elements:  # a tiny fs would blow the signal up
+        if length * target / fs > max_elements:  # a tiny fs would blow the signal up
             raise MatFileError(
-                f"resampling {signal.shape[-1]} samples from {fs:g} Hz to {target:g} Hz exceeds "
+                f"resampling {length} samples from {fs:g} Hz to {target:g} Hz exceeds "
                 f"the limit of {max_elements} elements: {path}")
-        signal = resample(signal, fs, target)
-    with np.errstate(over="ignore"):  # an overflow is refused just below
-        samples = signal.astype(np.float32)
-    if not np.all(np.isfinite(samples)):  # finite as float64, yet beyond float32's range
-        raise MatFileError(f"signal {signal_names[0]!r} holds values beyond float32's range "
-                           f"(±{np.finfo(np.float32).max:.3g}): {path}")
+        length = resampled_length(length, fs, target)
     metadata.update(extra)
     metadata.update({"format": fmt, "signal_variable": signal_names[0],
                      "source_fs": fs, "fs_assumed": fs is None})
     rpm = _shaft_speed(scalars)
     if rpm is not None:
         metadata["rpm"] = rpm
-    return MatSignal(signal=samples, fs=float(target), label=label,  # type: ignore[arg-type]
-                     metadata=metadata, format=fmt, source_fs=fs, variable=signal_names[0])
+    return MatPlan(path=path, format=fmt, variables=variables, signals=signal_names, label=label,
+                   fs=fs, rate=float(target), length=length,  # type: ignore[arg-type]
+                   metadata=metadata, max_elements=max_elements, stacked=False)
 
 
 def _shaft_speed(scalars: dict[str, Any]) -> float | None:

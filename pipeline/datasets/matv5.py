@@ -15,20 +15,25 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+import numpy as np
+
 from pipeline.datasets.matvars import OBJECT_BYTES, Budget
 from pipeline.errors import MatFileError
 
-__all__ = ["CLASS_NAMES", "V5Var", "check_v5_variable", "scan_v5"]
+__all__ = ["CLASS_NAMES", "V5Var", "Walked", "check_v5_variable", "read_numeric", "scan_v5"]
 
 _HEADER_BYTES = 128
 _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 5, 6, 14, 15
 _MI_INT8, _MI_UTF8 = 1, 16
 # Byte size of each numeric data type scipy reads (the types MATLAB writes).
 _NUMERIC_TYPES = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8}
+_NUMPY_TYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 9: "f8", 12: "i8",
+                13: "u8"}
 _CHAR_TYPES = frozenset({1, 2, 4, 16, 17, 18})  # int8, uint8, uint16, utf-8/16/32
 _CELL, _STRUCT, _OBJECT, _CHAR, _SPARSE, _FUNCTION, _OPAQUE = 1, 2, 3, 4, 5, 16, 17
 _CLASS_BYTES = {6: 8, 7: 4, 8: 1, 9: 1, 10: 2, 11: 2, 12: 4, 13: 4, 14: 8, 15: 8}
@@ -52,6 +57,7 @@ class V5Var:
     offset: int  # of the element's tag
     end: int  # just past the element
     compressed: bool
+    order: str  # the file's byte order, as struct writes it ("<" or ">")
 
 
 class _Damaged(Exception):
@@ -145,6 +151,9 @@ class _Walker:
         self.src, self.order, self.budget = src, order, budget
         self.end = math.inf  # the end of the matrix being walked, in source positions
         self.complex = False  # whether any numeric value met is complex
+        # Where the data element of a top-level real numeric array lies (source position of
+        # its tag), so that its values can be read straight into an array.
+        self.numeric_at: int | None = None
 
     def _ints(self, fmt: str, data: bytes) -> tuple[int, ...]:
         return struct.unpack(self.order + fmt, data)
@@ -229,7 +238,10 @@ class _Walker:
         n = math.prod(dims)
         self.complex |= mclass in (*_CLASS_BYTES, _SPARSE) and bool(flags >> 11 & 1)
         if mclass in _CLASS_BYTES:
+            at = self.src.pos
             self._numeric(n, mclass, bool(flags >> 11 & 1))
+            if depth == 0 and not flags >> 11 & 1:
+                self.numeric_at = at
         elif mclass == _CHAR:
             self._char(n)
         elif mclass == _SPARSE:
@@ -377,7 +389,7 @@ def _scan_one(handle: BinaryIO, pos: int, size: int, order: str, index: int,
     if end > size:
         raise _cut_short(index, text, nbytes, pos, size, path)
     kind = "logical" if flags >> 9 & 1 else CLASS_NAMES.get(mclass, "unknown")
-    return V5Var(text, tuple(dims), kind, pos, end, compressed)
+    return V5Var(text, tuple(dims), kind, pos, end, compressed, order)
 
 
 def _cut_short(index: int, name: str | None, nbytes: int, pos: int, size: int,
@@ -387,14 +399,22 @@ def _cut_short(index: int, name: str | None, nbytes: int, pos: int, size: int,
                         f"{pos}, but the file ends {pos + 8 + nbytes - size} bytes short: {path}")
 
 
-def check_v5_variable(path: Path, var: V5Var, order: str, budget: Budget) -> bool:
-    """Walk every element of ``var`` as scipy will read it, spending ``budget``.
+@dataclass(frozen=True)
+class Walked:
+    """What walking a variable found: complex values anywhere; and, for a real numeric array
+    stored uncompressed, the file offset of its data element's tag (else None)."""
 
-    Returns whether it holds complex values anywhere.
+    complex: bool
+    numeric_at: int | None
+
+
+def check_v5_variable(path: Path, var: V5Var, budget: Budget) -> Walked:
+    """Walk every element of ``var`` as scipy will read it, spending ``budget``.
 
     Raises:
         MatFileError: an element scipy would misread, or values over the budget.
     """
+    order = var.order
     try:
         with path.open("rb") as handle:
             length = var.end - var.offset - 8
@@ -415,4 +435,31 @@ def check_v5_variable(path: Path, var: V5Var, order: str, budget: Budget) -> boo
         raise MatFileError(f"variable {var.name!r} refused: {error}: {path}") from None
     except OSError as error:
         raise MatFileError(f"MAT file cannot be read: {path} ({error})") from None
-    return walker.complex
+    plain = None if var.compressed or walker.numeric_at is None else var.offset + 8 + walker.numeric_at
+    return Walked(walker.complex, plain)
+
+
+def read_numeric(path: Path, var: V5Var, offset: int,
+                 allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray]) -> np.ndarray | None:
+    """The values of a real numeric array whose data element's tag ``check_v5_variable``
+    found at ``offset``, read straight from the file into an array from ``allocate(shape,
+    dtype)`` (as stored: the class conversion is the caller's), shaped and squeezed as scipy
+    gives them. None for data held in the tag itself (a few bytes), which scipy reads as well.
+
+    Raises:
+        MatFileError: the file no longer holds what the walk found there.
+    """
+    try:
+        with path.open("rb", buffering=0) as handle:
+            handle.seek(offset)
+            first, nbytes = struct.unpack(var.order + "II", handle.read(8))
+            if first >> 16:
+                return None
+            values = allocate((nbytes // _NUMERIC_TYPES[first],),
+                              np.dtype(_NUMPY_TYPES[first]).newbyteorder(var.order))
+            if handle.readinto(memoryview(values).cast("B")) != nbytes:
+                raise OSError("the file ends inside the data")
+    except (OSError, KeyError, struct.error) as error:
+        raise MatFileError(f"MAT file changed or cut short while read: variable {var.name!r}: "
+                           f"{error}: {path}") from None
+    return np.squeeze(values.reshape(var.shape, order="F"))

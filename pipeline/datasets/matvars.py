@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.errors import MatFileError
 
@@ -22,6 +23,9 @@ class MatVar:
     shape: tuple[int, ...]
     kind: str  # "numeric" | "char" | "logical" | "struct" | "other"
     mclass: str = ""  # MATLAB's class name ("double", "sparse", "cell", ...)
+    # Where the format's reader finds it again (v5: the element's V5Var), so loading
+    # does not walk the file's headers a second time.
+    element: Any = field(default=None, compare=False, repr=False)
 
     @property
     def size(self) -> int:

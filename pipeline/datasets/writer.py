@@ -75,8 +75,6 @@ class DatasetWriter:
         return self
 
     def _create_layout(self, handle: h5py.File) -> None:
-        for name, value in self.attrs.items():
-            handle.attrs[name] = value
         for split, n in self.split_sizes.items():
             group = handle.create_group(split)
             self._signals[split] = group.create_dataset(
@@ -89,6 +87,14 @@ class DatasetWriter:
             group.create_dataset("labels", shape=(n,), dtype=np.int64)
             group.create_dataset("severities", shape=(n,), dtype=np.float32)
             group.create_dataset("metadata", shape=(n,), dtype=STRING_DTYPE)
+
+    def update_attrs(self, attrs: Mapping[str, Any]) -> None:
+        """Set attributes known only once every record is read (an import's per-file
+        statistics); they are written on close, and must describe the same geometry."""
+        merged = {**self.attrs, **attrs}
+        if DatasetGeometry.from_attrs(merged) != self.geometry:
+            raise InvalidInput("update_attrs may not change the dataset's geometry")
+        self.attrs = merged
 
     def write(
         self, split: str, position: int, record: Any, encoded: EncodedSignal | None = None
@@ -162,6 +168,8 @@ class DatasetWriter:
             raise DatasetFileError(f"dataset incomplete, records never written: {gaps}")
 
     def _flush(self, handle: h5py.File) -> None:
+        for name, value in self.attrs.items():
+            handle.attrs[name] = value
         for split in SPLITS:
             if self.split_sizes[split]:
                 handle[split]["labels"][...] = self._labels[split]

@@ -184,14 +184,14 @@ def test_a_memory_error_reading_one_file_fails_that_file_only(tmp_path, monkeypa
 
     for name in ("a", "b"):
         scipy.io.savemat(tmp_path / f"jeu_{name}.mat", {"x": tone(RECORD_LENGTH, FS)})
-    real = mat_import.read_mat
+    real = mat_import.read_signal
 
-    def tight(path, **kwargs):  # type: ignore[no-untyped-def]
-        if Path(path).name == "jeu_a.mat":
+    def tight(plan, scratch=None):  # type: ignore[no-untyped-def]
+        if plan.path.name == "jeu_a.mat":
             raise MemoryError
-        return real(path, **kwargs)
+        return real(plan, scratch)
 
-    monkeypatch.setattr(mat_import, "read_mat", tight)
+    monkeypatch.setattr(mat_import, "read_signal", tight)
     result = import_mat_files(["."], tmp_path, tmp_path / "out", "mem")
     assert result.n_records == 1
     assert result.failures == [{"path": "jeu_a.mat", "reason": "ran out of memory reading it"}]
