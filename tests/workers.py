@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -100,10 +101,10 @@ class Workers:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def signal(self, name: str, sig: int) -> None:
-        """Send ``sig`` to the whole process group of ``name``."""
-        process = self.processes[name]
-        if process.poll() is None:
-            os.killpg(process.pid, sig)
+        """Send ``sig`` to the whole process group of ``name``, whose leader (the shell that
+        started it) may be gone while its workers still drain."""
+        with contextlib.suppress(ProcessLookupError):  # the whole group is gone: nothing to signal
+            os.killpg(self.processes[name].pid, sig)
 
     def stop(self, name: str, timeout: float = 30.0) -> int | None:
         """Stop a process as a Procfile runner does (SIGTERM, then SIGKILL), return its code."""
