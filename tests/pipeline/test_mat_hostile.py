@@ -180,7 +180,7 @@ def test_a_sampling_rate_far_below_the_records_is_refused_before_resampling(tmp_
 
 
 def test_a_memory_error_reading_one_file_fails_that_file_only(tmp_path, monkeypatch):
-    from pipeline.datasets import importer as mat_import
+    from pipeline.datasets import recording_reader as mat_import
 
     for name in ("a", "b"):
         scipy.io.savemat(tmp_path / f"jeu_{name}.mat", {"x": tone(RECORD_LENGTH, FS)})
