@@ -111,7 +111,8 @@ def test_stop_mid_campaign_then_resume_runs_no_finished_trial_twice(workers, dat
     finished_before = {n: e["message_id"] for n, e in stopped["trials"].items() if e["state"] == "complete"}
 
     resume = run_hpo_campaign.send(campaign_id=campaign_id, resume=True)
-    assert wait_for_job(resume.message_id, timeout_s=30).state == "succeeded"
+    resumed_job = wait_for_job(resume.message_id, timeout_s=30)
+    assert resumed_job.state == "succeeded", (resumed_job.error_type, resumed_job.error_message)
     resumed = wait_for_campaign(database, campaign_id, ("completed",), timeout=150)
     assert resumed["trials_done"] == 4 and resumed["counts"]["complete"] == 4
     for number, message_id in finished_before.items():  # finished trials kept their one run
