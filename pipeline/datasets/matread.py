@@ -174,18 +174,12 @@ class MatPlan:
     stacked: bool  # channels were chosen: the signal stays [C, n]
 
 
-def read_mat(
-    path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
-    max_elements: int = MAX_ELEMENTS, label: str | None = None, *,
-    channels: Sequence[str] | None = None, rate: float | None = FS,
-    source_fs: float | None = None, find_label: bool = True,
-) -> MatSignal:
+def read_mat(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> MatSignal:
     """Read a MAT file's signal (resampled to ``rate``, 20,480 Hz unless given), label and metadata.
 
-    ``read_signal(plan_mat(...))``: see ``plan_mat`` for the rules and failures.
+    ``read_signal(plan_mat(path, ...))``: the same arguments, rules and failures as ``plan_mat``.
     """
-    return read_signal(plan_mat(path, root, max_elements, label, channels=channels, rate=rate,
-                                source_fs=source_fs, find_label=find_label))
+    return read_signal(plan_mat(path, *args, **kwargs))
 
 
 def plan_mat(
