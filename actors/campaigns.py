@@ -20,7 +20,7 @@ from pydantic import Field, StringConstraints, ValidationInfo, field_validator, 
 from actors.campaigns_mlflow import track_campaign_end, track_trials
 from actors.platform.base import Payload
 from actors.platform.context import JobContext
-from actors.platform.errors import JobNotFound, TransientError
+from actors.platform.errors import JobNotFound
 from actors.platform.fanout import fan_out, fanout_store
 from actors.platform.jobs import get_job, request_cancel
 from actors.platform.references import DatasetId, RecordId
@@ -137,11 +137,13 @@ class TrialRun:
     study: Any
     number: int
     job: JobContext
+    flavor: Flavor
 
 
 def summary(view: dict[str, Any]) -> dict[str, Any]:
     """Return the small part of a campaign's view that a job records as its result."""
-    names = ("campaign_id", "kind", "status", "n_trials", "trials_done", "progress", "best_value", "counts", "fanout_ids")
+    names = ("campaign_id", "kind", "status", "n_trials", "trials_done", "progress", "best_value", "counts", "fanout_ids",
+             "resume_job_id")
     return {name: view[name] for name in names}
 
 
@@ -287,6 +289,11 @@ def _live(entry: dict[str, Any]) -> bool:
         return False
 
 
+def _stopping(view: dict[str, Any]) -> int:
+    """How many of a campaign's trials have no outcome yet while their job still runs."""
+    return sum(_live(e) for e in view["trials"].values() if e["state"] not in FINAL_TRIAL_STATES)
+
+
 def start_campaign(payload: CampaignStart, job: JobContext, flavor: Flavor) -> dict[str, Any]:
     """Check a new campaign, record it, create its study and send its first wave; or resume one."""
     database, campaign_id = project_database(), payload.campaign_id or f"{flavor.kind}-{job.message_id}"
@@ -304,15 +311,44 @@ def start_campaign(payload: CampaignStart, job: JobContext, flavor: Flavor) -> d
 
 
 def resume_campaign(database: Database, campaign_id: str, job_id: str, flavor: Flavor) -> dict[str, Any]:
-    """Continue a stopped or crashed campaign's study: done trials stay, interrupted ones run again."""
+    """Continue a stopped or crashed campaign's study: done trials stay, interrupted ones run again.
+
+    A stopped trial stops at its next epoch, which may be minutes away: a resume that finds
+    trials still stopping is recorded on the campaign (``resume_job_id``) and carried out by
+    the last of them to record its outcome (``finish_trial``), not retried against the clock.
+    """
+    view = get_campaign(database, campaign_id)
+    if view["status"] == "completed" or (view["status"] == "running" and _stopping(view)):
+        return view  # nothing to resume: finished, or still under way
+    if view["status"] == "running":  # crashed: no trial of it still runs
+        return _resume(database, view, job_id, flavor)
+    update_campaign(database, campaign_id, lambda v: {"resume_job_id": job_id}
+                    if v["status"] in ("cancelled", "failed") else None)
+    view = _resume_once_stopped(database, campaign_id, flavor)
+    if view["resume_job_id"] == job_id:
+        log.info("campaign.resume_waits", campaign_id=campaign_id, trials_stopping=_stopping(view))
+    return view
+
+
+def _resume_once_stopped(database: Database, campaign_id: str, flavor: Flavor) -> dict[str, Any]:
+    """Carry out a recorded resume if no trial is still stopping; exactly one caller claims it."""
+    claimed: list[str] = []
+
+    def claim(view: dict[str, Any]) -> dict[str, Any] | None:
+        if view["resume_job_id"] and view["status"] in ("cancelled", "failed") and not _stopping(view):
+            claimed.append(view["resume_job_id"])
+            return {"resume_job_id": None}
+        return None
+
+    view = update_campaign(database, campaign_id, claim)
+    return _resume(database, view, claimed[0], flavor) if claimed else view
+
+
+def _resume(database: Database, view: dict[str, Any], job_id: str, flavor: Flavor) -> dict[str, Any]:
+    """Settle the interrupted trials, queue their values again and send the next wave."""
     from pipeline.hpo.study import abandon_running, requeue
 
-    view = get_campaign(database, campaign_id)
-    live = any(_live(e) for e in view["trials"].values() if e["state"] not in FINAL_TRIAL_STATES)
-    if view["status"] == "completed" or (view["status"] == "running" and live):
-        return view  # nothing to resume: finished, or still under way
-    if live:  # stopped, but a trial has not reached its next epoch yet: it must tell first
-        raise TransientError(f"campaign {campaign_id!r} still has trials stopping; the resume is retried")
+    campaign_id = view["campaign_id"]
     study = flavor.study(view)
     abandon_running(study, "cancelled")
     view = _settle(database, view, study, [int(n) for n in view["trials"]], "cancelled")
@@ -334,7 +370,7 @@ def begin_trial(payload: TrialPayload, job: JobContext, flavor: Flavor) -> Trial
         return None
     if entry["state"] in FINAL_TRIAL_STATES:
         return None  # redelivered after its outcome was told
-    run = TrialRun(db, view, flavor.study(view), payload.trial_number, job)
+    run = TrialRun(db, view, flavor.study(view), payload.trial_number, job, flavor)
     job.progress(0.0, f"trial {payload.trial_number}")  # also learns of a cancel at once
     if view["status"] != "running" or job.should_stop():
         finish_trial(run, "skipped")
@@ -351,4 +387,6 @@ def finish_trial(run: TrialRun, state: str, value: float | None = None, tell: bo
     entry = {"state": state, "value": value, "message_id": run.job.message_id, **extra}
     view = record_trials(run.database, run.view["campaign_id"], {run.number: entry})
     track_trials(run.database, view, [run.number])
+    if view["resume_job_id"] and state in FINAL_TRIAL_STATES:  # a resume may wait on this trial
+        _resume_once_stopped(run.database, view["campaign_id"], run.flavor)
     return view["trials"][str(run.number)]

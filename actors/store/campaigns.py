@@ -75,6 +75,9 @@ class Campaign(Base):
     waves: Mapped[list[Any]]
     error: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # A resume asked for while stopped trials had not yet reached their next epoch: the last
+    # of them to stop carries it out (actors.campaigns.resume_campaign).
+    resume_job_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]
@@ -110,6 +113,7 @@ def campaign_view(row: Campaign) -> dict[str, Any]:
         "best": row.best, "best_value": (row.best or {}).get("value"), "counts": dict(row.counts),
         "trials": dict(row.trials), "fanout_ids": [w["fanout_id"] for w in row.waves],
         "waves": list(row.waves), "space": row.space, "spec": row.spec, "error": row.error, "job_id": row.job_id,
+        "resume_job_id": row.resume_job_id,
     }
 
 

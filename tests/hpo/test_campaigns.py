@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from sqlalchemy import select
 
@@ -10,7 +12,8 @@ from actors.hpo import run_hpo_campaign, stop_hpo_campaign
 from actors.platform.errors import RecordNotFound
 from actors.platform.fanout import get_fanout
 from actors.platform.jobs import get_job, get_tree, wait_for_job
-from actors.store.experiments import Experiment, find_experiment
+from actors.store.campaigns import get_campaign
+from actors.store.experiments import Experiment, experiment_history, find_experiment
 from actors.store.models import Job
 from config.settings import get_settings
 from tests.conftest import wait_until
@@ -126,6 +129,37 @@ def test_stop_mid_campaign_then_resume_runs_no_finished_trial_twice(workers, dat
     interrupted = [e["params"] for e in stopped["trials"].values() if e["state"] in ("cancelled", "skipped")]
     ran_after = [e["params"] for n, e in resumed["trials"].items() if n not in stopped["trials"]]
     assert all(p in ran_after for p in interrupted)
+
+
+def test_a_resume_sent_while_a_trial_is_still_stopping_is_carried_out_when_it_stops(workers, database, hpo_dataset):
+    campaign_id = new_id("hpo-wait")
+    training = {"epochs": 40, "early_stopping_patience": 100, "batch_size": 4, "scheduler": "none", "seed": 0}
+    run_hpo_campaign.send(campaign_id=campaign_id, dataset_id=hpo_dataset["dataset_id"],
+                          spec=hpo_spec(n_trials=2, parallelism=1, training=training))
+    wait_until(lambda: experiment_history(database, f"{campaign_id}-t0"), timeout=120, interval=0.05,
+               what="trial 0's first epoch")
+    # Frozen mid-training, trial 0 cannot reach the epoch at which it would notice the stop.
+    workers.signal("gpu_training", signal.SIGSTOP)
+    try:
+        stop = stop_hpo_campaign.send(campaign_id=campaign_id)
+        assert wait_for_job(stop.message_id, timeout_s=30).state == "succeeded"
+        resume = run_hpo_campaign.send(campaign_id=campaign_id, resume=True)
+        job = wait_for_job(resume.message_id, timeout_s=30)
+        waiting = get_campaign(database, campaign_id)
+    finally:
+        workers.signal("gpu_training", signal.SIGCONT)
+    # The resume is accepted and recorded, not retried against the clock; nothing ran yet.
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    assert (job.result["status"], job.result["resume_job_id"]) == ("cancelled", resume.message_id)
+    assert (waiting["status"], waiting["resume_job_id"], waiting["trials"]["0"]["state"]) == (
+        "cancelled", resume.message_id, "running")
+    # Trial 0 stops at its next epoch and, being the last to stop, carries the resume out.
+    resumed = wait_for_campaign(database, campaign_id, ("completed",), timeout=150)
+    assert resumed["trials"]["0"]["state"] == "cancelled" and resumed["trials"]["0"]["requeued"]
+    assert resumed["counts"]["complete"] == 2 and resumed["job_id"] == resume.message_id
+    assert resumed["resume_job_id"] is None
+    rerun = [e for n, e in resumed["trials"].items() if n != "0" and e["params"] == resumed["trials"]["0"]["params"]]
+    assert len(rerun) == 1 and rerun[0]["state"] == "complete"
 
 
 def test_a_trial_that_fails_does_not_lose_the_others(workers, database, hpo_dataset):
