@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import resource
 import sys
 import time
@@ -35,7 +34,7 @@ if __package__ in (None, ""):
 import numpy as np
 import scipy.io
 
-from bench.common import scratch_dir, write_result
+from bench.common import page_cache, scratch_dir, write_result
 
 __all__ = ["run"]
 
@@ -89,15 +88,8 @@ def _in_child(fn: Any, *args: Any, paths: list[Path], cold: bool) -> tuple[float
     """Run ``fn(*args)`` in a fresh spawned process: its seconds and its own peak RSS (KiB).
 
     Dirty pages (the files just written, the previous output) are written back first, so that
-    neither side pays for the benchmark's own writes. ``cold``: drop the page cache (root only);
-    else read ``paths`` once first, because this machine's kernel reclaims idle page cache on
-    its own (DAMON), and "warm" would otherwise mean whatever it left."""
-    os.sync()
-    if cold:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    else:
-        for path in paths:
-            path.read_bytes()
+    neither side pays for the benchmark's own writes; ``page_cache`` says what cold and warm mean."""
+    page_cache(paths, cold=cold)
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(fn, args)
 

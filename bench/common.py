@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS_DIR", "machine", "scratch_dir", "write_result"]
+__all__ = ["RESULTS_DIR", "machine", "page_cache", "scratch_dir", "write_result"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -20,6 +20,20 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def machine() -> dict[str, Any]:
     """Describe the machine a figure was measured on."""
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+
+
+def page_cache(paths: list[Path], *, cold: bool) -> None:
+    """Write dirty pages back, then drop the page cache (``cold``, root only) or read ``paths``
+    into it: this machine's kernel reclaims idle page cache on its own (DAMON), so "warm"
+    means nothing unless the files were read just before."""
+    os.sync()
+    if cold:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return
+    for path in paths:
+        with open(path, "rb") as handle:
+            while handle.read(1 << 24):
+                pass
 
 
 def scratch_dir(prefix: str) -> Path:
