@@ -114,7 +114,7 @@ def test_stop_mid_campaign_then_resume_runs_no_finished_trial_twice(workers, dat
     finished_before = {n: e["message_id"] for n, e in stopped["trials"].items() if e["state"] == "complete"}
 
     resume = run_hpo_campaign.send(campaign_id=campaign_id, resume=True)
-    resumed_job = wait_for_job(resume.message_id, timeout_s=30)
+    resumed_job = wait_for_job(resume.message_id, timeout_s=30, tree=False)  # the campaign is awaited below
     assert resumed_job.state == "succeeded", (resumed_job.error_type, resumed_job.error_message)
     resumed = wait_for_campaign(database, campaign_id, ("completed",), timeout=150)
     assert resumed["trials_done"] == 4 and resumed["counts"]["complete"] == 4
@@ -144,7 +144,7 @@ def test_a_resume_sent_while_a_trial_is_still_stopping_is_carried_out_when_it_st
         stop = stop_hpo_campaign.send(campaign_id=campaign_id)
         assert wait_for_job(stop.message_id, timeout_s=30).state == "succeeded"
         resume = run_hpo_campaign.send(campaign_id=campaign_id, resume=True)
-        job = wait_for_job(resume.message_id, timeout_s=30)
+        job = wait_for_job(resume.message_id, timeout_s=30, tree=False)
         waiting = get_campaign(database, campaign_id)
     finally:
         workers.signal("gpu_training", signal.SIGCONT)
