@@ -57,8 +57,14 @@ $(PROMTOOL):
 
 promtool: $(PROMTOOL)
 
+# iproute2's ip, with which the cross-host tests (tests/across_hosts) build their hosts
+# from network namespaces on a bridge.
+IP := /usr/sbin/ip
+$(IP):
+	apt-get update && apt-get install -y --no-install-recommends iproute2
+
 # The import contracts (pyproject.toml) first: a broken layer fails before any test runs.
-test: $(STAMP) $(CHROMIUM) $(PROMTOOL)
+test: $(STAMP) $(CHROMIUM) $(PROMTOOL) $(IP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -p no:cacheprovider
 

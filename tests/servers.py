@@ -33,8 +33,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def write_tls_certificates(directory: Path) -> dict[str, Path]:
-    """A CA, a server certificate it signs for 127.0.0.1, and another CA that signs nothing:
+def write_tls_certificates(directory: Path, ips: tuple[str, ...] = ("127.0.0.1",)) -> dict[str, Path]:
+    """A CA, a server certificate it signs for ``ips``, and another CA that signs nothing:
     ``{"ca", "cert", "key", "other_ca"}`` as PEM files in ``directory``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -53,14 +53,14 @@ def write_tls_certificates(directory: Path) -> dict[str, Path]:
                    .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
         if not ca:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]), critical=False)
         return builder.sign(issuer_key, hashes.SHA256())
 
     directory.mkdir(parents=True, exist_ok=True)
     keys = {name: ec.generate_private_key(ec.SECP256R1()) for name in ("ca", "server", "other")}
     files = {
         "ca": certificate("pfd test CA", keys["ca"], "pfd test CA", keys["ca"], ca=True),
-        "cert": certificate("127.0.0.1", keys["server"], "pfd test CA", keys["ca"], ca=False),
+        "cert": certificate(ips[0], keys["server"], "pfd test CA", keys["ca"], ca=False),
         "other_ca": certificate("another CA", keys["other"], "another CA", keys["other"], ca=True),
     }
     paths = {}
@@ -77,14 +77,16 @@ class RedisServer:
     """A ``redis-server`` of the test's own, on a free port, optionally append-only.
 
     With ``tls`` (``write_tls_certificates``' files) it listens for TLS only; with ``user``
-    (name, password) that ACL user is the only one (the default user is off).
+    (name, password) that ACL user is the only one (the default user is off). ``host`` and
+    ``wrap`` (a command prefix, such as a network namespace's) place it on another host.
     """
 
     def __init__(self, data_dir: Path, *, appendonly: bool, tls: dict[str, Path] | None = None,
-                 user: tuple[str, str] | None = None) -> None:
+                 user: tuple[str, str] | None = None, host: str = "127.0.0.1", wrap: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.appendonly = appendonly
         self.tls, self.user = tls, user
+        self.host, self.wrap = host, wrap
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +95,7 @@ class RedisServer:
         """The server's URL for database ``db`` (with its user, and ``password`` or the user's)."""
         scheme = "rediss" if self.tls else "redis"
         auth = f"{self.user[0]}:{password or self.user[1]}@" if self.user else ""
-        return f"{scheme}://{auth}127.0.0.1:{self.port}/{db}"
+        return f"{scheme}://{auth}{self.host}:{self.port}/{db}"
 
     def client(self) -> Redis:
         """A new client of database 0."""
@@ -117,7 +119,7 @@ class RedisServer:
         users = ["--user", self.user[0], "on", f">{self.user[1]}", "~*", "&*", "+@all",
                  "--user", "default", "off"] if self.user else []
         self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", *listen, "--dir", str(self.data_dir),
+            [*self.wrap, "redis-server", "--bind", self.host, *listen, "--dir", str(self.data_dir),
              "--save", "", *persistence, *users],
             stdout=open(self.data_dir / "redis.log", "ab"), stderr=subprocess.STDOUT,
         )
@@ -201,14 +203,15 @@ class TcpProxy:
         selector.close()
 
 
-def send_messages(messages: list[dict], env: dict[str, str]) -> list[str]:
+def send_messages(messages: list[dict], env: dict[str, str], wrap: tuple[str, ...] = ()) -> list[str]:
     """Send messages from a producer process of their own and return their message ids.
 
     Each entry is ``{"actor": name, "kwargs": {...}, "delay": ms}``; ``env`` points the
-    producer at the Redis and database the test chose, as a service would be configured.
+    producer at the Redis and database the test chose, as a service would be configured;
+    ``wrap`` runs it on another host (a network namespace's command prefix).
     """
     done = subprocess.run(
-        [sys.executable, "-m", "tests.reliability.produce"], input=json.dumps(messages), text=True,
+        [*wrap, sys.executable, "-m", "tests.reliability.produce"], input=json.dumps(messages), text=True,
         capture_output=True, cwd=ROOT, env={**os.environ, **env}, timeout=120, check=False,
     )
     if done.returncode != 0:
@@ -231,17 +234,19 @@ class PostgresCluster:
     (SCRAM); the certificate files come from ``write_tls_certificates``.
     """
 
-    def __init__(self, *, tls: dict[str, Path], user: str, password: str) -> None:
+    def __init__(self, *, tls: dict[str, Path], user: str, password: str, host: str = "127.0.0.1",
+                 wrap: tuple[str, ...] = ()) -> None:
         import tempfile
 
         # Its own folder outside the test's (pytest's are private to root), owned by postgres.
         self.root = Path(tempfile.mkdtemp(prefix="pfd-pg-"))
         self.tls, self.user, self.password = tls, user, password
+        self.host, self.wrap = host, wrap
         self.port = free_port()
         self.data = self.root / "data"
 
-    def _as_postgres(self, *command: str) -> None:
-        done = subprocess.run(["runuser", "-u", "postgres", "--", *command], capture_output=True, text=True,
+    def _as_postgres(self, *command: str, wrap: tuple[str, ...] = ()) -> None:
+        done = subprocess.run([*wrap, "runuser", "-u", "postgres", "--", *command], capture_output=True, text=True,
                               timeout=120, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{command[0]} failed: {done.stdout[-1000:]} {done.stderr[-1000:]}")
@@ -262,20 +267,22 @@ class PostgresCluster:
         self._as_postgres(str(bin_dir / "initdb"), "-D", str(self.data), "-U", self.user, f"--pwfile={secret}",
                           "--auth-local=trust", "--auth-host=scram-sha-256")
         with open(self.data / "postgresql.conf", "a") as conf:
-            conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.root}'\n"
-                       f"ssl = on\nssl_cert_file = '{self.root / 'server-cert.pem'}'\n"
+            conf.write(f"listen_addresses = '{self.host}'\nport = {self.port}\n"
+                       f"unix_socket_directories = '{self.root}'\nssl = on\n"
+                       f"ssl_cert_file = '{self.root / 'server-cert.pem'}'\n"
                        f"ssl_key_file = '{self.root / 'server-key.pem'}'\nfsync = off\n")
         (self.data / "pg_hba.conf").write_text(
-            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
+            f"local all all trust\nhostssl all all {ipaddress.ip_network(f'{self.host}/24', strict=False)} "
+            "scram-sha-256\n")
         shutil.chown(self.data / "pg_hba.conf", "postgres")
         self._as_postgres(str(bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
-                          "-w", "start")
+                          "-w", "start", wrap=self.wrap)
         self._as_postgres(str(bin_dir / "createdb"), "-h", str(self.root), "-p", str(self.port), "-U", self.user, "pfd")
         return self
 
     def url(self, *, password: str | None = None, ca: Path | None = None) -> str:
         """An SQLAlchemy URL to the cluster's ``pfd`` database, verifying the server's certificate."""
-        return (f"postgresql+psycopg://{self.user}:{password or self.password}@127.0.0.1:{self.port}/pfd"
+        return (f"postgresql+psycopg://{self.user}:{password or self.password}@{self.host}:{self.port}/pfd"
                 f"?sslmode=verify-full&sslrootcert={ca or self.tls['ca']}")
 
     def stop(self) -> None:

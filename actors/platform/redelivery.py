@@ -45,8 +45,11 @@ for _, worker in ipairs(dead) do
         redis.call('RPUSH', queue_key, redis_id)
         redelivered = redelivered + 1
         per_queue[queue] = (per_queue[queue] or 0) + 1
-        -- A body that is not JSON is still requeued (the consumer dead-letters it unread).
-        local ok, message = pcall(cjson.decode, body)
+        -- A body that is not JSON is still requeued (the consumer dead-letters it unread). A
+        -- signed body (pfd1.<key id>.<HMAC>.<JSON>, actors.platform.broker.signing) is counted
+        -- by the id its JSON names; its signature is the consumer's to check.
+        local json = string.match(body, '^pfd1%.[^.]*%.[^.]*%.(.*)$') or body
+        local ok, message = pcall(cjson.decode, json)
         if ok and type(message) == 'table' and type(message.message_id) == 'string' then
           count_redelivery(job_prefix .. message.message_id, dirty, message.message_id)
         end
