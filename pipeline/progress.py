@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from pipeline.errors import StopRequested
 
-__all__ = ["ProgressFn", "StopFn", "check_stop", "never_stop", "no_progress", "scaled"]
+__all__ = ["ProgressFn", "StopFn", "check_stop", "never_stop", "no_progress", "never_back", "scaled"]
 
 
 class ProgressFn(Protocol):
@@ -34,6 +34,19 @@ def check_stop(should_stop: StopFn) -> None:
     """Raise ``StopRequested`` when ``should_stop()`` answers true."""
     if should_stop():
         raise StopRequested("stop requested")
+
+
+def never_back(on_progress: ProgressFn) -> ProgressFn:
+    """Report no fraction below one already reported (work that starts a pass over again
+    holds its bar where it was, with the new status, until the new pass gets past it)."""
+    peak = 0.0
+
+    def report(fraction: float, status: str = "", **metrics: Any) -> None:
+        nonlocal peak
+        peak = max(peak, fraction)
+        on_progress(peak, status, **metrics)
+
+    return report
 
 
 def scaled(on_progress: ProgressFn, start: float, end: float) -> ProgressFn:

@@ -49,7 +49,7 @@ from pipeline.datasets.recording_reader import (
 from pipeline.datasets.tables import TABLE_SUFFIXES
 from pipeline.domain import CLASS_KEYS, DISPLAY_NAMES
 from pipeline.errors import DatasetFileError, InvalidInput, MatFileError, UnsafePath
-from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress
+from pipeline.progress import ProgressFn, StopFn, check_stop, never_back, never_stop, no_progress
 from pipeline.signals.config import check_split_ratios
 from pipeline.signals.generator import Record
 from pipeline.signals.normalize import check_rule
@@ -184,8 +184,9 @@ def import_recordings(
     hdf5_path = output / f"{dataset_id}.h5"
     if hdf5_path.exists() and not overwrite:  # refuse before reading every file
         raise DatasetFileError(f"dataset file already exists: {hdf5_path}")
+    # A planned import that falls back starts over the staged way: the bar holds, not goes back.
     request = _Request(base, layout, labels, label, max_elements, normalize, ratios, seed,
-                       suffixes, files, refused, hdf5_path, overwrite, on_progress, should_stop)
+                       suffixes, files, refused, hdf5_path, overwrite, never_back(on_progress), should_stop)
     written = None
     if all(path.suffix.lower() in MAT_SUFFIXES for path in files):
         written = _import_planned(request)

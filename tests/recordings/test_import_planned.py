@@ -76,7 +76,9 @@ def test_a_file_whose_data_breaks_its_plan_is_listed_and_the_rest_import_as_with
         layout = RecordingLayout(channels=("*_DE_time", "*_FE_time"), sampling_rate=None, source_fs=FS,
                                  record_seconds=1.0)
         options = {"labels": LabelRule(patterns=PATTERNS), "layout": layout, "suffixes": (".mat",)}
-        with_bad = import_recordings([rig], rig, tmp_path / "a", "rig", **options)
+        reported: list[float] = []
+        with_bad = import_recordings([rig], rig, tmp_path / "a", "rig", **options,
+                                     on_progress=lambda fraction, status="", **_: reported.append(fraction))
         bad.unlink()
         without = import_recordings([rig], rig, tmp_path / "b", "rig", **options)
     finally:
@@ -88,6 +90,8 @@ def test_a_file_whose_data_breaks_its_plan_is_listed_and_the_rest_import_as_with
     _assert_same(_contents(with_bad.hdf5_path), _contents(without.hdf5_path),
                  skip=("generator_config", "generator_config_hash"))
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["rig.h5"]  # no partial, no staging
+    # Starting over the staged way, the progress held where the planned pass had got to.
+    assert reported == sorted(reported) and reported[-1] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(("fs", "rate"), [(12_000, 10_000), (48_000, 20_480), (12_000, 20_480), (44_100, 12_000)])
