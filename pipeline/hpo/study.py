@@ -27,6 +27,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from pipeline.errors import InvalidInput
@@ -176,7 +177,8 @@ def reopen_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
 def tell_trial(study: optuna.Study, number: int, *, value: float | None, outcome: str) -> bool:
     """Tell a trial's outcome once: "complete" (with ``value``), "pruned", or a failure reason.
 
-    Returns false when the trial was already finished (the first tell wins).
+    Returns false when the trial was already finished (the first tell wins), also when
+    another process finished it between this one's look and its tell.
     """
     trials = study.get_trials(deepcopy=False)
     frozen = trials[number] if number < len(trials) else None
@@ -187,7 +189,10 @@ def tell_trial(study: optuna.Study, number: int, *, value: float | None, outcome
     elif outcome == "pruned":
         study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
     else:
-        reopen_trial(study, frozen._trial_id).set_user_attr(OUTCOME_ATTR, outcome)
+        try:
+            reopen_trial(study, frozen._trial_id).set_user_attr(OUTCOME_ATTR, outcome)
+        except UpdateFinishedTrialError:
+            return False
         study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
     return True
 
@@ -228,8 +233,7 @@ def settle(study: optuna.Study, numbers: list[int], fallback: Callable[[int], st
     outcomes = {}
     for number in numbers:
         state, value = trial_outcome(study, number)
-        if state == "running":
-            state = fallback(number)
-            tell_trial(study, number, value=None, outcome=state)
+        if state == "running" and not tell_trial(study, number, value=None, outcome=(state := fallback(number))):
+            state, value = trial_outcome(study, number)  # told meanwhile elsewhere: that outcome stands
         outcomes[number] = {"state": state, "value": value}
     return outcomes
