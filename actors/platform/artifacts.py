@@ -19,6 +19,7 @@ never holds a host's path. Both backends keep the same promises, which
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -137,10 +138,13 @@ class LocalStore(ArtifactStore):
         return self._stat(key)
 
     def _stat(self, key: str) -> StoredObject:
-        target = self.root / key
-        if not target.is_file():
-            raise ArtifactMissing(f"no artifact {key!r} in {self.url}")
-        return StoredObject(key, target.stat().st_size, file_sha256(target))
+        # One open file for the size and the checksum: a put may replace the file meanwhile.
+        try:
+            with open(self.root / key, "rb") as handle:
+                return StoredObject(key, os.fstat(handle.fileno()).st_size,
+                                    hashlib.file_digest(handle, "sha256").hexdigest())
+        except (FileNotFoundError, IsADirectoryError):
+            raise ArtifactMissing(f"no artifact {key!r} in {self.url}") from None
 
     def _fetch(self, key: str, sha256: str | None) -> Path:
         target = self.root / key
