@@ -77,9 +77,16 @@ def test_a_host_cut_off_mid_work_is_replaced_and_every_job_completes_once(topolo
     redis = topology.redis.client()
     store = JobStore(redis, get_database(topology.postgres.url()), cache_ttl_s=3600)
     key = f"test:{uuid.uuid4().hex}"
+    sent: list[str] = []
+
+    def state() -> str:  # what a failure shows: every job, the counts, both hosts' last lines
+        jobs = {m: (store.get(m).state, store.get(m).deliveries) for m in sent}
+        tails = {tag: running.log(tag)[-1500:] for tag in ("cpu", "spare")}
+        return f"jobs {jobs}, starts {redis.hgetall(f'{key}:starts')}, done {redis.hgetall(f'{key}:done')}, {tails}"
+
     try:
         running.start("cpu_processing", tag="cpu", command=topology.cpu.private(running.cpu_command(threads=2)))
-        sent = send_messages([{"actor": "durable_work", "kwargs": {"key": key, "seconds": 6}}] * 4, topology.env,
+        sent += send_messages([{"actor": "durable_work", "kwargs": {"key": key, "seconds": 6}}] * 4, topology.env,
                              wrap=topology.producer.wrap)
         # Two jobs running on the CPU host, as its records in Redis say (flushed every 0.2 s),
         wait_until(lambda: [store.get(m).state for m in sent].count("running") == 2, timeout=90,
@@ -88,18 +95,23 @@ def test_a_host_cut_off_mid_work_is_replaced_and_every_job_completes_once(topolo
         topology.cpu.cut()  # the host, its two running jobs and its prefetched ones, lost to the others
         running.start("cpu_processing", tag="spare", command=topology.spare.private(running.cpu_command(threads=2)))
 
-        def done() -> dict[bytes, bytes] | None:
+        def done() -> dict[bytes, bytes] | None:  # the work, and the records the worker flushes after it
             counts = redis.hgetall(f"{key}:done")
-            return counts if len(counts) == len(sent) else None
+            final = all(store.get(m).final for m in sent)
+            return counts if len(counts) == len(sent) and final else None
 
-        counts = wait_until(done, timeout=150, what="every job to complete on the spare host")
-        assert set(counts.values()) == {b"1"}  # each once: the cut host's finish never reached Redis
+        try:
+            counts = wait_until(done, timeout=150, what="every job to complete on the spare host")
+        except pytest.fail.Exception:
+            pytest.fail(f"not every job completed: {state()}")
+        assert set(counts.values()) == {b"1"}, state()  # each once: the cut host's finish never reached Redis
         starts = {m.decode(): int(n) for m, n in redis.hgetall(f"{key}:starts").items()}
-        assert {m: starts[m] for m in sent} == {m: 2 if m in ran_there else 1 for m in sent}
+        assert {m: starts[m] for m in sent} == {m: 2 if m in ran_there else 1 for m in sent}, state()
         jobs = {m: store.get(m) for m in sent}
-        assert all(job.state == "succeeded" for job in jobs.values())
+        assert all(job.state == "succeeded" for job in jobs.values()), state()
         # Counted as redelivered (signed bodies too): the two it ran, and any it had prefetched.
-        assert all(jobs[m].deliveries == 2 for m in ran_there) and all(j.deliveries in (1, 2) for j in jobs.values())
+        assert all(jobs[m].deliveries == 2 for m in ran_there), state()
+        assert all(j.deliveries in (1, 2) for j in jobs.values()), state()
     finally:
         running.signal("cpu", signal.SIGKILL)  # cut off, it could not drain: no grace to wait out
         running.stop_all()
