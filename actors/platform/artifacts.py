@@ -124,10 +124,6 @@ class LocalStore(ArtifactStore):
         self.root = Path(root)
         self.url = str(self.root)
 
-    def path(self, key: str) -> Path:
-        """Where the object under ``key`` lives (or would)."""
-        return self.root / _checked_key(key)
-
     def _put(self, key: str, source: Path) -> StoredObject:
         target = self.root / key
         if source.resolve() != target.resolve():  # written in place already: it is its own final name

@@ -233,7 +233,9 @@ def settle(study: optuna.Study, numbers: list[int], fallback: Callable[[int], st
     outcomes = {}
     for number in numbers:
         state, value = trial_outcome(study, number)
-        if state == "running" and not tell_trial(study, number, value=None, outcome=(state := fallback(number))):
-            state, value = trial_outcome(study, number)  # told meanwhile elsewhere: that outcome stands
+        if state == "running":
+            state = fallback(number)
+            if not tell_trial(study, number, value=None, outcome=state):
+                state, value = trial_outcome(study, number)  # told meanwhile elsewhere: that outcome stands
         outcomes[number] = {"state": state, "value": value}
     return outcomes
