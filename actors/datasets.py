@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, create_model, model_validator
 
 from actors.notifications import outbox_event, relay_now
+from actors.platform.artifact_files import publish
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
 from actors.platform.references import RecordId
@@ -191,11 +192,13 @@ def generate_dataset(payload: GenerateDataset, job: JobContext) -> dict:
             workers=settings.generation_workers or None, overwrite=True, compression=payload.compression,
         )
         checksum = file_sha256(produced.hdf5_path) if produced.hdf5_path else None
+        # Published before the record names it: a reader on any host finds it whole.
+        key = publish(produced.hdf5_path, checksum) if produced.hdf5_path else None
     # The event id is the dataset's, and it commits with the dataset: announced once, never lost.
     event = outbox_event("dataset.generated", {"job_id": job.message_id, "dataset_id": dataset_id, "name": payload.name,
                                                "n_records": produced.n_records}, event_id=f"dataset.generated:{dataset_id}")
     summary = complete_dataset(
-        database, dataset_id, job.message_id, path=produced.hdf5_path, mat_dir=produced.mat_dir,
+        database, dataset_id, job.message_id, path=key, mat_dir=produced.mat_dir,
         checksum=checksum, n_records=produced.n_records, class_counts=produced.class_counts,
         split_counts=produced.split_counts, config_hash=produced.config_hash, events=[event],
     )
@@ -279,13 +282,14 @@ def _import(payload: ImportMatDataset, job: JobContext, source: str, suffixes: t
                               n_files=len(failures), failures=failures)
             raise
         checksum = file_sha256(imported.hdf5_path)
+        key = publish(imported.hdf5_path, checksum)
     record_import(database, dataset_id, job.message_id, sources=payload.paths,
                   n_files=imported.n_files, failures=imported.failures)
     event = outbox_event("dataset.imported", {"job_id": job.message_id, "dataset_id": dataset_id, "name": payload.name,
                                               "n_records": imported.n_records, "n_files": imported.n_files,
                                               "n_failed": len(imported.failures)}, event_id=f"dataset.imported:{dataset_id}")
     summary = complete_dataset(
-        database, dataset_id, job.message_id, path=imported.hdf5_path, checksum=checksum,
+        database, dataset_id, job.message_id, path=key, checksum=checksum,
         n_records=imported.n_records, class_counts=imported.class_counts,
         split_counts=imported.split_counts, config_hash=imported.config_hash, events=[event],
     )

@@ -20,6 +20,7 @@ from actors.notifications import outbox_event, relay_now
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
 from actors.platform.references import ExperimentId, RecordId
+from actors.record_files import dataset_file, experiment_file
 from actors.store.analyses import claim_analysis, complete_analysis, fail_analysis, failure_recorded
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
@@ -74,22 +75,19 @@ class RobustnessReport(ExperimentAnalysis):
 
 
 def _experiment(database: Database, experiment_id: str, *, needs: str) -> dict[str, Any]:
-    """A completed experiment whose ``needs`` file (``predictions_path`` or ``model_path``) exists."""
+    """A completed experiment whose ``needs`` file (``predictions_path`` or ``model_path``)
+    exists, that field naming the file on this host."""
     experiment = get_experiment(database, experiment_id)
     if experiment["status"] != "completed":
         raise InvalidInput(f"experiment {experiment_id!r} is {experiment['status']}, not completed: nothing to evaluate")
-    path = experiment[needs]
-    if not path or not Path(path).is_file():
+    if not experiment[needs]:
         what = "predictions" if needs == "predictions_path" else "model"
-        raise InvalidInput(f"experiment {experiment_id!r} has no saved {what} (expected a file at {path or 'no path'})")
-    return experiment
+        raise InvalidInput(f"experiment {experiment_id!r} has no saved {what}")
+    return {**experiment, needs: str(experiment_file(experiment, needs))}
 
 
 def _dataset_file(database: Database, experiment: dict[str, Any]) -> str:
-    path = get_dataset(database, experiment["dataset_id"])["path"]
-    if not path or not Path(path).is_file():
-        raise DatasetFileError(f"the file of dataset {experiment['dataset_id']!r} is missing: {path}")
-    return path
+    return str(dataset_file(get_dataset(database, experiment["dataset_id"])))
 
 
 def _class_keys(path: str, num_classes: int | None = None) -> list[str]:

@@ -22,6 +22,7 @@ from actors.platform.context import JobContext
 from actors.platform.errors import RecordNotFound
 from actors.platform.fanout import fan_out, fanout_store
 from actors.platform.references import DatasetId, RecordId
+from actors.record_files import dataset_file
 from actors.store.analyses import (
     claim_analysis,
     claim_feature_set,
@@ -165,10 +166,11 @@ class ComputeCorrelation(FeatureAnalysis):
 
 
 def _ready_dataset(database: Database, dataset_id: str) -> dict[str, Any]:
-    """A completed dataset whose file is there, with its records per split."""
+    """A completed dataset with its records per split, its ``path`` the file on this host."""
     dataset = get_dataset(database, dataset_id)
-    if dataset["status"] != "completed" or not dataset["path"] or not Path(dataset["path"]).is_file():
+    if dataset["status"] != "completed" or not dataset["path"]:
         raise DatasetFileError(f"dataset {dataset_id!r} is {dataset['status']} or its file is missing")
+    dataset["path"] = str(dataset_file(dataset))
     if not dataset["split_counts"]:
         from pipeline.datasets.hdf5 import dataset_info
 

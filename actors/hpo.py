@@ -28,10 +28,12 @@ from actors.campaigns import (
     stop_campaign,
     summary,
 )
+from actors.platform.artifact_files import publish
 from actors.platform.base import job_actor
 from actors.platform.catalog import options_of_dataclass
 from actors.platform.context import JobContext
 from actors.platform.errors import RecordConflict, RecordNotFound, StoreError
+from actors.record_files import experiment_file
 from actors.store.campaigns import set_test_metrics
 from actors.store.db import Database
 from actors.store.experiments import (
@@ -45,7 +47,9 @@ from actors.store.experiments import (
 from actors.training import (
     experiment_spec,
     load_training_dataset,
+    publish_progress,
     ready_dataset,
+    restore_progress,
     training_option_rows,
 )
 from config.settings import get_settings, mask_secrets
@@ -60,6 +64,7 @@ from pipeline.hpo import (
     parse_campaign,
 )
 from pipeline.models import DEEP_KEYS
+from pipeline.training.metrics import EpochRecord
 
 __all__ = ["HPO", "RunHpoCampaign", "finalize_hpo_campaign", "run_hpo_campaign", "run_hpo_trial", "stop_hpo_campaign"]
 
@@ -102,7 +107,7 @@ def _hpo_conclude(database: Database, view: dict[str, Any]) -> tuple[dict[str, A
     best = dict(view["best"])
     if best.get("tested_experiment") != best["experiment_id"]:
         experiment = get_experiment(database, best["experiment_id"])
-        best["test"] = evaluate_on_test(experiment["model_path"], load_dataset(database, view["dataset_id"]),
+        best["test"] = evaluate_on_test(experiment_file(experiment), load_dataset(database, view["dataset_id"]),
                                         model_key=experiment["model_key"], sha256=experiment["model_sha256"])
         best["tested_experiment"] = best["experiment_id"]
         set_test_metrics(database, best["experiment_id"], best["test"])
@@ -163,7 +168,7 @@ def run_hpo_trial(payload: TrialPayload, job: JobContext) -> dict | None:
                 value = (claim.summary or {})["best_val_accuracy"] if spec.metric == "val_accuracy" else min(losses)
             else:  # macro F1, or a classical fit's loss: score the saved model on validation again
                 saved = get_experiment(database, experiment_id)
-                scores = evaluate_on_test(saved["model_path"], validation_only(load_training_dataset(dataset, budget)),
+                scores = evaluate_on_test(experiment_file(saved), validation_only(load_training_dataset(dataset, budget)),
                                           model_key=spec.model_key, sha256=saved["model_sha256"])
                 value = scores["f1_macro"] if spec.metric == "val_f1_macro" else scores["loss"]
             return finish_trial(run, "complete", value=value, experiment_id=experiment_id)
@@ -174,10 +179,15 @@ def run_hpo_trial(payload: TrialPayload, job: JobContext) -> dict | None:
                 f"{dataset['dataset_id']}:{dataset['checksum']}", directory, on_progress=job.progress,
                 should_stop=job.should_stop)
         else:
+            def on_epoch(record: EpochRecord) -> None:
+                record_epoch(database, experiment_id, record.to_dict())
+                publish_progress(directory)
+
+            restore_progress(directory)
             outcome = run_trial(
                 reopen_trial(run.study, payload.trial_id), spec.metric, spec.model_key, model_args, training,
                 load_training_dataset(dataset, budget), directory, on_progress=job.progress, should_stop=job.should_stop,
-                on_epoch=lambda record: record_epoch(database, experiment_id, record.to_dict()))
+                on_epoch=on_epoch)
     except StopRequested:
         state, why = ("cancelled", "cancelled") if job.cancel_seen else ("failed", "JobTimedOut: past its time limit")
         fail_experiment(database, experiment_id, job.message_id, why, status=state)
@@ -199,9 +209,10 @@ def run_hpo_trial(payload: TrialPayload, job: JobContext) -> dict | None:
         return finish_trial(run, "pruned", value=outcome.value, experiment_id=experiment_id)
     result = outcome.result
     assert result is not None  # a completed trial always carries its training result
+    model_sha256 = file_sha256(Path(result.model_path))
     complete_experiment(
         database, experiment_id, job.message_id, model_args=result.model_args, training_config=result.config,
         epochs_run=result.epochs_run, best_epoch=result.best_epoch, best_val_accuracy=result.best_val_accuracy,
-        metrics=None, model_path=result.model_path, model_sha256=file_sha256(Path(result.model_path)),
+        metrics=None, model_path=publish(result.model_path, model_sha256), model_sha256=model_sha256,
         parameter_count=result.parameter_count, duration_s=result.duration_s)
     return finish_trial(run, "complete", value=outcome.value, experiment_id=experiment_id)

@@ -21,6 +21,7 @@ from pydantic import Field, StringConstraints, ValidationInfo, field_validator, 
 
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
+from actors.record_files import dataset_file, experiment_file
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
 from actors.store.deployments import get_deployment
@@ -253,13 +254,12 @@ def _benchmark_target(database: Database, payload: RunBenchmarks) -> dict[str, A
         if not is_deep(experiment["model_key"]):
             raise InvalidInput(f"experiment {payload.experiment_id!r} trained {experiment['model_key']!r}: only deep "
                                "models take windows to time")
+    if path and not payload.deployment_id:  # a variant's file is the deployment's, on this host
+        path = str(experiment_file(experiment))
     if not path or not Path(path).is_file():
         raise InvalidInput(f"{target} has no model file to time (status {experiment['status']}, file {path or 'none'})")
-    dataset_path = get_dataset(database, experiment["dataset_id"])["path"]
-    if not dataset_path or not Path(dataset_path).is_file():
-        raise InvalidInput(f"the file of dataset {experiment['dataset_id']!r} is missing: {dataset_path}")
     return {"target": target, "variant": name, "kind": kind, "path": path, "model_key": experiment["model_key"],
-            "dataset_path": dataset_path}
+            "dataset_path": str(dataset_file(get_dataset(database, experiment["dataset_id"])))}
 
 
 def _allowed_url(url: str, hosts: tuple[str, ...]) -> str:

@@ -19,11 +19,13 @@ from dramatiq.middleware import TimeLimitExceeded
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from actors.notifications import outbox_event, relay_now
+from actors.platform.artifact_files import publish, restore, store_is_artifact_root
 from actors.platform.base import Payload, job_actor
 from actors.platform.catalog import option_row, options_of_dataclass
 from actors.platform.context import JobContext
 from actors.platform.errors import ActorError, RecordConflict
 from actors.platform.references import DatasetId, ExperimentId, RecordId
+from actors.record_files import dataset_file
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
 from actors.store.experiments import (
@@ -37,14 +39,15 @@ from actors.store.outbox import record_events
 from actors.training_mlflow import TrainingTracker, track_training
 from config.settings import get_settings, mask_secrets
 from pipeline.artifacts import atomic_path, file_sha256
-from pipeline.errors import DatasetFileError, InvalidInput, StopRequested
+from pipeline.errors import InvalidInput, StopRequested
 from pipeline.models import CLASSICAL_KEYS, MODEL_KEYS, is_deep, validate_model_args
 from pipeline.models.arguments import ARGUMENTS, type_name
 from pipeline.training import TrainingConfig, TrainingData, TrainingResult, load_training_data
 from pipeline.training.config import DEVICES, OPTIMIZERS, SCHEDULERS
 from pipeline.training.metrics import EpochRecord
 
-__all__ = ["TrainModel", "experiment_spec", "fit_to_dataset", "load_training_dataset", "ready_dataset", "train_model", "training_option_rows",
+__all__ = ["TrainModel", "experiment_spec", "fit_to_dataset", "load_training_dataset", "publish_progress", "ready_dataset",
+           "restore_progress", "train_model", "training_option_rows",
            "training_options"]
 
 log = structlog.get_logger("pfd.training")
@@ -190,7 +193,7 @@ def fit_to_dataset(dataset: dict[str, Any], model_key: str, model_args: dict[str
     from pipeline.datasets.hdf5 import read_geometry
     from pipeline.models.registry import args_for_data
 
-    geometry = read_geometry(dataset["path"])
+    geometry = read_geometry(dataset_file(dataset))
     return args_for_data(model_key, model_args, geometry.num_classes, geometry.in_channels)
 
 
@@ -205,11 +208,7 @@ def ready_dataset(database: Database, dataset_id: str) -> dict[str, Any]:
 def load_training_dataset(dataset: dict[str, Any], memory_mb: int = 0) -> TrainingData:
     """Read the dataset's splits after checking its file against the recorded checksum: into
     memory when they fit ``memory_mb`` (0: always), else a group of records at a time."""
-    path = Path(dataset["path"])
-    if not path.is_file():
-        raise DatasetFileError(f"the file of dataset {dataset['dataset_id']!r} is missing: {path}")
-    if dataset["checksum"] and file_sha256(path) != dataset["checksum"]:
-        raise DatasetFileError(f"the file of dataset {dataset['dataset_id']!r} does not match its recorded checksum: {path}")
+    path = dataset_file(dataset, checked=True)
     data = load_training_data(path, memory_budget_bytes=memory_mb * 2**20 if memory_mb else None)
     present = sorted({int(label) for label in data.train.labels.tolist()})
     if len(present) < 2:
@@ -230,13 +229,36 @@ def _train(spec: dict[str, Any], data: TrainingData, directory: Path, job: JobCo
 
     def on_epoch(record: EpochRecord) -> None:
         record_epoch(database, experiment_id, record.to_dict())
+        publish_progress(directory)
         if tracker:
             tracker.epoch(record)
 
+    restore_progress(directory)
     return train_deep(
         spec["model_key"], spec["model_args"], spec["training_config"], data, directory,
         on_progress=progress, should_stop=job.should_stop, on_epoch=on_epoch,
     )
+
+
+def restore_progress(directory: Path) -> None:
+    """Put a deep run's checkpoints that another host published in ``directory``, so a job
+    redelivered here resumes from that host's last epoch instead of the first."""
+    from pipeline.training.loop import BEST_NAME, LAST_NAME
+
+    for name in (BEST_NAME, LAST_NAME):
+        restore(directory / name)
+
+
+def publish_progress(directory: Path) -> None:
+    """Publish a deep run's checkpoints after an epoch where the store is not the artifact
+    root: ``best.pt`` first, since ``last.pt``'s state counts on the best it names."""
+    from pipeline.training.loop import BEST_NAME, LAST_NAME
+
+    if store_is_artifact_root():
+        return
+    for name in (BEST_NAME, LAST_NAME):
+        if (directory / name).is_file():
+            publish(directory / name)
 
 
 def _completed_event(summary: dict[str, Any]) -> dict[str, Any]:
@@ -302,12 +324,14 @@ def train_model(payload: TrainModel, job: JobContext) -> dict:
         result = _train(spec, data, directory, job, database, experiment_id, tracker)
         with atomic_path(directory / METRICS_NAME) as tmp:
             tmp.write_text(json.dumps({"experiment_id": experiment_id, **result.to_dict()}, indent=2, sort_keys=True))
+        model_sha256 = result.model_sha256 or file_sha256(result.model_path)
+        # Published before the record names them: a reader on any host finds them whole.
         summary = complete_experiment(
             database, experiment_id, job.message_id,
             model_args=result.model_args, training_config=result.config, epochs_run=result.epochs_run,
             best_epoch=result.best_epoch, best_val_accuracy=result.best_val_accuracy, metrics=result.test,
-            model_path=result.model_path, model_sha256=result.model_sha256 or file_sha256(result.model_path),
-            metrics_path=str(directory / METRICS_NAME), predictions_path=result.predictions_path,
+            model_path=publish(result.model_path, model_sha256), model_sha256=model_sha256,
+            metrics_path=publish(directory / METRICS_NAME), predictions_path=publish(result.predictions_path),
             parameter_count=result.parameter_count, duration_s=result.duration_s,
             events=lambda done: [outbox_event("training.completed", _completed_event(done),
                                               event_id=f"training.completed:{experiment_id}")],

@@ -28,6 +28,7 @@ from actors.platform.errors import JobNotFound, RecordConflict, RecordNotFound
 from actors.platform.fanout import fan_out, fanout_store, get_fanout
 from actors.platform.jobs import get_job
 from actors.platform.references import DatasetId, ExperimentId
+from actors.record_files import dataset_file, experiment_file
 from actors.store import explanations as store
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
@@ -166,7 +167,7 @@ def _dataset(database: Database, dataset_id: str, split: str, record: int = 0) -
     if record >= count:
         raise InvalidInput(f"record index {record} is out of range: split {split!r} of "
                            f"dataset {dataset_id!r} has {count} records")
-    return dataset["path"], count
+    return str(dataset_file(dataset)), count
 
 
 def _records(path: str, split: str, records: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +223,7 @@ def _explain(payload: ExplainSignal, job: JobContext, database: Database, experi
     from pipeline.models.registry import is_deep
 
     job.progress(0.0, "loading model")
-    loaded = xai.get_model(experiment["model_path"], experiment["model_sha256"])
+    loaded = xai.get_model(experiment_file(experiment), experiment["model_sha256"])
     model_key = loaded.model_key or experiment["model_key"]
     geometry = _geometry(path)
     class_keys = loaded.meta.get("class_keys") or list(geometry.class_keys)
@@ -391,7 +392,7 @@ def _aggregate_plot(settings: Settings, database: Database, batch_id: str,
     loaded = (xai.load_explanation(row["npz_path"]) for row in rows)
     means = xai.mean_abs_attribution_by_class((e.target_class, e.attributions) for e in loaded)
     path = settings.artifact_root / "explanations" / "batches" / batch_id / "class_mean_attribution.png"
-    fs = _geometry(get_dataset(database, rows[0]["signal"]["dataset_id"])["path"]).sampling_rate
+    fs = _geometry(dataset_file(get_dataset(database, rows[0]["signal"]["dataset_id"]))).sampling_rate
     return str(xai.plot_class_mean_attribution(path, dict(sorted(means.items())), feature_names=names, fs=fs))
 
 

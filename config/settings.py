@@ -46,6 +46,20 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     database_url: str = ""
     artifact_root: Path = Path()
+    # The artifact store records name their files in. Empty: the artifact root itself (one
+    # host, or a share every host mounts at the same path). s3://bucket/prefix: an
+    # S3-compatible object store (AWS, MinIO, SeaweedFS) at s3_endpoint_url (empty: AWS);
+    # each host writes under its own artifact root and publishes there, and reads other
+    # hosts' artifacts through artifact_cache_dir (files named by checksum, trimmed to
+    # artifact_cache_mb). Without an access key, boto3 finds credentials its own way.
+    artifact_url: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
+    s3_ca_file: Path | None = None  # None: the system's CAs verify an https endpoint
+    artifact_cache_dir: Path = Path()
+    artifact_cache_mb: int = Field(10_240, ge=1)
     import_roots: tuple[Path, ...] = ()
     quality_roots: tuple[Path, ...] = ()  # where quality runs may look; default: the project
     # The hosts run_benchmarks may send requests to (api_url): a worker must not become a way
@@ -196,6 +210,10 @@ class Settings(BaseSettings):
             object.__setattr__(self, "artifact_root", var_dir / "artifacts")
         else:
             object.__setattr__(self, "artifact_root", self.artifact_root.expanduser().absolute())
+        if self.artifact_cache_dir == Path():
+            object.__setattr__(self, "artifact_cache_dir", var_dir / "artifact-cache")
+        else:
+            object.__setattr__(self, "artifact_cache_dir", self.artifact_cache_dir.expanduser().absolute())
         if self.metrics_dir == Path():
             object.__setattr__(self, "metrics_dir", var_dir / "prometheus")
         else:

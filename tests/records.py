@@ -17,12 +17,20 @@ from actors.store.experiments import claim_experiment, complete_experiment
 from config.settings import get_settings
 from pipeline.artifacts import file_sha256
 
-__all__ = ["NOISE_OFF", "SEPARABLE", "copy_dataset_file", "make_dataset", "record_dataset", "record_trained_experiment"]
+__all__ = ["NOISE_OFF", "SEPARABLE", "artifact", "copy_dataset_file", "make_dataset", "record_dataset",
+           "record_trained_experiment"]
 
 NOISE_OFF = {layer: False for layer in (
     "measurement", "emi", "pink", "drift", "quantization", "sensor_drift", "aliasing", "impulses")}
 # Three classes that clean signals tell apart at a glance; chance is 1/3.
 SEPARABLE = ["sain", "desequilibre", "oilwhirl"]
+
+
+def artifact(reference: str) -> str:
+    """The local file a record's artifact key (or old absolute path) names, as the actors read it."""
+    from actors.platform.artifact_files import local_file
+
+    return str(local_file(reference))
 
 
 def record_dataset(database: Database, dataset_id: str, path: Path, *, status: str = "completed", **fields: Any) -> dict:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from actors.record_files import dataset_file, experiment_file
 from actors.store.datasets import get_dataset
 from actors.store.db import Database
 from actors.store.experiments import get_experiment
@@ -18,7 +19,7 @@ __all__ = ["deployable_experiment", "original_variant", "split_windows", "varian
 
 
 def deployable_experiment(database: Database, experiment_id: str) -> dict[str, Any]:
-    """A completed deep-model experiment with its checkpoint file, plus its dataset's file path.
+    """A completed deep-model experiment, its checkpoint and its dataset's file as files on this host.
 
     Raises:
         InvalidInput: no checkpoint file, or not a deep model.
@@ -26,15 +27,17 @@ def deployable_experiment(database: Database, experiment_id: str) -> dict[str, A
     """
     experiment = get_experiment(database, experiment_id)
     path = experiment["model_path"]
-    if experiment["status"] != "completed" or not path or not Path(path).is_file():
+    if experiment["status"] != "completed" or not path:
         raise InvalidInput(f"experiment {experiment_id!r} has no checkpoint to deploy "
                            f"(status {experiment['status']}, model file {path or 'none'})")
     if not is_deep(experiment["model_key"]):
         raise InvalidInput(f"experiment {experiment_id!r} trained {experiment['model_key']!r}: only deep models deploy")
-    dataset_path = get_dataset(database, experiment["dataset_id"])["path"]
-    if not dataset_path or not Path(dataset_path).is_file():
-        raise DatasetFileError(f"the file of dataset {experiment['dataset_id']!r} is missing: {dataset_path}")
-    return {**experiment, "dataset_path": dataset_path}
+    try:
+        model = experiment_file(experiment)
+    except DatasetFileError as exc:
+        raise InvalidInput(f"experiment {experiment_id!r} has no checkpoint to deploy: {exc}") from None
+    dataset_path = str(dataset_file(get_dataset(database, experiment["dataset_id"])))
+    return {**experiment, "model_path": str(model), "dataset_path": dataset_path}
 
 
 def split_windows(experiment: dict[str, Any], split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

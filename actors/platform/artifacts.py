@@ -80,9 +80,10 @@ class ArtifactStore(ABC):
 
     url: str
 
-    def put(self, key: str, source: Path) -> StoredObject:
-        """Store the file ``source`` under ``key`` atomically; return what was stored."""
-        return self._put(_checked_key(key), Path(source))
+    def put(self, key: str, source: Path, sha256: str | None = None) -> StoredObject:
+        """Store the file ``source`` under ``key`` atomically; return what was stored.
+        ``sha256``: the file's checksum where the caller has it already (not computed again)."""
+        return self._put(_checked_key(key), Path(source), sha256)
 
     def stat(self, key: str) -> StoredObject:
         """The object under ``key``; raises ``ArtifactMissing``."""
@@ -102,7 +103,7 @@ class ArtifactStore(ABC):
         return sorted(self._keys(_checked_key(prefix.rstrip("/")) if prefix else ""))
 
     @abstractmethod
-    def _put(self, key: str, source: Path) -> StoredObject: ...
+    def _put(self, key: str, source: Path, sha256: str | None) -> StoredObject: ...
 
     @abstractmethod
     def _stat(self, key: str) -> StoredObject: ...
@@ -124,9 +125,14 @@ class LocalStore(ArtifactStore):
         self.root = Path(root)
         self.url = str(self.root)
 
-    def _put(self, key: str, source: Path) -> StoredObject:
+    def _put(self, key: str, source: Path, sha256: str | None) -> StoredObject:
         target = self.root / key
-        if source.resolve() != target.resolve():  # written in place already: it is its own final name
+        if source.resolve() == target.resolve():  # written in place already: it is its own final name
+            if not target.is_file():
+                raise ArtifactMissing(f"no file {key!r} in {self.url} to store")
+            if sha256 is not None:
+                return StoredObject(key, target.stat().st_size, sha256)
+        else:
             with atomic_path(target) as partial:
                 shutil.copyfile(source, partial)
                 with open(partial, "rb+") as written:
@@ -254,8 +260,8 @@ class S3Store(ArtifactStore):
         except BotoCoreError as exc:
             raise ArtifactStoreRefused(f"object store {self.url}: {type(exc).__name__}") from None
 
-    def _put(self, key: str, source: Path) -> StoredObject:
-        sha256, size = file_sha256(source), source.stat().st_size
+    def _put(self, key: str, source: Path, sha256: str | None) -> StoredObject:
+        sha256, size = sha256 or file_sha256(source), source.stat().st_size
         self._call(key, "upload_file", Filename=str(source), Bucket=self.bucket, Key=self._name(key),
                    ExtraArgs={"Metadata": {"sha256": sha256}})
         return StoredObject(key, size, sha256)

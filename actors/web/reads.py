@@ -64,14 +64,24 @@ def known_queue(queue: str) -> str:
 
 
 def artifact_file(settings: Settings, path: str) -> Path:
-    """The file at ``path`` under the artifact root; 404 for anything outside it or missing.
+    """The file a record names: a store key (fetched through the artifact store), or an
+    absolute path under the artifact root (records written before the store); 404 for
+    anything else or missing.
 
-    The path is resolved (links and ``..`` followed) before it is checked, so no name
-    reaches a file outside the root.
+    A path is resolved (links and ``..`` followed) before it is checked, so no name
+    reaches a file outside the root; a key is checked by the store.
     """
+    from actors.platform.artifact_files import local_file
+    from actors.platform.artifacts import ArtifactCorrupt, ArtifactMissing
+    from pipeline.errors import InvalidInput
+
+    if not Path(path).is_absolute():
+        try:
+            return local_file(path, settings=settings)
+        except (ArtifactMissing, ArtifactCorrupt, InvalidInput):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such artifact in the artifact store") from None
     root = settings.artifact_root.resolve()
-    candidate = Path(path)
-    target = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    target = Path(path).resolve()
     if not target.is_relative_to(root) or not target.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such artifact under the artifact root")
     return target

@@ -18,6 +18,7 @@ from actors.store.models import DatasetImport
 from config.settings import get_settings
 from pipeline.datasets.hdf5 import dataset_info, read_split
 from tests.conftest import wait_until
+from tests.records import artifact
 
 QUIET = {"noise": {k: False for k in ("measurement", "emi", "pink", "drift", "quantization", "sensor_drift", "aliasing", "impulses")}}
 
@@ -44,7 +45,7 @@ def test_generated_dataset_is_recorded_with_its_file_and_counts(generated):
     assert result["class_counts"] == {"sain": 3, "desalignement": 3, "oilwhirl": 3}
     record = get_dataset(_db(), result["dataset_id"])
     assert record["status"] == "completed" and record["job_id"] == message.message_id
-    info = dataset_info(record["path"])
+    info = dataset_info(artifact(record["path"]))
     assert sum(info["split_counts"].values()) == 9
     assert len(list(Path(result["mat_dir"]).glob("*.mat"))) == 9
     assert len(record["checksum"]) == 64
@@ -57,14 +58,14 @@ def test_generation_with_the_same_seed_gives_identical_records(generated, worker
         records_per_class=3, output_format="hdf5", seed=11,
     )
     second = wait_for_job(again.message_id, timeout_s=120)
-    a = read_split(first.result["path"], "train")
-    b = read_split(second.result["path"], "train")
+    a = read_split(artifact(first.result["path"]), "train")
+    b = read_split(artifact(second.result["path"]), "train")
     np.testing.assert_array_equal(a.signals, b.signals)
 
 
 def test_repeated_message_for_a_completed_dataset_does_not_redo_it(generated, workers):
     _, job = generated
-    path = Path(job.result["path"])
+    path = Path(artifact(job.result["path"]))
     stamp = path.stat().st_mtime_ns
     again = generate_dataset.send(dataset_id=job.result["dataset_id"], fault_types=["sain"], records_per_class=1)
     repeat = wait_for_job(again.message_id, timeout_s=60)
@@ -80,7 +81,7 @@ def test_mat_export_imports_back_into_the_same_layout(generated, workers):
     assert imported.state == "succeeded", imported.error_message
     assert imported.result["class_counts"] == {"sain": 3, "desalignement": 3, "oilwhirl": 3}
     assert imported.result["failures"] == []
-    info = dataset_info(imported.result["path"])
+    info = dataset_info(artifact(imported.result["path"]))
     assert info["attrs"]["sampling_rate"] == 20_480
     assert info["attrs"]["source"] == "mat_import"
 
@@ -201,9 +202,9 @@ def test_import_normalised_per_file_records_the_rule_and_refuses_a_flat_file_alo
     assert "constant" in job.result["failures"][0]["reason"]
     record = get_dataset(_db(), dataset_id)
     assert record["config"]["normalize"] == "file" and record["class_counts"] == {"jeu": 2}
-    normalization = dataset_info(record["path"])["attrs"]["generator_config"]["normalization"]
+    normalization = dataset_info(artifact(record["path"]))["attrs"]["generator_config"]["normalization"]
     assert normalization["rule"] == "file" and list(normalization["files"]) == [f"{folder.name}/loud.mat"]
-    signals = np.concatenate([read_split(record["path"], s).signals for s in ("train", "val", "test")])
+    signals = np.concatenate([read_split(artifact(record["path"]), s).signals for s in ("train", "val", "test")])
     assert abs(signals.mean()) < 1e-4 and abs(signals.std() - 1) < 1e-4
     with pytest.raises(PayloadInvalid, match="normalize"):
         import_mat_dataset.send(paths=[str(folder)], normalize="global")

@@ -18,6 +18,7 @@ from actors.store.models import Job
 from config.settings import get_settings
 from tests.conftest import wait_until
 from tests.hpo.conftest import campaign_study, hpo_spec, new_id, trials_done, wait_for_campaign
+from tests.records import artifact
 
 
 def _experiments(database, campaign_id: str) -> list[Experiment]:  # type: ignore[no-untyped-def]
@@ -133,7 +134,7 @@ def test_stop_mid_campaign_then_resume_runs_no_finished_trial_twice(workers, dat
 
 def test_a_resume_sent_while_a_trial_is_still_stopping_is_carried_out_when_it_stops(workers, database, hpo_dataset):
     campaign_id = new_id("hpo-wait")
-    training = {"epochs": 40, "early_stopping_patience": 100, "batch_size": 4, "scheduler": "none", "seed": 0}
+    training = {"epochs": 8, "early_stopping_patience": 100, "batch_size": 4, "scheduler": "none", "seed": 0}
     run_hpo_campaign.send(campaign_id=campaign_id, dataset_id=hpo_dataset["dataset_id"],
                           spec=hpo_spec(n_trials=2, parallelism=1, training=training))
     wait_until(lambda: experiment_history(database, f"{campaign_id}-t0"), timeout=120, interval=0.05,
@@ -224,7 +225,7 @@ def test_a_classical_campaign_fits_cheap_trials_on_the_features_and_tests_only_i
     # The study optimised the chosen metric on the validation split: the best trial's value is that metric of its model.
     best = next(e for e in experiments if e.id == view["best"]["experiment_id"])
     data = load_training_data(hpo_dataset["path"])
-    scored = evaluate_on_test(best.model_path, validation_only(data), model_key=model_key, sha256=best.model_sha256)
+    scored = evaluate_on_test(artifact(best.model_path), validation_only(data), model_key=model_key, sha256=best.model_sha256)
     expected = scored["f1_macro"] if metric == "val_f1_macro" else scored["loss"]
     assert view["best_value"] == pytest.approx(expected, rel=1e-6)
     values = [e["value"] for e in view["trials"].values()]

@@ -19,7 +19,7 @@ from actors.training import train_model
 from pipeline.artifacts import file_sha256
 from tests.conftest import wait_until
 from tests.hpo.conftest import campaign_study, nas_spec, new_id, wait_for_campaign
-from tests.records import make_dataset
+from tests.records import artifact, make_dataset
 
 # Three candidates, one at a time, from six architectures (so a draw often repeats a finished one).
 # An epoch of these tiny networks takes ~25 ms: 200 of them keep a candidate training for seconds,
@@ -74,8 +74,8 @@ def test_train_model_trains_the_registered_best_candidate_as_the_same_network(fi
     # then it trained exactly the candidate's network, and its checkpoint loads back as that network.
     trained = get_experiment(database, best["experiment_id"])
     assert trained["status"] == "completed" and trained["parameter_count"] == recorded["parameter_count"]
-    assert trained["epochs_run"] > 1 and file_sha256(Path(trained["model_path"])) == trained["model_sha256"]
-    model, meta = load_checkpoint(trained["model_path"])
+    assert trained["epochs_run"] > 1 and file_sha256(Path(artifact(trained["model_path"]))) == trained["model_sha256"]
+    model, meta = load_checkpoint(artifact(trained["model_path"]))
     assert meta["model_key"] == "nas_net" and model.arch == best["arch"]
     assert count_parameters(model) == recorded["parameter_count"]
 
@@ -177,7 +177,7 @@ def test_a_campaign_in_which_no_candidate_completes_fails_and_announces_nas_fail
     from actors.store.notifications import list_inbox
 
     dataset = make_dataset(database, new_id("ds-nas-gone"), records_per_class=3)
-    Path(dataset["path"]).unlink()  # every candidate fails on its own input: the file is gone
+    Path(artifact(dataset["path"])).unlink()  # every candidate fails on its own input: the file is gone
     campaign_id = new_id("nas-fail")
     run_nas_campaign.send(campaign_id=campaign_id, dataset_id=dataset["dataset_id"],
                           spec=nas_spec(n_candidates=2, parallelism=2))

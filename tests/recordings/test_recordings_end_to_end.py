@@ -31,6 +31,7 @@ from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.inference import predict_proba
 from tests.conftest import wait_until
 from tests.recordings.rig import FOLDERS, KINDS, write_rig_mat_files
+from tests.records import artifact
 
 FS = 12_000
 CHANNELS = ["*_DE_time", "*_FE_time"]
@@ -78,11 +79,11 @@ def trained(dataset) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 def test_the_import_records_the_recordings_own_classes_and_layout(dataset):
     assert dataset["status"] == "completed"
     assert set(dataset["class_counts"]) == set(KINDS)
-    geometry = read_geometry(dataset["path"])
+    geometry = read_geometry(artifact(dataset["path"]))
     assert geometry.class_keys == KINDS and geometry.channels == ("DE", "FE")
     assert (geometry.sampling_rate, geometry.record_length, geometry.window_length) == (FS, 24_000, 6_000)
     assert geometry.window_hop == 3_000
-    files = [{m["source_file"] for m in read_split(dataset["path"], s).metadata} for s in ("train", "val", "test")]
+    files = [{m["source_file"] for m in read_split(artifact(dataset["path"]), s).metadata} for s in ("train", "val", "test")]
     assert not (files[0] & files[1] or files[0] & files[2] or files[1] & files[2])
 
 
@@ -93,7 +94,7 @@ def test_deep_and_classical_models_learn_the_recordings_classes(trained):
         assert experiment["test_accuracy"] > 0.7, (key, experiment["test_accuracy"])
     deep = trained["cnn1d"]
     assert deep["model_args"]["num_classes"] == 4 and deep["model_args"]["in_channels"] == 2
-    _, meta = load_checkpoint(deep["model_path"])
+    _, meta = load_checkpoint(artifact(deep["model_path"]))
     assert meta["class_keys"] == list(KINDS) and meta["extra"]["data"]["input_shape"] == [2, 6_000]
 
 
@@ -121,14 +122,14 @@ def test_the_deployed_onnx_model_gives_the_trained_predictions_on_a_raw_recordin
     assert metadata["pfd.class_keys"] == list(KINDS)
     assert metadata["pfd.data"]["normalization"] == "record" and metadata["pfd.data"]["sampling_rate"] == FS
     # A raw file, as a consumer holds it: prepared from the ONNX file's own metadata.
-    test_files = sorted({m["source_file"] for m in read_split(dataset["path"], "test").metadata})
+    test_files = sorted({m["source_file"] for m in read_split(artifact(dataset["path"]), "test").metadata})
     raw = read_mat(get_settings().import_roots[0] / test_files[0], channels=CHANNELS, rate=None, source_fs=FS,
                    find_label=False)
     windows, _ = recording_windows(raw.signal, FS, metadata["pfd.data"])
     deployed = onnx_logits(ort_session(onnx_path), windows).argmax(axis=1)
-    model, _ = load_checkpoint(trained["cnn1d"]["model_path"])
-    stored = [k for k, m in enumerate(read_split(dataset["path"], "test").metadata) if m["source_file"] == test_files[0]]
-    test_windows, _, records = read_windows(dataset["path"], "test")
+    model, _ = load_checkpoint(artifact(trained["cnn1d"]["model_path"]))
+    stored = [k for k, m in enumerate(read_split(artifact(dataset["path"]), "test").metadata) if m["source_file"] == test_files[0]]
+    test_windows, _, records = read_windows(artifact(dataset["path"]), "test")
     trained_on_dataset = predict_proba(model, test_windows[np.isin(records, stored)]).argmax(axis=1)
     np.testing.assert_array_equal(deployed, trained_on_dataset)
 

@@ -11,6 +11,7 @@ import pytest
 from actors.store.experiments import experiment_history, get_experiment
 from actors.training import train_model
 from tests.conftest import wait_until
+from tests.records import artifact
 from tests.training.conftest import TINY_CNN
 
 pytestmark = pytest.mark.slow
@@ -95,7 +96,7 @@ def test_worker_killed_mid_training_resumes_from_its_checkpoint_after_redelivery
     experiment = get_experiment(database, "exp-resume")
     assert experiment["status"] == "completed" and experiment["epochs_run"] == 4
     assert [row["epoch"] for row in experiment_history(database, "exp-resume")] == [1, 2, 3, 4]
-    run = json.loads(Path(experiment["metrics_path"]).read_text())
+    run = json.loads(Path(artifact(experiment["metrics_path"])).read_text())
     assert run["resumed_from_epoch"] is not None and 1 <= run["resumed_from_epoch"] <= 3
     assert [entry["epoch"] for entry in run["history"]] == [1, 2, 3, 4]
     assert len(lane.notifications("training.completed", "exp-resume")) == 1

@@ -15,7 +15,7 @@ from actors.store.experiments import (
 )
 from actors.training import train_model
 from pipeline.artifacts import file_sha256
-from tests.records import copy_dataset_file, make_dataset, record_dataset
+from tests.records import artifact, copy_dataset_file, make_dataset, record_dataset
 from tests.training.conftest import TINY_CNN
 
 
@@ -68,9 +68,9 @@ def test_deep_model_trains_on_a_worker_and_records_history_files_and_metrics(lan
     assert all(row["val_acc"] is not None and row["lr"] == pytest.approx(1e-2) for row in history)
 
     for name in ("model_path", "metrics_path", "predictions_path"):
-        assert Path(experiment[name]).is_file(), name
+        assert Path(artifact(experiment[name])).is_file() and not Path(experiment[name]).is_absolute(), name
     assert (Path(experiment["checkpoint_dir"]) / "last.pt").is_file()
-    assert experiment["model_sha256"] == file_sha256(experiment["model_path"])
+    assert experiment["model_sha256"] == file_sha256(artifact(experiment["model_path"]))
     assert experiment["parameter_count"] > 0 and experiment["duration_s"] > 0
 
     assert job.progress == 1.0 and job.attempts == 1
@@ -79,12 +79,12 @@ def test_deep_model_trains_on_a_worker_and_records_history_files_and_metrics(lan
     assert job.result["metrics_path"] == experiment["metrics_path"]
 
     # The saved best weights load (weights_only) and give the saved test probabilities.
-    model, meta = load_checkpoint(experiment["model_path"])
+    model, meta = load_checkpoint(artifact(experiment["model_path"]))
     assert meta["model_key"] == "cnn1d" and meta["model_args"]["width"] == 8
     data = load_training_data(tiny_dataset["path"])
     torch.set_num_threads(1)
     probabilities = predict_proba(model, data.test.windows, 8, torch.device("cpu"))
-    saved = np.load(experiment["predictions_path"])
+    saved = np.load(artifact(experiment["predictions_path"]))
     np.testing.assert_allclose(probabilities, saved["probabilities"], atol=1e-5)
 
     [event] = lane.notifications("training.completed", "exp-cnn")
@@ -119,8 +119,8 @@ def test_classical_model_trains_through_the_same_records(lane, gpu_worker, tiny_
     experiment = get_experiment(database, "exp-rf")
     assert experiment["status"] == "completed" and experiment["training_config"] == {}
     assert experiment["model_path"].endswith("model.skops")
-    assert experiment["model_sha256"] == file_sha256(experiment["model_path"])
-    assert Path(experiment["metrics_path"]).is_file() and Path(experiment["predictions_path"]).is_file()
+    assert experiment["model_sha256"] == file_sha256(artifact(experiment["model_path"]))
+    assert Path(artifact(experiment["metrics_path"])).is_file() and Path(artifact(experiment["predictions_path"])).is_file()
     assert experiment["test_accuracy"] > 0.6
     assert experiment_history(database, "exp-rf") == []
 
