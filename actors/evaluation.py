@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 
 from actors.notifications import outbox_event, relay_now
+from actors.platform.artifact_files import publish
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
 from actors.platform.references import ExperimentId, RecordId
@@ -148,7 +149,8 @@ def _run(payload: Payload, job: JobContext, kind: str, experiment_ids: list[str]
         result, plots, metrics = compute(database, settings.artifact_root / "analyses" / analysis_id)
         # The event commits with the analysis (the outbox): announced once it is recorded, never lost.
         event = _event(job, analysis_id, experiment_ids, metrics)
-        summary = complete_analysis(database, analysis_id, job.message_id, result=json_safe(result), plot_paths=plots,
+        summary = complete_analysis(database, analysis_id, job.message_id, result=json_safe(result),
+                                    plot_paths={name: publish(path) for name, path in plots.items()},
                                     events=[event])
     relay_now([event["event_id"]])
     return summary

@@ -17,6 +17,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
+from actors.platform.artifact_files import (
+    artifact_key,
+    artifact_store,
+    local_file,
+    publish,
+    restore,
+    store_is_artifact_root,
+)
+from actors.platform.artifacts import ArtifactCorrupt, ArtifactMissing
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
 from actors.platform.errors import RecordNotFound
@@ -37,7 +46,6 @@ from actors.store.analyses import (
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
 from config.settings import get_settings
-from pipeline.artifacts import file_sha256
 from pipeline.errors import DatasetFileError, InvalidInput
 from pipeline.progress import scaled
 
@@ -183,10 +191,12 @@ def _claim(database: Database, fs_id: str, dataset: dict[str, Any], domains: lis
     args = {"dataset_id": dataset["dataset_id"], "domains": domains, "dataset_checksum": dataset["checksum"]}
     claim = claim_feature_set(database, fs_id, job.message_id, **args)
     if claim.done:
-        path = claim.summary["path"]
-        if path and Path(path).is_file() and file_sha256(path) == claim.summary["checksum"]:
-            return claim
-        claim = claim_feature_set(database, fs_id, job.message_id, redo=True, **args)  # file gone or altered
+        try:
+            if claim.summary["path"] and local_file(claim.summary["path"], claim.summary["checksum"]):
+                return claim
+        except (ArtifactMissing, ArtifactCorrupt):
+            pass  # the file is gone or altered: extract again
+        claim = claim_feature_set(database, fs_id, job.message_id, redo=True, **args)
     return claim
 
 
@@ -198,7 +208,8 @@ def _complete(database: Database, fs_id: str, owner: str, features: Any, dataset
     path = get_settings().artifact_root / "features" / dataset["dataset_id"] / f"{fs_id}.npz"
     saved = save_parts(path, features, {"feature_set_id": fs_id, "dataset_id": dataset["dataset_id"],
                                         "domains": domains, "dataset_checksum": dataset["checksum"], "shards": shards})
-    return complete_feature_set(database, fs_id, owner, shards=shards, **saved)
+    return complete_feature_set(database, fs_id, owner, shards=shards,
+                                **{**saved, "path": publish(saved["path"], saved["checksum"])})
 
 
 def _extract_here(database: Database, fs_id: str, dataset: dict, domains: list[str], job: JobContext,
@@ -262,6 +273,7 @@ def extract_feature_shard(payload: FeatureShard, job: JobContext) -> dict | None
         return None
     path = _parts_dir(payload.feature_set_id, payload.owner_job_id) / f"shard-{payload.index:05d}.npz"
     saved = save_parts(path, part, {"feature_set_id": payload.feature_set_id, "shard": payload.index})
+    publish(path, saved["checksum"])  # the merge may run on another host
     return {"feature_set_id": payload.feature_set_id, "index": payload.index, "n_windows": saved["n_windows"]}
 
 
@@ -280,7 +292,10 @@ def merge_feature_shards(payload: MergeShards, job: JobContext) -> dict:
     parts_dir = _parts_dir(fs_id, owner)
     try:
         with failure_recorded(fail_feature_set, database, fs_id, owner):
-            merged = load_parts([parts_dir / f"shard-{i:05d}.npz" for i in range(payload.shards)])
+            parts = [parts_dir / f"shard-{i:05d}.npz" for i in range(payload.shards)]
+            for part in parts:  # those other hosts wrote; one missing everywhere fails the set
+                restore(part)
+            merged = load_parts(parts)
             summary = _complete(database, fs_id, owner, merged, get_dataset(database, record["dataset_id"]), payload.shards)
     except InvalidInput:
         _finish(payload, parts_dir, "failed")
@@ -293,6 +308,10 @@ def _finish(payload: MergeShards, parts_dir: Path, state: str) -> None:
     """Drop the parts and record the fan-out's outcome."""
     # Parts are scratch once merged or refused; a transient fault keeps them for the retry.
     shutil.rmtree(parts_dir, ignore_errors=True)
+    if not store_is_artifact_root():
+        store = artifact_store()
+        for key in store.keys(artifact_key(parts_dir)):
+            store.delete(key)
     if payload.fanout_id:
         fanout_store().finish(payload.fanout_id, state, {"feature_set_id": payload.feature_set_id})
 
@@ -317,15 +336,16 @@ def _analysis(payload: FeatureAnalysis, job: JobContext, kind: str,
         held = _claim(database, fs_id, dataset, domains, job)
         record = held.summary if held.done else _extract_here(
             database, fs_id, dataset, domains, job, scaled(job.progress, 0.0, 0.7))
-        features = load_feature_set(record["path"])
+        features = load_feature_set(local_file(record["path"], record["checksum"]))
         X, y = (features.values, features.labels) if payload.split == "all" else features.split("train")
         if X.shape[0] < 2:
             raise InvalidInput(f"the {payload.split} rows of feature set {fs_id!r} hold {X.shape[0]} window(s)")
         job.progress(0.7, f"computing {kind}")
         result, plots, artifact = compute(X, y, list(features.names), settings.artifact_root / "analyses" / analysis_id)
         result = json_safe({**result, "feature_set_id": fs_id, "n_rows": int(X.shape[0])})
-        return complete_analysis(database, analysis_id, job.message_id, result=result, plot_paths=plots,
-                                 artifact_path=artifact, feature_set_id=fs_id)
+        return complete_analysis(database, analysis_id, job.message_id, result=result,
+                                 plot_paths={name: publish(path) for name, path in plots.items()},
+                                 artifact_path=publish(artifact) if artifact else None, feature_set_id=fs_id)
 
 
 @job_actor(schema=ComputeImportance)

@@ -10,6 +10,8 @@ import structlog
 from periodiq import cron
 from pydantic import Field
 
+from actors.platform.artifact_files import artifact_store
+from actors.platform.artifacts import S3Store
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
 from actors.platform.jobs import job_store
@@ -101,7 +103,8 @@ def _fix_keys_without_ttl(settings, dry_run: bool) -> int:  # type: ignore[no-un
 
 @job_actor(schema=CleanArtifacts, periodic=cron(get_settings().schedule_clean_artifacts))
 def clean_artifacts(payload: CleanArtifacts, job: JobContext) -> dict:
-    """Delete temporary files, artifacts of deleted records and expired run folders.
+    """Delete temporary files, artifacts of deleted records and expired run folders, and
+    trim the object store's local cache (abandoned downloads, entries past its bound).
 
     The real run deletes exactly what the same plan lists in a dry run; Redis job and
     fan-out keys without an expiry get the cache TTL.
@@ -115,9 +118,12 @@ def clean_artifacts(payload: CleanArtifacts, job: JobContext) -> dict:
     )
     deleted = plan if payload.dry_run else apply_cleanup(settings.artifact_root, plan)
     keys = _fix_keys_without_ttl(settings, payload.dry_run)
+    store = artifact_store(settings)
+    cached = store.cache.clean(settings.temp_file_max_age_s, dry_run=payload.dry_run) if isinstance(store, S3Store) else []
     return {
         "dry_run": payload.dry_run, "deleted": [c.to_dict() for c in deleted][:1000],
         "n_deleted": len(deleted), "bytes": sum(c.bytes for c in deleted), "keys_without_ttl": keys,
+        "cache_files_deleted": len(cached),
     }
 
 

@@ -3,9 +3,8 @@
 The job's state says whether the run itself worked; the result's ``status`` is the verdict:
 a suite with failing tests is a *succeeded* job whose result says ``failed``, and a suite
 stopped at its own ``timeout_s`` says ``timed_out`` with what finished before. The result
-is a summary of bounded size; the full logs and reports are kept in the artifact folder
-``<artifact_root>/quality/<message_id>/``, whose path and ``report.json`` checksum the
-summary carries. Paths are confined to ``settings.quality_roots`` on the worker (the
+is a summary of bounded size; the full logs and reports are kept in the artifact store under
+``quality/<message_id>/``, whose key and ``report.json`` checksum the summary carries. Paths are confined to ``settings.quality_roots`` on the worker (the
 producer's disk may differ); expressions are checked on send too.
 """
 
@@ -19,6 +18,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
+from actors.platform.artifact_files import artifact_key, local_file, publish
+from actors.platform.artifacts import ArtifactCorrupt, ArtifactMissing
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
 from actors.record_files import dataset_file, experiment_file
@@ -158,7 +159,13 @@ def _with_artifacts(summary: dict[str, Any], folder: Path, job: JobContext, kind
                          event_id=f"quality.completed:{job.message_id}")
     record_events(get_database(get_settings().database_url), [event])
     relay_now([event["event_id"]])
-    return {**summary, "artifacts": str(folder), "report_sha256": file_sha256(report) if report.is_file() else None}
+    # Every file of the run is stored (but hidden scratch such as coverage's raw .coverage
+    # data); the summary names the folder's key ("quality/<job id>").
+    for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
+        if path.is_file() and not path.name.startswith("."):
+            publish(path)
+    return {**summary, "artifacts": artifact_key(folder),
+            "report_sha256": file_sha256(report) if report.is_file() else None}
 
 
 @job_actor(schema=RunTestSuite)
@@ -246,7 +253,11 @@ def _benchmark_target(database: Database, payload: RunBenchmarks) -> dict[str, A
             raise InvalidInput(f"deployment {payload.deployment_id!r} has no variant {name!r}; it has "
                                f"{[v['name'] for v in deployment['variants']]}")
         experiment = get_experiment(database, deployment["experiment_id"])
-        kind, path, target = variant["kind"], variant["path"], f"deployment {payload.deployment_id}"
+        kind, target = variant["kind"], f"deployment {payload.deployment_id}"
+        try:
+            path = str(local_file(variant["path"], variant.get("sha256")))
+        except (ArtifactMissing, ArtifactCorrupt):
+            path = ""
     else:
         experiment = get_experiment(database, payload.experiment_id or "")
         name, kind, path = "torch_fp32", "torch", experiment["model_path"]

@@ -21,6 +21,7 @@ import structlog
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from actors.notifications import outbox_event, relay_now
+from actors.platform.artifact_files import local_file, publish
 from actors.platform.base import Payload, job_actor
 from actors.platform.catalog import option_row
 from actors.platform.context import JobContext
@@ -302,7 +303,8 @@ def explain_signal(payload: ExplainSignal, job: JobContext) -> dict[str, Any] | 
     try:
         record, npz, png = _explain(payload, job, database, experiment, resolved, path,
                                     settings.artifact_root / "explanations" / key)
-        return store.complete_explanation(database, key, job.message_id, npz_path=npz, png_path=png, summary=record)
+        return store.complete_explanation(database, key, job.message_id, npz_path=publish(npz), png_path=publish(png),
+                                          summary=record)
     except BaseException as exc:
         store.fail_explanation(database, key, job.message_id, mask_secrets(f"{type(exc).__name__}: {exc}"))
         if isinstance(exc, REFUSED):
@@ -387,13 +389,13 @@ def _aggregate_plot(settings: Settings, database: Database, batch_id: str,
         return None
     length = Counter(row["summary"]["length"] for row in rows).most_common(1)[0][0]
     rows = [row for row in rows if row["summary"]["length"] == length]
-    names = xai.load_explanation(rows[0]["npz_path"]).feature_names
+    names = xai.load_explanation(local_file(rows[0]["npz_path"])).feature_names
     # One file at a time: a big batch's attributions never sit in memory together.
-    loaded = (xai.load_explanation(row["npz_path"]) for row in rows)
+    loaded = (xai.load_explanation(local_file(row["npz_path"])) for row in rows)
     means = xai.mean_abs_attribution_by_class((e.target_class, e.attributions) for e in loaded)
     path = settings.artifact_root / "explanations" / "batches" / batch_id / "class_mean_attribution.png"
     fs = _geometry(dataset_file(get_dataset(database, rows[0]["signal"]["dataset_id"]))).sampling_rate
-    return str(xai.plot_class_mean_attribution(path, dict(sorted(means.items())), feature_names=names, fs=fs))
+    return publish(xai.plot_class_mean_attribution(path, dict(sorted(means.items())), feature_names=names, fs=fs))
 
 
 def _completed_event(batch: dict[str, Any]) -> list[dict[str, Any]]:

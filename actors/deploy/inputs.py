@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from actors.platform.artifact_files import local_file, publish
+from actors.platform.artifacts import ArtifactCorrupt, ArtifactMissing
 from actors.record_files import dataset_file, experiment_file
 from actors.store.datasets import get_dataset
 from actors.store.db import Database
@@ -15,11 +17,13 @@ from pipeline.artifacts import file_sha256
 from pipeline.errors import DatasetFileError, InvalidInput
 from pipeline.models import is_deep
 
-__all__ = ["deployable_experiment", "original_variant", "split_windows", "variant_entry"]
+__all__ = ["deployable_experiment", "original_variant", "split_windows", "variant_entry", "variant_file",
+           "variant_present"]
 
 
 def deployable_experiment(database: Database, experiment_id: str) -> dict[str, Any]:
-    """A completed deep-model experiment, its checkpoint and its dataset's file as files on this host.
+    """A completed deep-model experiment, with ``model_file`` (its checkpoint) and ``dataset_path``
+    (its dataset's file) on this host; ``model_path`` stays the key its record holds.
 
     Raises:
         InvalidInput: no checkpoint file, or not a deep model.
@@ -37,7 +41,7 @@ def deployable_experiment(database: Database, experiment_id: str) -> dict[str, A
     except DatasetFileError as exc:
         raise InvalidInput(f"experiment {experiment_id!r} has no checkpoint to deploy: {exc}") from None
     dataset_path = str(dataset_file(get_dataset(database, experiment["dataset_id"])))
-    return {**experiment, "model_path": str(model), "dataset_path": dataset_path}
+    return {**experiment, "model_file": str(model), "dataset_path": dataset_path}
 
 
 def split_windows(experiment: dict[str, Any], split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -52,12 +56,30 @@ def split_windows(experiment: dict[str, Any], split: str, limit: int | None = No
 
 
 def variant_entry(name: str, kind: str, path: str, metrics: dict[str, Any], sha256: str | None = None) -> dict[str, Any]:
-    """A variant as the deployment records it: file, size, checksum and metrics."""
-    return {"name": name, "kind": kind, "path": str(path), "size": Path(path).stat().st_size,
-            "sha256": sha256 or file_sha256(path), "metrics": metrics}
+    """A variant as the deployment records it: the key of its file (written under the artifact
+    root, published here), size, checksum and metrics."""
+    sha256 = sha256 or file_sha256(path)
+    return {"name": name, "kind": kind, "path": publish(path, sha256), "size": Path(path).stat().st_size,
+            "sha256": sha256, "metrics": metrics}
 
 
 def original_variant(experiment: dict[str, Any]) -> dict[str, Any]:
-    """The experiment's own checkpoint as the ``torch_fp32`` variant, with its test accuracy."""
+    """The experiment's own checkpoint (stored already) as the ``torch_fp32`` variant, with its test accuracy."""
     metrics = {"model_key": experiment["model_key"], "test_accuracy": experiment["test_accuracy"]}
-    return variant_entry("torch_fp32", "torch", experiment["model_path"], metrics, experiment["model_sha256"])
+    return {"name": "torch_fp32", "kind": "torch", "path": experiment["model_path"],
+            "size": Path(experiment["model_file"]).stat().st_size, "sha256": experiment["model_sha256"],
+            "metrics": metrics}
+
+
+def variant_file(variant: dict[str, Any]) -> str:
+    """A recorded variant's file on this host (``ArtifactMissing`` / ``ArtifactCorrupt``)."""
+    return str(local_file(variant["path"], variant.get("sha256")))
+
+
+def variant_present(variant: dict[str, Any]) -> bool:
+    """Whether a recorded variant's file is still there, whole."""
+    try:
+        variant_file(variant)
+    except (ArtifactMissing, ArtifactCorrupt):
+        return False
+    return True

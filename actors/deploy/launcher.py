@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import dramatiq
 
-from actors.deploy.inputs import deployable_experiment, original_variant
+from actors.deploy.inputs import deployable_experiment, original_variant, variant_present
 from actors.deploy.schemas import DeployExperiment, DeployOptions
 from actors.deploy.stages import benchmark_models, export_onnx, optimize_model, quantize_model
 from actors.platform.base import job_actor
@@ -43,7 +42,7 @@ def deploy_experiment(payload: DeployExperiment, job: JobContext) -> dict:
     spec: dict[str, Any] = {"experiment_id": payload.experiment_id, "config": config,
                             "config_hash": config_hash, "original": original_variant(experiment)}
     claim = store.open_deployment(database, deployment_id, job.message_id, **spec)
-    if claim.action == "ready" and not all(Path(v["path"]).is_file() for v in claim.summary["variants"]):
+    if claim.action == "ready" and not all(variant_present(v) for v in claim.summary["variants"]):
         # Its files were cleaned up since: deploy again rather than point at nothing.
         claim = store.open_deployment(database, deployment_id, job.message_id, redo=True, **spec)
     if claim.action != "launch":

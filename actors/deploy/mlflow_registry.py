@@ -11,9 +11,10 @@ not the deprecated registry stages. The version is kept in ``mlflow_runs`` (kind
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from actors.deploy.inputs import variant_file, variant_present
+from actors.platform.artifact_files import local_file
 from actors.platform.mlflow_runs import TrackedRun
 from actors.platform.mlflow_writer import mlflow_writer
 from actors.store.db import Database
@@ -47,11 +48,11 @@ def track_deployment(settings: Settings, database: Database, deployment_id: str)
         ("p50_ms", v["latency"][0]["p50_ms"]), ("size_bytes", v["size_bytes"]), ("accuracy", v["accuracy"]),
         ("argmax_agreement", v["argmax_agreement"]))})
     for variant in deployment["variants"]:
-        if Path(variant["path"]).exists():
-            run.artifact(variant["path"], f"variants/{variant['name']}")
+        if variant_present(variant):
+            run.artifact(variant_file(variant), f"variants/{variant['name']}")
     for key in ("benchmark_json_path", "benchmark_png_path"):
         if deployment.get(key):
-            run.artifact(deployment[key], "benchmark")
+            run.artifact(str(local_file(deployment[key])), "benchmark")
     run.writer.submit(f"register {deployment_id}", lambda client: _register(client, database, run, model_key,
                                                                             table["recommended"]))
     run.end("FINISHED")

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from actors.deploy.inputs import split_windows, variant_entry
+from actors.deploy.inputs import split_windows, variant_entry, variant_file
 from actors.deploy.mlflow_registry import track_deployment
 from actors.deploy.run_stage import run_stage
 from actors.deploy.schemas import (
@@ -18,6 +18,7 @@ from actors.deploy.schemas import (
     OptimizeModel,
     QuantizeModel,
 )
+from actors.platform.artifact_files import publish
 from actors.platform.base import job_actor
 from actors.platform.context import JobContext
 from actors.store.db import get_database
@@ -41,7 +42,7 @@ def _export(experiment: dict, folder: Path, options: ExportOptions, on_progress:
     """Export the experiment's checkpoint to ``folder/model.onnx``; return its variant entry and metrics."""
     from pipeline.deploy.export import export_onnx as export
 
-    result = export(experiment["model_path"], folder / "model.onnx", split_windows(experiment, "val")[0],
+    result = export(experiment["model_file"], folder / "model.onnx", split_windows(experiment, "val")[0],
                     opset=options.opset, tolerance=options.tolerance, max_windows=options.max_windows,
                     on_progress=on_progress, should_stop=should_stop).to_dict()
     metrics = {k: v for k, v in result.items() if k not in ("path", "sha256", "size_bytes")}
@@ -66,7 +67,7 @@ def optimize_model(payload: Any, job: JobContext, *piped: Any) -> dict | None:
 
     def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
         windows, labels = split_windows(experiment, "val", payload.max_windows)
-        result = optimize(experiment["model_path"], folder / "optimized.pt", windows, labels,
+        result = optimize(experiment["model_file"], folder / "optimized.pt", windows, labels,
                           prune_method=payload.prune_method, amount=payload.amount, fuse=payload.fuse, seed=payload.seed,
                           on_progress=job.progress, should_stop=job.should_stop).to_dict()
         name = "torch_pruned" if payload.prune_method else "torch_fused"
@@ -84,7 +85,7 @@ def quantize_model(payload: Any, job: JobContext, *piped: Any) -> dict | None:
 
     def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
         windows, labels = split_windows(experiment, "val", payload.max_windows)
-        onnx: str = next((v["path"] for v in deployment["variants"] if v["name"] == "onnx_fp32"), "")
+        onnx: str = next((variant_file(v) for v in deployment["variants"] if v["name"] == "onnx_fp32"), "")
         variants: list[dict[str, Any]] = []
         brief: dict[str, Any] = {}
         # Steps: an export first when an ONNX method has no ONNX model yet, then one per method.
@@ -96,13 +97,13 @@ def quantize_model(payload: Any, job: JobContext, *piped: Any) -> dict | None:
             variant, brief["onnx_fp32"] = _export(experiment, folder, ExportOptions(),
                                                   scaled(job.progress, 0.0, 1 / count), job.should_stop)
             variants.append(variant)
-            onnx = variant["path"]
+            onnx = variant_file(variant)
         for index, method in enumerate(payload.methods, start=export_first):
             name, kind, filename = QUANTIZED[method]
             progress = scaled(job.progress, index / count, (index + 1) / count)
             common: dict[str, Any] = {"on_progress": progress, "should_stop": job.should_stop}
             if method == "dynamic_int8":
-                result = quant.quantize_dynamic_torch(experiment["model_path"], folder / filename, windows, labels, **common)
+                result = quant.quantize_dynamic_torch(experiment["model_file"], folder / filename, windows, labels, **common)
             elif method == "static_int8":  # calibrated on the dataset's real training windows, never on noise
                 result = quant.quantize_static_onnx(onnx, folder / filename, split_windows(experiment, "train")[0],
                                                     windows, labels, per_channel=payload.per_channel,
@@ -148,12 +149,12 @@ def benchmark_models(payload: Any, job: JobContext, *piped: Any) -> dict | None:
     def work(experiment: dict, deployment: dict, folder: Path):  # type: ignore[no-untyped-def]
         variants = _chosen(deployment["variants"], payload.model_types)
         windows, labels = split_windows(experiment, "test", payload.max_windows)
-        result = benchmark_variants([(v["name"], v["kind"], v["path"]) for v in variants], windows, labels,
+        result = benchmark_variants([(v["name"], v["kind"], variant_file(v)) for v in variants], windows, labels,
                                     folder, batch_sizes=payload.batch_sizes, warmup=payload.warmup, runs=payload.runs,
                                     threads=payload.threads, on_progress=job.progress,
                                     should_stop=job.should_stop).to_dict()
         table = _table(result)
-        paths = {"benchmark_json_path": result["json_path"], "benchmark_png_path": result["chart_path"]}
+        paths = {"benchmark_json_path": publish(result["json_path"]), "benchmark_png_path": publish(result["chart_path"])}
         # Tell people, with the recommended variant's figures.
         best = next(v for v in table["variants"] if v["name"] == table["recommended"])
         event = outbox_event("deployment.ready", {

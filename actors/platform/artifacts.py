@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,19 +205,35 @@ class ArtifactCache:
         with tempfile.NamedTemporaryFile(dir=self.root, suffix=".part", delete=False) as handle:
             return Path(handle.name)
 
-    def trim(self, keep: Path | None = None) -> list[Path]:
-        """Delete the least recently used entries until the cache holds ``max_bytes`` at most."""
+    def _over_bound(self, keep: Path | None = None) -> list[Path]:
+        """The least recently used entries whose removal brings the cache to ``max_bytes``."""
         entries = sorted(((p.stat().st_mtime, p.stat().st_size, p) for p in self.root.glob("??/*") if p.is_file()),
                          key=lambda entry: entry[0])
-        total, deleted = sum(size for _, size, _ in entries), []
+        total, over = sum(size for _, size, _ in entries), []
         for _, size, path in entries:
             if total <= self.max_bytes:
                 break
             if path != keep:
-                path.unlink(missing_ok=True)
                 total -= size
-                deleted.append(path)
+                over.append(path)
+        return over
+
+    def trim(self, keep: Path | None = None) -> list[Path]:
+        """Delete the least recently used entries until the cache holds ``max_bytes`` at most."""
+        deleted = self._over_bound(keep)
+        for path in deleted:
+            path.unlink(missing_ok=True)
         return deleted
+
+    def clean(self, part_max_age_s: float, *, dry_run: bool = False) -> list[Path]:
+        """Entries past the bound, and downloads left more than ``part_max_age_s`` ago (their
+        worker died mid-fetch): deleted unless ``dry_run``; returned either way."""
+        cutoff = time.time() - part_max_age_s
+        doomed = [p for p in self.root.glob("*.part") if p.stat().st_mtime < cutoff] + self._over_bound()
+        if not dry_run:
+            for path in doomed:
+                path.unlink(missing_ok=True)
+        return doomed
 
     def size(self) -> int:
         """Bytes held by the cache's entries."""

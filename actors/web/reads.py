@@ -101,14 +101,30 @@ def plot_paths(settings: Settings, *values: Any) -> list[str]:
                 walk(item)
         elif isinstance(value, str) and value.lower().endswith(".png"):
             target = (root / value).resolve()
-            if target.is_relative_to(root) and target.is_file():
-                relative = str(target.relative_to(root))
-                if relative not in found:
-                    found.append(relative)
+            if not target.is_relative_to(root):
+                return
+            key = target.relative_to(root).as_posix()
+            if key not in found and (target.is_file() or _stored(settings, key)):
+                found.append(key)
 
     for value in values:
         walk(value)
     return found
+
+
+def _stored(settings: Settings, key: str) -> bool:
+    """Whether the artifact store holds ``key`` (another host wrote it into an object store)."""
+    from actors.platform.artifact_files import artifact_store, store_is_artifact_root
+    from actors.platform.artifacts import ArtifactMissing
+    from pipeline.errors import InvalidInput
+
+    if store_is_artifact_root(settings):
+        return False  # the file under the root was looked for already
+    try:
+        artifact_store(settings).stat(key)
+    except (ArtifactMissing, InvalidInput):
+        return False
+    return True
 
 
 def dataset_description(settings: Settings, dataset: dict[str, Any]) -> dict[str, Any] | None:

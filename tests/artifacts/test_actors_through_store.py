@@ -22,6 +22,7 @@ from redis import Redis
 from actors.platform.artifacts import ArtifactCache, open_store
 from actors.store.datasets import claim_dataset, complete_dataset, get_dataset
 from actors.store.db import Database, get_database, migrate
+from actors.store.deployments import get_deployment
 from actors.store.experiments import experiment_history, get_experiment
 from actors.store.jobs import JobStore
 from pipeline.artifacts import file_sha256
@@ -96,6 +97,9 @@ def test_a_dataset_and_a_model_cross_workers_through_the_object_store(services: 
         roc = run("roc_analysis", experiment_id="exp-store", analysis_id="an-store-roc")
         compared = run("compare_architectures", experiment_ids=["exp-store"], analysis_id="an-store-compare",
                        latency_windows=4, repeats=1)
+        explained = run("explain_signal", experiment_id="exp-store", method="gradcam",
+                        signal={"dataset_id": "ds-store", "split": "test", "record": 0})
+        exported = run("export_onnx", experiment_id="exp-store")
     finally:
         cpu.stop_all()
         training.stop_all()
@@ -118,6 +122,14 @@ def test_a_dataset_and_a_model_cross_workers_through_the_object_store(services: 
     assert file_sha256(store.fetch(experiment["model_path"])) == experiment["model_sha256"]
     assert roc["status"] == "completed" and roc["result"]
     assert compared["status"] == "completed" and len(compared["result"]["models"]) == 1
+    # What the CPU host wrote from them is stored under keys too: plots, explanations, ONNX.
+    variants = get_deployment(database, exported["deployment_id"])["variants"]
+    onnx = next(v for v in variants if v["name"] == "onnx_fp32")
+    assert variants[0]["path"] == experiment["model_path"]  # the original is the experiment's stored checkpoint
+    written = [roc["plot_paths"]["roc"], explained["npz_path"], explained["png_path"], onnx["path"]]
+    assert all(not Path(key).is_absolute() and (cpu_root / "artifacts" / key).is_file() for key in written), written
+    assert file_sha256(store.fetch(onnx["path"])) == onnx["sha256"]
+    assert {key: key in store.keys() for key in written} == dict.fromkeys(written, True)
 
 
 def test_a_training_redelivered_to_another_host_resumes_from_the_epoch_the_first_published(

@@ -53,6 +53,26 @@ def test_the_cache_keeps_to_its_bound_dropping_the_least_recently_used(seaweed, 
     assert [store.cache.get(s, ".npz") is not None for s in sums] == [True, False, True]
 
 
+def test_cleaning_the_cache_drops_abandoned_downloads_and_what_is_past_its_bound(tmp_path: Path):
+    import os
+    import time
+
+    cache = ArtifactCache(tmp_path / "cache", max_bytes=MB)
+    entries = []
+    for i in range(3):
+        partial = cache.partial()
+        partial.write_bytes(bytes(MB // 2))
+        entries.append(cache.admit(partial, f"{i:064x}", ".pt"))  # the bound drops the oldest at once
+    cache.max_bytes = MB // 2  # a smaller bound since: one entry too many
+    abandoned, fresh = cache.partial(), cache.partial()
+    old = time.time() - 7200
+    os.utime(abandoned, (old, old))
+    planned = cache.clean(3600, dry_run=True)
+    assert set(planned) == {abandoned, entries[1]} and abandoned.exists() and entries[1].exists()
+    assert set(cache.clean(3600)) == set(planned)
+    assert not abandoned.exists() and fresh.exists() and entries[2].exists() and not entries[1].exists()
+
+
 def test_damaged_bytes_in_the_store_are_refused_and_never_cached(seaweed, tmp_path: Path):
     store = s3_store(seaweed, tmp_path, prefix="damaged")
     stored = store.put("datasets/ds/data.h5", _file(tmp_path / "data.h5", MB, seed=2))

@@ -18,6 +18,7 @@ from actors.store.notifications import list_inbox
 from pipeline.artifacts import file_sha256
 from tests.conftest import wait_until
 from tests.deploy_actors.conftest import QUICK
+from tests.records import artifact
 
 VARIANTS = {"torch_fp32", "onnx_fp32", "torch_pruned", "torch_dynamic_int8", "onnx_static_int8", "onnx_fp16"}
 
@@ -78,11 +79,11 @@ def test_the_last_stage_leaves_a_ready_deployment_with_its_files_and_benchmark(d
     assert {s: e["status"] for s, e in record["stages"].items()} == dict.fromkeys(STAGES, "completed")
     assert {v["name"] for v in record["variants"]} == VARIANTS
     for variant in record["variants"]:
-        path = Path(variant["path"])
+        path = Path(artifact(variant["path"]))
         assert path.is_file() and variant["size"] == path.stat().st_size and variant["sha256"] == file_sha256(path)
     assert record["variants"][0]["name"] == "torch_fp32"  # the benchmark's reference
-    assert Path(record["benchmark_png_path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    saved = json.loads(Path(record["benchmark_json_path"]).read_text())
+    assert Path(artifact(record["benchmark_png_path"])).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads(Path(artifact(record["benchmark_json_path"])).read_text())
     table = record["benchmark"]
     assert [v["name"] for v in saved["variants"]] == [v["name"] for v in table["variants"]]
     assert table["batch_sizes"] == [1, 8] and table["runs"] == 3 and table["recommended"] in VARIANTS
@@ -168,7 +169,7 @@ def test_quantize_alone_on_an_experiment_with_its_defaults_makes_a_working_int8_
                                             "onnx_fp16"]
     record = get_deployment(database, quantized.result["deployment_id"])
     int8 = next(v for v in record["variants"] if v["name"] == "onnx_static_int8")
-    assert int8["metrics"]["argmax_agreement"] >= 0.0 and Path(int8["path"]).is_file()
+    assert int8["metrics"]["argmax_agreement"] >= 0.0 and Path(artifact(int8["path"])).is_file()
     # And the INT8 file is a model ONNX Runtime runs on a dataset window, with INT8 weights in it
     import numpy as np
     import onnx
@@ -177,10 +178,10 @@ def test_quantize_alone_on_an_experiment_with_its_defaults_makes_a_working_int8_
     from pipeline.datasets.hdf5 import read_windows
 
     windows = read_windows(experiment["dataset"]["path"], "test")[0][:2]
-    session = onnxruntime.InferenceSession(int8["path"], providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(artifact(int8["path"]), providers=["CPUExecutionProvider"])
     logits = session.run(None, {session.get_inputs()[0].name: windows[:, None, :].astype(np.float32)})[0]
     assert logits.shape == (2, 11) and np.isfinite(logits).all()
-    assert any(t.data_type == onnx.TensorProto.INT8 for t in onnx.load(int8["path"]).graph.initializer)
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in onnx.load(artifact(int8["path"])).graph.initializer)
 
 
 def test_opset_13_exports_quantizes_and_a_benchmark_measures_only_the_chosen_variants(workers, experiment, database):
@@ -190,7 +191,7 @@ def test_opset_13_exports_quantizes_and_a_benchmark_measures_only_the_chosen_var
     assert export.state == "succeeded", (export.error_type, export.error_message)
     assert export.result["result"]["opset"] == 13 and export.result["result"]["exporter"] == "torchscript"
     deployment_id = export.result["deployment_id"]
-    onnx_path = next(v["path"] for v in get_deployment(database, deployment_id)["variants"] if v["name"] == "onnx_fp32")
+    onnx_path = next(artifact(v["path"]) for v in get_deployment(database, deployment_id)["variants"] if v["name"] == "onnx_fp32")
     assert {o.domain: o.version for o in onnx.load(onnx_path).opset_import}[""] == 13
     # Per-channel static INT8 needs opset 13 (an axis on its QDQ nodes): it is made from this export.
     quantized = _run(quantize_model, deployment_id=deployment_id, methods=["static_int8", "fp16"],

@@ -14,6 +14,7 @@ from actors.store.analyses import get_analysis
 from actors.store.experiments import claim_experiment, complete_experiment, create_experiment
 from actors.store.notifications import list_inbox
 from tests.conftest import wait_until
+from tests.records import artifact
 
 RESULT_MS = 3_000
 
@@ -28,7 +29,7 @@ def _result(message: dramatiq.Message) -> dict:
     assert json.loads(json.dumps(result, allow_nan=False)) == result
     assert result["status"] == "completed", result
     for path in result["plot_paths"].values():
-        assert imread(path).ndim == 3  # every PNG opens as an image
+        assert imread(artifact(path)).ndim == 3  # every PNG opens as an image
     return result
 
 

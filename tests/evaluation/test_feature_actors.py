@@ -24,6 +24,7 @@ from pipeline.evaluation.feature_sets import extract_dataset_features, load_sele
 from pipeline.features import FEATURE_NAMES, feature_names, load_feature_set
 from tests.conftest import wait_until
 from tests.evaluation.conftest import copy_dataset
+from tests.records import artifact
 
 RESULT_MS = 3_000
 
@@ -65,7 +66,7 @@ def test_worker_extraction_equals_a_direct_call_of_the_same_function(extracted, 
     assert result["n_windows"] == 60 and result["n_features"] == len(FEATURE_NAMES)
     assert result["split_counts"] == {"train": 30, "val": 15, "test": 15}
     direct = extract_dataset_features(tiny_dataset["path"], tiny_dataset["split_counts"])
-    saved = load_feature_set(result["path"])
+    saved = load_feature_set(artifact(result["path"]))
     _assert_same_rows(saved, direct)
     assert saved.provenance["dataset_checksum"] == tiny_dataset["checksum"]
 
@@ -74,10 +75,10 @@ def test_a_recorded_feature_set_is_reused_not_extracted_again(extracted, tiny_da
     from pathlib import Path
 
     _, first = extracted
-    stamp = Path(first["path"]).stat().st_mtime_ns
+    stamp = Path(artifact(first["path"])).stat().st_mtime_ns
     again = _result(extract_features.send(dataset_id=tiny_dataset["dataset_id"]))
     assert again["reused"] and again["feature_set_id"] == first["feature_set_id"]
-    assert Path(first["path"]).stat().st_mtime_ns == stamp
+    assert Path(artifact(first["path"])).stat().st_mtime_ns == stamp
 
 
 def test_the_old_domain_all_is_an_alias_of_every_domain_and_one_domain_name_of_that_domain(extracted, tiny_dataset):
@@ -108,7 +109,7 @@ def test_large_datasets_fan_out_in_record_shards_and_merge_to_the_same_features(
                       what="the fan-out to finish")
     assert (view.total, view.done, view.failed) == (7, 7, 0)
     direct = extract_dataset_features(copy["path"], copy["split_counts"])
-    _assert_same_rows(load_feature_set(merged["path"]), direct)
+    _assert_same_rows(load_feature_set(artifact(merged["path"])), direct)
 
 
 def test_importance_ranks_every_feature_by_each_method_and_draws_a_chart(extracted, tiny_dataset, database):
@@ -122,7 +123,7 @@ def test_importance_ranks_every_feature_by_each_method_and_draws_a_chart(extract
     assert sorted(r["name"] for r in ranked["random_forest"]) == sorted(FEATURE_NAMES)
     assert result["result"]["feature_set_id"] == features["feature_set_id"]  # reused, not extracted
     assert result["result"]["n_rows"] == 30  # the train split only
-    assert imread(result["plot_paths"]["importance"]).ndim == 3
+    assert imread(artifact(result["plot_paths"]["importance"])).ndim == 3
     assert get_analysis(database, result["analysis_id"])["result"] == result["result"]
 
 
@@ -130,7 +131,7 @@ def test_a_selection_is_saved_where_classical_training_can_load_it(extracted, ti
     message = select_features.send(dataset_id=tiny_dataset["dataset_id"], method="mrmr", k=5)
     result = _result(message)
     assert len(result["result"]["names"]) == 5
-    selection = load_selection(result["artifact_path"])
+    selection = load_selection(artifact(result["artifact_path"]))
     assert selection["names"] == result["result"]["names"] and selection["method"] == "mrmr"
 
 
@@ -140,7 +141,7 @@ def test_correlation_lists_pairs_above_the_threshold_and_draws_a_heat_map(extrac
     body = result["result"]
     assert len(body["matrix"]) == len(body["names"]) == len(feature_names(["time"])) and body["matrix"][0][0] == 1.0
     assert all(abs(pair["r"]) >= 0.95 for pair in body["pairs"])
-    assert imread(result["plot_paths"]["correlation"]).shape[2] in (3, 4)
+    assert imread(artifact(result["plot_paths"]["correlation"])).shape[2] in (3, 4)
     # A domain of its own is its own feature set, extracted by this job.
     assert body["feature_set_id"].endswith("-time")
 

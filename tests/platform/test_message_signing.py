@@ -24,8 +24,8 @@ from actors.store.db import get_database
 from actors.store.jobs import JobStore
 from config.settings import Settings
 from tests.conftest import wait_until
-from tests.servers import RedisServer, send_messages
-from tests.workers import Workers
+from tests.servers import RedisServer, push_raw, send_messages
+from tests.workers import Workers, message_refusals
 
 NEW = "6f1c2e0a9b8d47f3a5c1e2d3b4a59687" "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 OLD = "0123456789abcdef0123456789abcdef" "fedcba9876543210fedcba9876543210"
@@ -75,20 +75,6 @@ def test_a_short_key_is_refused_by_the_settings():
     assert NEW not in repr(Settings(message_keys=[NEW]))
 
 
-def _push(client, queue: str, body: bytes) -> str:  # type: ignore[no-untyped-def]
-    """Write a body straight into a queue, as anyone with write access to Redis could."""
-    redis_id = str(uuid.uuid4())
-    client.hset(f"dramatiq:{queue}.msgs", redis_id, body)
-    client.rpush(f"dramatiq:{queue}", redis_id)
-    client.lpush(f"dramatiq:{queue}.wake", 1)
-    return redis_id
-
-
-def _refusals(log: str) -> dict[str, str]:
-    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{") and "message.refused" in line]
-    return {line["redis_id"]: line["reason"] for line in lines if "redis_id" in line}
-
-
 def test_a_worker_runs_signed_messages_and_refuses_forged_ones_unread(app, pg_url, tmp_path):
     server = RedisServer(tmp_path / "redis", appendonly=False).start()
     env = {"PFD_REDIS_URL": server.url(), "PFD_MESSAGE_KEYS": json.dumps([NEW, OLD])}
@@ -106,15 +92,15 @@ def test_a_worker_runs_signed_messages_and_refuses_forged_ones_unread(app, pg_ur
         # and signed with a key of their own
         genuine = SigningEncoder([NEW.encode()]).encode(_message(key).asdict())
         forged = {
-            _push(client, "cpu_processing", JSONEncoder().encode(_message(key).asdict())): "unsigned",
-            _push(client, "cpu_processing", genuine.replace(b'"seconds":0', b'"seconds":1')): "altered",
-            _push(client, "cpu_processing", SigningEncoder([b"i" * 32]).encode(_message(key).asdict())):
+            push_raw(client, "cpu_processing", JSONEncoder().encode(_message(key).asdict())): "unsigned",
+            push_raw(client, "cpu_processing", genuine.replace(b'"seconds":0', b'"seconds":1')): "altered",
+            push_raw(client, "cpu_processing", SigningEncoder([b"i" * 32]).encode(_message(key).asdict())):
                 "does not hold",
         }
         # Then each is dead-lettered unread, with its reason, and none of them ran
         wait_until(lambda: set(forged) <= {r.decode() for r in client.zrange("dramatiq:cpu_processing.XQ", 0, -1)},
                    timeout=60, what="the forged bodies to be dead-lettered")
-        reasons = wait_until(lambda: (found := _refusals(running.log("cpu_processing"))).keys() >= forged.keys()
+        reasons = wait_until(lambda: (found := message_refusals(running.log("cpu_processing"))).keys() >= forged.keys()
                              and found, timeout=30, what="the refusals to be logged")
         for redis_id, why in forged.items():
             assert why in reasons[redis_id] and "refused unread" in reasons[redis_id]

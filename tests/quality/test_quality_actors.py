@@ -12,6 +12,7 @@ from actors.platform.jobs import wait_for_job
 from actors.quality import run_quality_checks, run_test_suite
 from pipeline.artifacts import file_sha256
 from tests.conftest import wait_until
+from tests.records import artifact
 
 
 def test_test_suite_runs_on_a_worker_and_keeps_its_logs_as_an_artifact(workers):
@@ -26,8 +27,8 @@ def test_test_suite_runs_on_a_worker_and_keeps_its_logs_as_an_artifact(workers):
     assert result["counts"] == {"collected": 9, "passed": 5, "failed": 2, "errors": 1, "skipped": 1}
     assert {f["test"] for f in result["failures"]} >= {"tests/test_calc.py::test_subtract_fails"}
     assert result["coverage"]["meets_threshold"] is True
-    folder = Path(result["artifacts"])
-    assert folder.name == message.message_id and folder.parent.name == "quality"
+    assert result["artifacts"] == f"quality/{message.message_id}"  # a store key, not this host's path
+    folder = Path(artifact(f"{result['artifacts']}/report.json")).parent
     assert file_sha256(folder / "report.json") == result["report_sha256"]
     assert json.loads((folder / "report.json").read_text())["passed"] == 5
     assert len(json.dumps(result)) < 32_000

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from actors.deploy.inputs import original_variant
+from actors.deploy.inputs import deployable_experiment, original_variant
 from actors.platform.errors import PayloadInvalid
 from actors.platform.jobs import wait_for_job
 from actors.quality import run_benchmarks
 from actors.store.db import Database
 from actors.store.deployments import ensure_deployment
-from tests.records import make_dataset, record_trained_experiment
+from tests.records import artifact, make_dataset, record_trained_experiment
 
 MODEL = {"model_key": "cnn1d", "model_args": {"width": 4, "depth": 1}}
 TRAINING = {"epochs": 1, "batch_size": 8, "lr": 1e-2, "scheduler": "none", "seed": 0, "device": "cpu"}
@@ -45,12 +45,12 @@ def test_an_experiment_is_timed_per_batch_size_and_thread_count_on_its_test_wind
     assert rows[(1, 1)]["batches"] == 10 and rows[(1, 4)]["batches"] == 3 and rows[(1, 4)]["windows"] == 12
     for row in rows.values():
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] and row["throughput_per_s"] > 0
-    assert json.loads((Path(result["artifacts"]) / "report.json").read_text())["results"] == result["results"]
+    assert json.loads(Path(artifact(f"{result['artifacts']}/report.json")).read_text())["results"] == result["results"]
 
 
 def test_a_deployment_variant_is_timed(workers, experiment, database):
     ensure_deployment(database, "dep-bench-q", experiment_id=experiment["experiment_id"], config={"stage": "test"},
-                      original=original_variant(experiment))
+                      original=original_variant(deployable_experiment(database, experiment["experiment_id"])))
     result = _finished(run_benchmarks.send(deployment_id="dep-bench-q", variant="torch_fp32", num_samples=4,
                                            batch_sizes=[2]))
     assert result["target"] == "deployment dep-bench-q" and [r["windows"] for r in result["results"]] == [4]
@@ -58,7 +58,7 @@ def test_a_deployment_variant_is_timed(workers, experiment, database):
 
 def test_an_unknown_variant_fails_at_once_naming_the_ones_there(workers, experiment, database):
     ensure_deployment(database, "dep-bench-q", experiment_id=experiment["experiment_id"], config={"stage": "test"},
-                      original=original_variant(experiment))
+                      original=original_variant(deployable_experiment(database, experiment["experiment_id"])))
     job = wait_for_job(run_benchmarks.send(deployment_id="dep-bench-q", variant="onnx_fp32").message_id, timeout_s=60)
     assert (job.state, job.attempts, job.error_type) == ("failed", 1, "InvalidInput")
     assert "no variant 'onnx_fp32'" in job.error_message and "torch_fp32" in job.error_message

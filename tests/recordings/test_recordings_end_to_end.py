@@ -117,7 +117,7 @@ def test_the_deployed_onnx_model_gives_the_trained_predictions_on_a_raw_recordin
     assert ready["status"] == "ready", ready.get("error")
     variants = {v["name"]: v for v in ready["variants"]}
     assert {"onnx_fp32", "onnx_static_int8", "torch_dynamic_int8"} <= set(variants)
-    onnx_path = variants["onnx_fp32"]["path"]
+    onnx_path = artifact(variants["onnx_fp32"]["path"])
     metadata = read_model_metadata(onnx_path)
     assert metadata["pfd.class_keys"] == list(KINDS)
     assert metadata["pfd.data"]["normalization"] == "record" and metadata["pfd.data"]["sampling_rate"] == FS
@@ -141,14 +141,14 @@ def test_two_channel_models_are_explained_per_sensor(workers, trained, dataset):
     deep = _run(explain_signal, timeout_s=180, experiment_id=trained["cnn1d"]["experiment_id"],
                 method="integrated_gradients", params={"n_steps": 32}, signal=signal).result
     # The deep model's attributions cover both sensors' samples, named in the figure
-    stored = load_explanation(deep["npz_path"])
+    stored = load_explanation(artifact(deep["npz_path"]))
     assert stored.attributions.shape == (2, 6_000)
     assert deep["summary"]["channels"] == 2 and len(deep["summary"]["summary"]["channel_totals"]) == 2
-    assert Path(deep["png_path"]).read_bytes()[:4] == b"\x89PNG"
+    assert Path(artifact(deep["png_path"])).read_bytes()[:4] == b"\x89PNG"
     # The forest is explained by each channel's features
     forest = _run(explain_signal, timeout_s=180, experiment_id=trained["rf"]["experiment_id"], method="shap",
                   signal=signal).result
-    names = load_explanation(forest["npz_path"]).feature_names
+    names = load_explanation(artifact(forest["npz_path"])).feature_names
     assert len(names) == 72 and names[0] == "DE:rms" and names[36] == "FE:rms"
 
 

@@ -18,6 +18,7 @@ from actors.xai import explain_batch, explain_signal, explanation_batch
 from config.settings import get_settings
 from pipeline.domain import WINDOW_LENGTH
 from tests.conftest import wait_until
+from tests.records import artifact
 from tests.xai_actors.conftest import artifact_files
 
 IG = {"n_steps": 8}
@@ -42,7 +43,7 @@ def _direct(experiment: dict[str, Any], signal: dict[str, Any], method: str, par
 def _same_attributions(npz_path: str, expected: np.ndarray) -> bool:
     from pipeline.xai import load_explanation
 
-    stored = load_explanation(npz_path).attributions
+    stored = load_explanation(artifact(npz_path)).attributions
     # Stored as float32: equal up to float32 rounding of the largest value.
     return stored.shape == expected.shape and np.allclose(stored, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
 
@@ -73,15 +74,15 @@ def test_explain_signal_on_a_worker_returns_a_summary_and_writes_its_files(singl
     # Compact: no attribution array went through the results backend.
     assert "attributions" not in summary and len(json.dumps(result)) < 10_000
     folder = get_settings().artifact_root / "explanations" / result["explanation_id"]
-    assert Path(result["npz_path"]).parent == folder and Path(result["png_path"]).parent == folder
-    assert Path(result["png_path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(artifact(result["npz_path"])).parent == folder and Path(artifact(result["png_path"])).parent == folder
+    assert Path(artifact(result["png_path"])).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert get_explanation(database, result["explanation_id"]) == result
     assert _same_attributions(result["npz_path"], _direct(experiment, signal, "gradcam", {}).attributions)
 
 
 def test_explaining_the_same_request_again_returns_the_stored_explanation(single, experiment):
     signal, first = single
-    folder = Path(first.result["npz_path"]).parent
+    folder = Path(artifact(first.result["npz_path"])).parent
     files = artifact_files(folder)
     # The default top_k spelled out is the same request.
     _, again = _run(explain_signal, experiment_id=experiment["experiment_id"], signal=signal, method="gradcam",
@@ -103,7 +104,7 @@ def test_batch_fans_out_over_both_processes_finalizes_once_and_survives_a_bad_me
     batch = wait_until(lambda: (b := get_batch(database, batch_id))["status"] != "running" and b, timeout=120,
                        what="the batch to be finalized")
     assert (batch["status"], batch["n_signals"], batch["done"], batch["failed"]) == ("completed", 7, 6, 1)
-    assert Path(batch["plot_path"]).read_bytes()[:4] == b"\x89PNG"
+    assert Path(artifact(batch["plot_path"])).read_bytes()[:4] == b"\x89PNG"
     # One tree, named by the batch's id: the launcher, its seven members and the finalize, all
     # final when waiting on the launcher returned; its outcome names the member that failed.
     tree = get_tree(batch_id)
@@ -128,7 +129,7 @@ def test_batch_fans_out_over_both_processes_finalizes_once_and_survives_a_bad_me
     workers_used = {j.worker for j in jobs}
     assert len(workers_used) == 2, workers_used
     for link in good:
-        assert link["status"] == "completed" and Path(link["png_path"]).is_file()
+        assert link["status"] == "completed" and Path(artifact(link["png_path"])).is_file()
         expected = _direct(experiment, link["signal"], "integrated_gradients", IG)
         assert link["predicted_class"] == expected.predicted_class
         assert _same_attributions(link["npz_path"], expected.attributions)
@@ -235,7 +236,7 @@ def test_gradient_shap_on_a_worker_records_its_additivity_delta(workers, experim
     assert job.state == "succeeded", (job.error_type, job.error_message)
     extra = job.result["summary"]["extra"]
     # Then the result carries the convergence delta, and it is what base + sum(attributions) misses by
-    stored = load_explanation(job.result["npz_path"])
+    stored = load_explanation(artifact(job.result["npz_path"]))
     logit = _direct(experiment, signal, "integrated_gradients", IG).extra["f_x"]
     missed = abs(logit - extra["shap_base_value"] - stored.attributions.sum()) / abs(logit - extra["shap_base_value"])
     assert extra["shap_relative_delta"] == pytest.approx(missed, rel=1e-3, abs=1e-4)
@@ -255,11 +256,11 @@ def test_a_whole_record_is_explained_on_a_worker_with_its_windows_stitched(worke
     assert summary["length"] == 5 * WINDOW_LENGTH
     assert summary["extra"]["window_edges"] == [i * WINDOW_LENGTH for i in range(5)]
     # Every stretch is its window explained for the record's (voted) class.
-    stored = load_explanation(result["npz_path"]).attributions
+    stored = load_explanation(artifact(result["npz_path"])).attributions
     for index in (0, 4):
         alone = _direct_for_class(experiment, {**signal, "window": index}, summary["target_class"])
         assert _close(stored[index * WINDOW_LENGTH:(index + 1) * WINDOW_LENGTH], alone)
-    assert Path(result["png_path"]).read_bytes()[:4] == b"\x89PNG"
+    assert Path(artifact(result["png_path"])).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_activation_maps_of_a_window_on_a_worker(workers, experiment):
@@ -269,9 +270,9 @@ def test_activation_maps_of_a_window_on_a_worker(workers, experiment):
     summary = job.result["summary"]
     layers = summary["layers"]
     assert summary["kind"] == "activations" and layers and all(layer["channels"] >= 1 for layer in layers)
-    with np.load(job.result["npz_path"], allow_pickle=False) as saved:
+    with np.load(artifact(job.result["npz_path"]), allow_pickle=False) as saved:
         assert [saved[f"layer_{i}"].shape for i in range(len(layers))] == [(l["channels"], l["length"]) for l in layers]
-    assert Path(job.result["png_path"]).read_bytes()[:4] == b"\x89PNG"
+    assert Path(artifact(job.result["png_path"])).read_bytes()[:4] == b"\x89PNG"
     # A whole record has no single activation map: refused when it is sent.
     from actors.platform.errors import PayloadInvalid
 
