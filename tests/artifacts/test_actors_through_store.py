@@ -177,3 +177,47 @@ def test_a_training_redelivered_to_another_host_resumes_from_the_epoch_the_first
     assert published >= 2 and run["resumed_from_epoch"] == published, (published, run["resumed_from_epoch"])
     assert experiment["epochs_run"] == 40 and job.deliveries == 2
     assert not (second / "artifacts" / "datasets").exists()  # read from the store through its cache
+
+
+def test_recordings_in_the_object_store_are_imported_by_their_keys(services: dict[str, str], seaweed: SeaweedServer,
+                                                                   tmp_path: Path):
+    from tests.recordings.rig import FOLDERS, write_rig_mat_files
+
+    store = open_store(services["PFD_ARTIFACT_URL"], cache=ArtifactCache(tmp_path / "uploader", 1 << 30),
+                       endpoint_url=seaweed.endpoint, access_key_id=seaweed.access_key,
+                       secret_access_key=seaweed.secret_key)
+    # A rig's recordings uploaded to the store by someone else (never on the importing host).
+    files = write_rig_mat_files(tmp_path / "upload", recordings_per_class=3, seconds=1.0, seed=5)
+    for written in files:
+        store.put(f"imports/rig/{written['path']}", tmp_path / "upload" / written["path"])
+    (tmp_path / "cpu-host" / "tmp").mkdir(parents=True)
+    cpu = Workers(tmp_path, extra_env={**services, **_host(tmp_path / "cpu-host")})
+    try:
+        cpu.start("cpu_processing", tag="cpu", command=cpu.cpu_command(threads=1))
+        [message_id] = send_messages([{"actor": "import_mat_dataset", "kwargs": {
+            "paths": ["imports/rig/"], "from_store": True, "dataset_id": "ds-from-store",
+            "labels": {"patterns": {f"**/{folder}/*": kind for kind, folder in FOLDERS.items()}},
+            "channels": ["*_DE_time"], "sampling_rate": "native", "source_fs": 12_000, "record_seconds": 0.5,
+            "window_seconds": 0.25}}],
+            services)
+        job = wait_until(lambda: (j := _jobs(services).get(message_id)) and j.final and j, timeout=120,
+                         what="the import to finish")
+    finally:
+        cpu.stop_all()
+    assert job.state == "succeeded", (job.error_message, cpu.log("cpu")[-3000:])
+    dataset = get_dataset(get_database(services["PFD_DATABASE_URL"]), "ds-from-store")
+    assert job.result["n_files"] == len(files) and not job.result["failures"]
+    assert dataset["path"] == "datasets/ds-from-store.h5" and set(dataset["class_counts"]) == set(FOLDERS)
+    assert file_sha256(store.fetch(dataset["path"])) == dataset["checksum"]
+    assert not list((tmp_path / "cpu-host" / "var").glob("import-*"))  # the fetched copies are gone
+    # A key with nothing under it is the job's clear error, not a retry.
+    [missing] = send_messages([{"actor": "import_mat_dataset", "kwargs": {
+        "paths": ["imports/nothing-here"], "from_store": True, "dataset_id": "ds-none"}}], services)
+    cpu.start("cpu_processing", tag="cpu-2", command=cpu.cpu_command(threads=1))
+    try:
+        refused = wait_until(lambda: (j := _jobs(services).get(missing)) and j.final and j, timeout=60,
+                             what="the import of nothing to fail")
+    finally:
+        cpu.stop_all()
+    assert (refused.state, refused.attempts, refused.error_type) == ("failed", 1, "InvalidInput")
+    assert "nothing in the artifact store" in refused.error_message and "imports/nothing-here" in refused.error_message

@@ -17,9 +17,10 @@ from actors.platform.artifacts import (
     open_store,
 )
 from actors.platform.errors import TransientError
+from pipeline.artifacts import file_sha256
 from pipeline.errors import InvalidInput
 from tests.artifacts.conftest import s3_store
-from tests.servers import SeaweedServer, free_port
+from tests.servers import SeaweedServer, free_port, write_tls_certificates
 
 MB = 1024 * 1024
 
@@ -99,6 +100,25 @@ def test_wrong_credentials_are_one_clear_refusal_without_the_secret(seaweed, tmp
     assert "not-the-secret-key-42" not in str(refused.value) and seaweed.secret_key not in str(refused.value)
     with pytest.raises(ArtifactStoreRefused):
         store.fetch("plots/p.png")
+
+
+def test_over_tls_the_store_is_read_with_its_ca_and_refused_clearly_with_another(tmp_path: Path):
+    tls = write_tls_certificates(tmp_path / "tls")
+    server = SeaweedServer(tmp_path / "seaweed", tls=tls).start()
+    try:
+        def store(ca: Path) -> S3Store:
+            opened = open_store(f"s3://{server.bucket}/tls", cache=ArtifactCache(tmp_path / ca.stem, MB),
+                                endpoint_url=server.endpoint, access_key_id=server.access_key,
+                                secret_access_key=server.secret_key, ca_file=ca)
+            assert isinstance(opened, S3Store) and server.endpoint.startswith("https://")
+            return opened
+
+        stored = store(tls["ca"]).put("reports/r.json", _file(tmp_path / "r.json", 100, seed=5))
+        assert file_sha256(store(tls["ca"]).fetch("reports/r.json")) == stored.sha256
+        with pytest.raises(ArtifactStoreRefused, match="TLS certificate is not trusted"):
+            store(tls["other_ca"]).stat("reports/r.json")
+    finally:
+        server.stop()
 
 
 def test_a_store_that_cannot_be_reached_is_a_transient_fault(tmp_path: Path):

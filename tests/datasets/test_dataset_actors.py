@@ -86,6 +86,18 @@ def test_mat_export_imports_back_into_the_same_layout(generated, workers):
     assert info["attrs"]["source"] == "mat_import"
 
 
+def test_mat_files_in_the_artifact_store_import_by_their_key(generated, workers):
+    _, job = generated
+    key = Path(job.result["mat_dir"]).relative_to(get_settings().artifact_root).as_posix()
+    message = import_mat_dataset.send(paths=[key], from_store=True, seed=3)
+    imported = wait_for_job(message.message_id, timeout_s=120)
+    assert imported.state == "succeeded", imported.error_message
+    assert imported.result["class_counts"] == {"sain": 3, "desalignement": 3, "oilwhirl": 3}
+    # A key is checked on send: nothing outside the store's names is ever read.
+    with pytest.raises(PayloadInvalid, match="is not a relative path"):
+        import_mat_dataset.send(paths=["../etc"], from_store=True)
+
+
 def test_cancelled_generation_ends_cancelled_and_leaves_no_file(workers):
     dataset_id = f"gen-{uuid.uuid4().hex[:8]}"
     message = generate_dataset.send(dataset_id=dataset_id, records_per_class=60, seed=1)
