@@ -140,6 +140,15 @@ def test_a_host_cut_off_mid_work_is_replaced_and_every_job_completes_once(topolo
         topology.cpu.restore()
 
 
+def _job_row(database, message_id: str) -> tuple[str, int] | None:  # type: ignore[no-untyped-def]
+    """The job's recorded row as (state, deliveries); None while it has none."""
+    from actors.store.models import Job
+
+    with database.session() as session:
+        row = session.get(Job, message_id)
+        return (row.state, row.deliveries) if row else None
+
+
 def test_the_platform_flow_crosses_hosts_through_the_store_and_survives_losing_its_training_host(
         topology: Topology, tmp_path: Path):
     from actors.store.datasets import get_dataset
@@ -151,7 +160,8 @@ def test_the_platform_flow_crosses_hosts_through_the_store_and_survives_losing_i
     from tests.records import NOISE_OFF, SEPARABLE
     from tests.training.conftest import TINY_CNN
 
-    running = Workers(tmp_path, extra_env=topology.env)
+    # Job rows written by the CPU host's recorder, as in production, not by each worker.
+    running = Workers(tmp_path, extra_env={**topology.env, "PFD_WORKERS_RECORD_JOBS": "0"})
     database = get_database(topology.postgres.url())
     jobs = JobStore(topology.redis.client(), database, cache_ttl_s=3600)
     hosts = {"training": topology.training, "cpu": topology.cpu, "spare": topology.spare}
@@ -171,7 +181,7 @@ def test_the_platform_flow_crosses_hosts_through_the_store_and_survives_losing_i
 
     try:
         for host, line in (("training", "gpu_training"), ("training", "high_priority"), ("cpu", "cpu_processing"),
-                           ("cpu", "notifications")):
+                           ("cpu", "notifications"), ("cpu", "scheduler"), ("cpu", "recorder")):
             start(host, line)
         run("generate_dataset", dataset_id="ds-hosts", fault_types=SEPARABLE, records_per_class=4, noise=NOISE_OFF,
             seed=1)
@@ -222,6 +232,10 @@ def test_the_platform_flow_crosses_hosts_through_the_store_and_survives_losing_i
     first = jobs.get(campaign["trials"]["0"]["message_id"])
     assert first.state == "succeeded" and first.deliveries == 2, (first.state, first.deliveries)
     assert (var["spare"] / "experiments" / f"{campaign_id}-t1").is_dir()
+    # The recorder on the CPU host wrote every job's row, the lost host's trial included.
+    trial_job = campaign["trials"]["0"]["message_id"]
+    wait_until(lambda: _job_row(database, trial_job) == ("succeeded", 2), timeout=30,
+               what=f"the recorder to write the redelivered trial's row (now {_job_row(database, trial_job)})")
 
 
 def test_forged_messages_and_wrong_credentials_are_refused_on_a_worker_host(topology: Topology, tmp_path: Path):
