@@ -1,4 +1,4 @@
-"""The process's artifact store, and the two things actors do with it.
+"""The process's artifact store, and what actors do with it.
 
 A writer's pipeline writes under the host's ``artifact_root`` (its work folder); ``publish``
 then stores each file under its key, the path relative to that root
@@ -7,6 +7,7 @@ reader turns a record's key into a local file with ``local_file``: on the defaul
 artifact root itself) that is the very file, on an object store a checked copy in the
 cache, whichever host wrote it. Records written before the store hold absolute paths;
 ``local_file`` reads those as they are, so a single-host install needs no migration.
+``restore`` puts back a file another host published (a redelivered job's progress).
 """
 
 from __future__ import annotations
