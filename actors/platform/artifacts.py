@@ -262,6 +262,7 @@ class S3Store(ArtifactStore):
             BotoCoreError,
             ClientError,
             EndpointConnectionError,
+            NoCredentialsError,
             SSLError,
         )
         from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -284,6 +285,9 @@ class S3Store(ArtifactStore):
                                        "(check PFD_S3_CA_FILE)") from None
         except (EndpointConnectionError, BotoConnectionError) as exc:
             raise TransientError(f"object store {self.url} cannot be reached: {type(exc).__name__}") from None
+        except NoCredentialsError:
+            raise ArtifactStoreRefused(f"object store {self.url}: no credentials (set PFD_S3_ACCESS_KEY_ID and "
+                                       "PFD_S3_SECRET_ACCESS_KEY, or give boto3 its own)") from None
         except BotoCoreError as exc:
             raise ArtifactStoreRefused(f"object store {self.url}: {type(exc).__name__}") from None
 

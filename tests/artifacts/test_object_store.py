@@ -121,6 +121,18 @@ def test_over_tls_the_store_is_read_with_its_ca_and_refused_clearly_with_another
         server.stop()
 
 
+def test_no_credentials_anywhere_is_one_clear_refusal(seaweed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = open_store(f"s3://{seaweed.bucket}/anonymous", cache=ArtifactCache(tmp_path / "cache", MB),
+                       endpoint_url=seaweed.endpoint)
+    with pytest.raises(ArtifactStoreRefused, match="no credentials .*PFD_S3_ACCESS_KEY_ID"):
+        store.stat("reports/r.json")
+
+
 def test_a_store_that_cannot_be_reached_is_a_transient_fault(tmp_path: Path):
     down = SeaweedServer(tmp_path / "never-started")
     down.s3_port = free_port()
