@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 CONSTRAINTS := constraints.txt
 PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: install lock demo test bench reliability migrate workers browser promtool clean
+.PHONY: install lock demo test test-s3 bench reliability migrate workers browser promtool clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ $(IP):
 test: $(STAMP) $(CHROMIUM) $(PROMTOOL) $(IP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# The suite with every artifact going through an object store (a SeaweedFS of the session's).
+test-s3: $(STAMP) $(CHROMIUM) $(PROMTOOL) $(IP)
+	PFD_TEST_ARTIFACT_STORE=s3 $(BIN)/pytest -q -p no:cacheprovider
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench

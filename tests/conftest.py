@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from tests import env
+from tests.waiting import wait_until
 
-env.apply()
+env.apply()  # PFD_TEST_ARTIFACT_STORE=s3 (make test-s3): artifacts through a SeaweedFS of the session's
 
 import psycopg
 import redis
@@ -66,18 +66,6 @@ def database(pg_url: str) -> Database:
 def app(redis_client, pg_url):  # type: ignore[no-untyped-def]
     """The producer side: the broker set up from settings, with every actor loaded."""
     return actors.app
-
-
-def wait_until(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it returns something truthy; fail the test past ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 WORKER_LINES = ("high_priority", "gpu_training", "cpu_processing", "notifications", "recorder")

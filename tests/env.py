@@ -36,5 +36,21 @@ TEST_ENV = {
 
 
 def apply() -> None:
-    """Put the test variables into this process's environment."""
+    """Put the test variables into this process's environment. With
+    ``PFD_TEST_ARTIFACT_STORE=s3`` (``make test-s3``), first start a SeaweedFS for the session
+    and point every process's artifact store at it: the whole suite's artifacts then go
+    through an object store."""
+    if os.environ.get("PFD_TEST_ARTIFACT_STORE") == "s3":
+        _use_object_store()
     os.environ.update(TEST_ENV)
+
+
+def _use_object_store() -> None:
+    import atexit
+
+    from tests.servers import SeaweedServer
+
+    server = SeaweedServer(VAR_DIR / "seaweed").start()
+    atexit.register(server.stop)
+    TEST_ENV.update({"PFD_ARTIFACT_URL": f"s3://{server.bucket}/suite", "PFD_S3_ENDPOINT_URL": server.endpoint,
+                     "PFD_S3_ACCESS_KEY_ID": server.access_key, "PFD_S3_SECRET_ACCESS_KEY": server.secret_key})

@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 
 from tests import env
-from tests.conftest import wait_until
 from tests.servers import free_port
+from tests.waiting import wait_until
 
 __all__ = ["MlflowServer", "pfd_mlflow", "worker_env"]
 

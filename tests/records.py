@@ -18,7 +18,7 @@ from config.settings import get_settings
 from pipeline.artifacts import file_sha256
 
 __all__ = ["NOISE_OFF", "SEPARABLE", "artifact", "copy_dataset_file", "make_dataset", "record_dataset",
-           "record_trained_experiment"]
+           "record_trained_experiment", "written"]
 
 NOISE_OFF = {layer: False for layer in (
     "measurement", "emi", "pink", "drift", "quantization", "sensor_drift", "aliasing", "impulses")}
@@ -31,6 +31,12 @@ def artifact(reference: str) -> str:
     from actors.platform.artifact_files import local_file
 
     return str(local_file(reference))
+
+
+def written(key: str) -> Path:
+    """Where the worker that wrote ``key`` left the file: the suite's workers share this
+    machine's artifact root, whichever store they publish to (``make test-s3``)."""
+    return get_settings().artifact_root / key
 
 
 def record_dataset(database: Database, dataset_id: str, path: Path, *, status: str = "completed", **fields: Any) -> dict:

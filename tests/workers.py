@@ -87,7 +87,7 @@ class Workers:
         """Start a one-thread ``cpu_processing`` worker (run through ``on``, such as a test host's
         ``private``) that is expected to refuse to boot; wait for it to exit non-zero by itself;
         return the reasons of its ``worker.refused`` lines and its whole log."""
-        from tests.conftest import wait_until
+        from tests.waiting import wait_until
 
         process = self.start("cpu_processing", command=on(self.cpu_command(threads=1)))
         wait_until(lambda: process.poll() is not None, timeout=60, what="the worker to stop by itself")

@@ -24,7 +24,6 @@ import pytest
 from actors.store.db import get_database, migrate
 from actors.store.experiments import experiment_history
 from actors.store.jobs import JobStore
-from tests.conftest import wait_until
 from tests.hosts import PRIVATE, Host, Network
 from tests.servers import (
     PostgresCluster,
@@ -34,6 +33,7 @@ from tests.servers import (
     send_messages,
     write_tls_certificates,
 )
+from tests.waiting import wait_until
 from tests.workers import Workers, message_refusals
 
 REDIS_USER, REDIS_PASSWORD, PG_PASSWORD = "pfd-worker", "a-long-password-for-the-acl-user", "pg-password-for-pfd"

@@ -26,10 +26,11 @@ from actors.store.deployments import get_deployment
 from actors.store.experiments import experiment_history, get_experiment
 from actors.store.jobs import JobStore
 from pipeline.artifacts import file_sha256
-from tests.conftest import drop_pg_database, recreate_pg_database, wait_until
+from tests.conftest import drop_pg_database, recreate_pg_database
 from tests.records import NOISE_OFF, SEPARABLE
 from tests.servers import RedisServer, SeaweedServer, send_messages
 from tests.training.conftest import TINY_CNN
+from tests.waiting import wait_until
 from tests.workers import Workers
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from actors.datasets import generate_dataset, import_mat_dataset
+from actors.platform.artifact_files import publish
 from actors.platform.errors import PayloadInvalid
 from actors.platform.jobs import get_job, request_cancel, wait_for_job
 from actors.store.datasets import get_dataset
@@ -17,8 +18,8 @@ from actors.store.db import get_database
 from actors.store.models import DatasetImport
 from config.settings import get_settings
 from pipeline.datasets.hdf5 import dataset_info, read_split
-from tests.conftest import wait_until
 from tests.records import artifact
+from tests.waiting import wait_until
 
 QUIET = {"noise": {k: False for k in ("measurement", "emi", "pink", "drift", "quantization", "sensor_drift", "aliasing", "impulses")}}
 
@@ -89,6 +90,8 @@ def test_mat_export_imports_back_into_the_same_layout(generated, workers):
 def test_mat_files_in_the_artifact_store_import_by_their_key(generated, workers):
     _, job = generated
     key = Path(job.result["mat_dir"]).relative_to(get_settings().artifact_root).as_posix()
+    for path in Path(job.result["mat_dir"]).rglob("*.mat"):  # the export is not stored by itself: upload it
+        publish(path)
     message = import_mat_dataset.send(paths=[key], from_store=True, seed=3)
     imported = wait_for_job(message.message_id, timeout_s=120)
     assert imported.state == "succeeded", imported.error_message

@@ -16,9 +16,9 @@ from actors.platform.jobs import get_job, wait_for_job
 from actors.store.deployments import STAGES, get_deployment
 from actors.store.notifications import list_inbox
 from pipeline.artifacts import file_sha256
-from tests.conftest import wait_until
 from tests.deploy_actors.conftest import QUICK
 from tests.records import artifact
+from tests.waiting import wait_until
 
 VARIANTS = {"torch_fp32", "onnx_fp32", "torch_pruned", "torch_dynamic_int8", "onnx_static_int8", "onnx_fp16"}
 

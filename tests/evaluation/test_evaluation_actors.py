@@ -13,8 +13,8 @@ from actors.platform.jobs import wait_for_job
 from actors.store.analyses import get_analysis
 from actors.store.experiments import claim_experiment, complete_experiment, create_experiment
 from actors.store.notifications import list_inbox
-from tests.conftest import wait_until
 from tests.records import artifact
+from tests.waiting import wait_until
 
 RESULT_MS = 3_000
 

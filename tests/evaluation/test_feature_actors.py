@@ -22,9 +22,9 @@ from actors.platform.jobs import get_job, wait_for_job
 from actors.store.analyses import get_analysis, get_feature_set
 from pipeline.evaluation.feature_sets import extract_dataset_features, load_selection
 from pipeline.features import FEATURE_NAMES, feature_names, load_feature_set
-from tests.conftest import wait_until
 from tests.evaluation.conftest import copy_dataset
-from tests.records import artifact
+from tests.records import artifact, written
+from tests.waiting import wait_until
 
 RESULT_MS = 3_000
 
@@ -72,13 +72,12 @@ def test_worker_extraction_equals_a_direct_call_of_the_same_function(extracted, 
 
 
 def test_a_recorded_feature_set_is_reused_not_extracted_again(extracted, tiny_dataset):
-    from pathlib import Path
 
     _, first = extracted
-    stamp = Path(artifact(first["path"])).stat().st_mtime_ns
+    stamp = written(first["path"]).stat().st_mtime_ns
     again = _result(extract_features.send(dataset_id=tiny_dataset["dataset_id"]))
     assert again["reused"] and again["feature_set_id"] == first["feature_set_id"]
-    assert Path(artifact(first["path"])).stat().st_mtime_ns == stamp
+    assert written(first["path"]).stat().st_mtime_ns == stamp
 
 
 def test_the_old_domain_all_is_an_alias_of_every_domain_and_one_domain_name_of_that_domain(extracted, tiny_dataset):

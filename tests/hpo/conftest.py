@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from actors.store.db import Database
-from tests.conftest import wait_until
 from tests.records import make_dataset
+from tests.waiting import wait_until
 
 TINY_MODEL = {"width": 8, "depth": 2}
 TINY_TRAINING = {"epochs": 2, "batch_size": 8, "scheduler": "none", "seed": 0}

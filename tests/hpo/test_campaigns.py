@@ -16,9 +16,9 @@ from actors.store.campaigns import get_campaign
 from actors.store.experiments import Experiment, experiment_history, find_experiment
 from actors.store.models import Job
 from config.settings import get_settings
-from tests.conftest import wait_until
 from tests.hpo.conftest import campaign_study, hpo_spec, new_id, trials_done, wait_for_campaign
 from tests.records import artifact
+from tests.waiting import wait_until
 
 
 def _experiments(database, campaign_id: str) -> list[Experiment]:  # type: ignore[no-untyped-def]

@@ -17,9 +17,9 @@ from actors.store.experiments import find_experiment, get_experiment
 from actors.store.models import Job
 from actors.training import train_model
 from pipeline.artifacts import file_sha256
-from tests.conftest import wait_until
 from tests.hpo.conftest import campaign_study, nas_spec, new_id, wait_for_campaign
 from tests.records import artifact, make_dataset
+from tests.waiting import wait_until
 
 # Three candidates, one at a time, from six architectures (so a draw often repeats a finished one).
 # An epoch of these tiny networks takes ~25 ms: 200 of them keep a candidate training for seconds,

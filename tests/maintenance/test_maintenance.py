@@ -17,7 +17,7 @@ from actors.store.jobs import JobStore
 from actors.store.models import Job
 from actors.store.notifications import InboxItem
 from config.settings import get_settings
-from tests.conftest import wait_until
+from tests.waiting import wait_until
 
 
 def _db():

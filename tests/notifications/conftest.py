@@ -9,9 +9,9 @@ import pytest
 from actors.store.db import Database
 from actors.store.notifications import resume_channel
 from config.settings import Settings
-from tests.conftest import wait_until
 from tests.notifications import lane
 from tests.notifications.servers import start_smtp, start_webhook
+from tests.waiting import wait_until
 from tests.workers import Workers
 
 DASHBOARD_URL = "https://dashboard.test.example/pfd/"

@@ -20,10 +20,10 @@ from actors.store.db import Database
 from actors.store.jobs import JobStore
 from actors.store.notifications import InboxItem, get_delivery
 from actors.store.outbox import get_outbox_event
-from tests.conftest import wait_until
 from tests.notifications.conftest import notify_env
 from tests.records import NOISE_OFF
 from tests.servers import RedisServer, send_messages
+from tests.waiting import wait_until
 from tests.workers import Workers
 
 pytestmark = pytest.mark.slow

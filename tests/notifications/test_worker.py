@@ -12,9 +12,9 @@ from actors.notifications import notify
 from actors.platform.jobs import wait_for_job
 from actors.store.notifications import get_delivery, list_inbox
 from pipeline.notify.webhook import SIGNATURE_HEADER, verify
-from tests.conftest import wait_until
 from tests.notifications import lane
 from tests.notifications.conftest import DASHBOARD_URL, RECIPIENT, WEBHOOK_SECRET
+from tests.waiting import wait_until
 
 
 def _send(event: str, payload: dict, **options) -> dramatiq.Message:  # type: ignore[no-untyped-def]

@@ -18,8 +18,8 @@ from actors.platform.redelivery import Redelivery, Swept
 from actors.store.db import Database, migrate
 from actors.store.jobs import JobStore
 from actors.store.models import Job
-from tests.conftest import wait_until
 from tests.servers import RedisServer
+from tests.waiting import wait_until
 
 # Far longer than any wait below: a consumer that returns in time was woken, not timed out.
 IDLE_TIMEOUT_MS = 60_000

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from actors.cli import app as cli
 from actors.platform.jobs import get_job, wait_for_job
-from tests.conftest import wait_until
 from tests.probe_actors import flaky, stepper
+from tests.waiting import wait_until
 
 runner = CliRunner()
 

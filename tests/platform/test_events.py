@@ -17,7 +17,7 @@ from actors.platform.middleware.tracking import JobTracking
 from actors.store.db import get_database
 from actors.store.notifications import InboxItem
 from config.settings import get_settings
-from tests.conftest import wait_until
+from tests.waiting import wait_until
 
 
 def _inbox(event_id: str) -> list[InboxItem]:

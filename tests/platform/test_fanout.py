@@ -8,8 +8,8 @@ import dramatiq
 
 from actors.platform.fanout import fan_out, get_fanout
 from actors.platform.jobs import get_job
-from tests.conftest import wait_until
 from tests.probe_actors import collect, square
+from tests.waiting import wait_until
 
 
 def _run(redis_client, members):  # type: ignore[no-untyped-def]

@@ -11,8 +11,8 @@ import pytest
 from actors.platform.dead_letters import list_dead_letters
 from actors.platform.errors import PayloadInvalid
 from actors.platform.jobs import get_job, request_cancel, wait_for_job
-from tests.conftest import wait_until
 from tests.probe_actors import flaky, spinner, stepper
+from tests.waiting import wait_until
 
 
 def _key() -> str:

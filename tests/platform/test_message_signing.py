@@ -23,8 +23,8 @@ from actors.platform.dead_letters import list_dead_letters
 from actors.store.db import get_database
 from actors.store.jobs import JobStore
 from config.settings import Settings
-from tests.conftest import wait_until
 from tests.servers import RedisServer, push_raw, send_messages
+from tests.waiting import wait_until
 from tests.workers import Workers, message_refusals
 
 NEW = "6f1c2e0a9b8d47f3a5c1e2d3b4a59687" "0f1e2d3c4b5a69788796a5b4c3d2e1f0"

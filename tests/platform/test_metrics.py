@@ -9,9 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.platform.jobs import wait_for_job
-from tests.conftest import wait_until
 from tests.probe_actors import PROBES, flaky
 from tests.servers import free_port
+from tests.waiting import wait_until
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from actors.cli import app as cli
 from actors.platform.dead_letters import list_dead_letters
 from actors.platform.jobs import get_job, job_store, wait_for_job
-from tests.conftest import wait_until
 from tests.probe_actors import PROBES, flaky, launch_squares, stepper
+from tests.waiting import wait_until
 from tests.workers import Workers
 
 runner = CliRunner()

@@ -19,8 +19,8 @@ from sqlalchemy import select, text
 from actors.store.db import get_database, migrate
 from actors.store.jobs import JobStore
 from actors.store.models import Job
-from tests.conftest import wait_until
 from tests.servers import PostgresCluster, RedisServer, send_messages, write_tls_certificates
+from tests.waiting import wait_until
 from tests.workers import Workers
 
 PASSWORD = "a-database-password-for-the-test"

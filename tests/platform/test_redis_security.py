@@ -19,8 +19,8 @@ from redis import AuthenticationError
 from actors.platform.broker.connection import redis_client, redis_setup_fault
 from actors.store.db import get_database
 from actors.store.jobs import JobStore
-from tests.conftest import wait_until
 from tests.servers import ROOT, RedisServer, send_messages, write_tls_certificates
+from tests.waiting import wait_until
 from tests.workers import Workers
 
 USER, PASSWORD = "pfd-worker", "a-long-password-for-the-acl-user"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,8 +10,8 @@ from actors.platform.errors import PayloadInvalid
 from actors.platform.jobs import wait_for_job
 from actors.quality import run_quality_checks, run_test_suite
 from pipeline.artifacts import file_sha256
-from tests.conftest import wait_until
-from tests.records import artifact
+from tests.records import written
+from tests.waiting import wait_until
 
 
 def test_test_suite_runs_on_a_worker_and_keeps_its_logs_as_an_artifact(workers):
@@ -28,7 +27,7 @@ def test_test_suite_runs_on_a_worker_and_keeps_its_logs_as_an_artifact(workers):
     assert {f["test"] for f in result["failures"]} >= {"tests/test_calc.py::test_subtract_fails"}
     assert result["coverage"]["meets_threshold"] is True
     assert result["artifacts"] == f"quality/{message.message_id}"  # a store key, not this host's path
-    folder = Path(artifact(f"{result['artifacts']}/report.json")).parent
+    folder = written(result["artifacts"])
     assert file_sha256(folder / "report.json") == result["report_sha256"]
     assert json.loads((folder / "report.json").read_text())["passed"] == 5
     assert len(json.dumps(result)) < 32_000

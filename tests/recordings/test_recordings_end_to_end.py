@@ -29,9 +29,9 @@ from pipeline.deploy.export import read_model_metadata
 from pipeline.deploy.preprocess import recording_windows
 from pipeline.training.checkpoint import load_checkpoint
 from pipeline.training.inference import predict_proba
-from tests.conftest import wait_until
 from tests.recordings.rig import FOLDERS, KINDS, write_rig_mat_files
 from tests.records import artifact
+from tests.waiting import wait_until
 
 FS = 12_000
 CHANNELS = ["*_DE_time", "*_FE_time"]

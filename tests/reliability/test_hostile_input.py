@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from actors.platform.base import PayloadActor, validate_payload
 from actors.platform.errors import PayloadInvalid
 from actors.platform.jobs import wait_for_job
-from tests.conftest import wait_until
 from tests.probe_actors import leaky
+from tests.waiting import wait_until
 
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)

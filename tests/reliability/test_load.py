@@ -16,8 +16,9 @@ from actors.store.db import get_database, migrate
 from actors.store.jobs import JobStore
 from actors.store.models import FINAL_JOB_STATES, Job
 from config.queues import QUEUES
-from tests.conftest import WORKER_LINES, drop_pg_database, recreate_pg_database, wait_until
+from tests.conftest import WORKER_LINES, drop_pg_database, recreate_pg_database
 from tests.servers import RedisServer, send_messages
+from tests.waiting import wait_until
 from tests.workers import Workers
 
 pytestmark = pytest.mark.slow

@@ -23,8 +23,8 @@ from actors.platform.dead_letters import list_dead_letters
 from actors.store.db import get_database
 from actors.store.jobs import JobStore
 from tests import env as test_env
-from tests.conftest import wait_until
 from tests.servers import RedisServer, send_messages
+from tests.waiting import wait_until
 from tests.workers import Workers
 
 pytestmark = pytest.mark.slow

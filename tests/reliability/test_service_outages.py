@@ -18,8 +18,8 @@ from actors.store.db import get_database
 from actors.store.jobs import JobStore
 from actors.store.models import Job
 from actors.store.notifications import InboxItem
-from tests.conftest import wait_until
 from tests.servers import RedisServer, TcpProxy, send_messages
+from tests.waiting import wait_until
 from tests.workers import Workers
 
 pytestmark = pytest.mark.slow

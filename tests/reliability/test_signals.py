@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from actors.platform.jobs import wait_for_job
-from tests.conftest import wait_until
 from tests.probe_actors import chatty_work
+from tests.waiting import wait_until
 from tests.workers import Workers, _group_gone
 
 pytestmark = pytest.mark.slow

@@ -22,9 +22,9 @@ from actors.platform.errors import JobNotFound
 from actors.store.db import Database
 from actors.store.jobs import JobStore, JobView
 from tests import env
-from tests.conftest import wait_until
 from tests.probe_actors import PROBES
 from tests.records import make_dataset
+from tests.waiting import wait_until
 from tests.workers import Workers
 
 _MAIN_DB = int(env.REDIS_URL.rsplit("/", 1)[1] or 0)

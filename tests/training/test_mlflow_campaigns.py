@@ -8,9 +8,9 @@ from actors.hpo import run_hpo_campaign
 from actors.nas import run_nas_campaign
 from actors.store.campaigns import get_campaign
 from actors.store.mlflow_runs import find_mlflow_run
-from tests.conftest import wait_until
 from tests.mlflow_server import worker_env
 from tests.training.conftest import Lane
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

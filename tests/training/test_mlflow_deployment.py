@@ -10,10 +10,10 @@ import pytest
 from actors.deploy import benchmark_models, export_onnx
 from actors.store.deployments import get_deployment
 from actors.store.mlflow_runs import find_mlflow_run
-from tests.conftest import wait_until
 from tests.mlflow_server import pfd_mlflow, worker_env
 from tests.records import record_trained_experiment
 from tests.training.conftest import Lane
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ import pytest
 from actors.store.experiments import get_experiment
 from actors.store.mlflow_runs import find_mlflow_run
 from actors.training import train_model
-from tests.conftest import wait_until
 from tests.mlflow_server import pfd_mlflow, worker_env
 from tests.training.conftest import TINY_CNN, Lane
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import pytest
 
 from actors.store.experiments import experiment_history, get_experiment
 from actors.training import train_model
-from tests.conftest import wait_until
 from tests.records import artifact
 from tests.training.conftest import TINY_CNN
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

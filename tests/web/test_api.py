@@ -9,11 +9,12 @@ import time
 import uuid
 from pathlib import Path
 
+from actors.platform.artifact_files import publish
 from actors.platform.dead_letters import list_dead_letters
 from actors.platform.jobs import get_job, wait_for_job
-from tests.conftest import wait_until
 from tests.probe_actors import flaky, stepper
 from tests.records import make_dataset
+from tests.waiting import wait_until
 from tests.web.conftest import bearer, sign_in
 
 
@@ -151,6 +152,7 @@ def test_an_artifact_outside_the_artifact_root_is_refused(client, dashboard_sett
     root = dashboard_settings.artifact_root
     root.mkdir(parents=True, exist_ok=True)
     (root / "plot.png").write_bytes(b"\x89PNG")
+    publish(root / "plot.png", settings=dashboard_settings)  # in place for a folder store, uploaded to an object store
     assert client.get("/api/artifacts/plot.png", headers=bearer("viewer")).content == b"\x89PNG"
     for path in ("/api/artifacts//etc/passwd", "/api/artifacts/%2e%2e/%2e%2e/etc/passwd", "/api/artifacts/missing.png"):
         assert client.get(path, headers=bearer("viewer")).status_code == 404, path

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import wait_until
 from tests.probe_actors import stepper
 from tests.servers import free_port
+from tests.waiting import wait_until
 from tests.web.conftest import PASSWORDS, dashboard_env
 from tests.workers import Workers
 

@@ -17,8 +17,8 @@ from actors.store.notifications import list_inbox
 from actors.xai import explain_batch, explain_signal, explanation_batch
 from config.settings import get_settings
 from pipeline.domain import WINDOW_LENGTH
-from tests.conftest import wait_until
-from tests.records import artifact
+from tests.records import artifact, written
+from tests.waiting import wait_until
 from tests.xai_actors.conftest import artifact_files
 
 IG = {"n_steps": 8}
@@ -74,7 +74,7 @@ def test_explain_signal_on_a_worker_returns_a_summary_and_writes_its_files(singl
     # Compact: no attribution array went through the results backend.
     assert "attributions" not in summary and len(json.dumps(result)) < 10_000
     folder = get_settings().artifact_root / "explanations" / result["explanation_id"]
-    assert Path(artifact(result["npz_path"])).parent == folder and Path(artifact(result["png_path"])).parent == folder
+    assert written(result["npz_path"]).parent == folder and written(result["png_path"]).parent == folder
     assert Path(artifact(result["png_path"])).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert get_explanation(database, result["explanation_id"]) == result
     assert _same_attributions(result["npz_path"], _direct(experiment, signal, "gradcam", {}).attributions)
@@ -82,7 +82,7 @@ def test_explain_signal_on_a_worker_returns_a_summary_and_writes_its_files(singl
 
 def test_explaining_the_same_request_again_returns_the_stored_explanation(single, experiment):
     signal, first = single
-    folder = Path(artifact(first.result["npz_path"])).parent
+    folder = written(first.result["npz_path"]).parent
     files = artifact_files(folder)
     # The default top_k spelled out is the same request.
     _, again = _run(explain_signal, experiment_id=experiment["experiment_id"], signal=signal, method="gradcam",
