@@ -13,7 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from redis import Redis
+
+from actors.platform.queue_depths import queue_depths
 from tests import env
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,8 +91,6 @@ class Workers:
         """Start a one-thread ``cpu_processing`` worker (run through ``on``, such as a test host's
         ``private``) that is expected to refuse to boot; wait for it to exit non-zero by itself;
         return the reasons of its ``worker.refused`` lines and its whole log."""
-        from tests.waiting import wait_until
-
         process = self.start("cpu_processing", command=on(self.cpu_command(threads=1)))
         wait_until(lambda: process.poll() is not None, timeout=60, what="the worker to stop by itself")
         assert process.returncode != 0
@@ -106,6 +108,18 @@ class Workers:
         started it) may be gone while its workers still drain."""
         with contextlib.suppress(ProcessLookupError):  # the whole group is gone: nothing to signal
             os.killpg(self.processes[name].pid, sig)
+
+    def pause_idle(self, queue: str, redis: Redis, timeout: float = 120.0) -> None:
+        """SIGSTOP the worker of ``queue`` once it holds none of its messages (nothing queued,
+        nothing prefetched or running): a paused worker must not sit on a message, and a
+        backlog left by earlier tests must not queue up in front of a test's own messages."""
+        def idle() -> bool:
+            depth = queue_depths(redis, (queue,))[0]
+            return depth.queued == 0 and depth.in_flight == 0
+
+        wait_until(idle, timeout=timeout, what=f"the shared {queue} worker to drain its queue",
+                   state=lambda: queue_depths(redis, (queue,))[0])
+        self.signal(queue, signal.SIGSTOP)
 
     def stop(self, name: str, timeout: float = 30.0) -> int | None:
         """Stop a process as a Procfile runner does (SIGTERM, then SIGKILL), return its code."""

@@ -55,7 +55,7 @@ def own_workers(app, tmp_path):  # type: ignore[no-untyped-def]
 
 def test_worker_sigtermed_in_a_loop_under_log_load_exits_and_starts_nothing_after(own_workers, redis_client, workers, reliability):
     # Out of this test's way: the shared cpu_processing workers would take its messages.
-    workers.signal("cpu_processing", signal.SIGSTOP)
+    workers.pause_idle("cpu_processing", redis_client)
     try:
         key = f"test:{uuid.uuid4().hex}"
         sent = []

@@ -18,6 +18,7 @@ import pytest
 
 from actors.platform.broker.redis_broker import UNDECODABLE_REASON
 from actors.platform.dead_letters import list_dead_letters
+from actors.platform.queue_depths import queue_depths
 from actors.platform.jobs import get_job, wait_for_job
 from tests.probe_actors import PROBES, durable_work, kill_own_process
 from tests.waiting import wait_until
@@ -42,7 +43,7 @@ def test_sigkill_mid_job_loses_nothing_and_does_nothing_twice(own_workers, redis
     # operator's doing, not the message's, so the crash guard is out of this test's way.
     own_workers.extra_env["PFD_CRASH_GUARD_MAX_STARTS"] = "100"
     # The shared workers also consume cpu_processing; pause them out of this test's way.
-    workers.signal("cpu_processing", signal.SIGSTOP)
+    workers.pause_idle("cpu_processing", redis_client)
     try:
         key = f"test:{uuid.uuid4().hex}"
         sent = []
@@ -78,7 +79,7 @@ def test_sigkill_mid_job_loses_nothing_and_does_nothing_twice(own_workers, redis
 
 
 def test_sigterm_lets_running_jobs_finish_and_requeues_the_rest(own_workers, redis_client, workers, reliability):
-    workers.signal("cpu_processing", signal.SIGSTOP)
+    workers.pause_idle("cpu_processing", redis_client)
     try:
         key = f"test:{uuid.uuid4().hex}"
         _cpu_worker(own_workers, "graceful", threads=1)
@@ -117,6 +118,16 @@ def remove_message(redis, queue: str, message_id: str) -> None:
             if message_id.encode() in body:
                 redis.hdel(hash_key, redis_id)
                 redis.lrem(hash_key.removesuffix(".msgs"), 0, redis_id)
+
+
+def _whereabouts(redis, message_id: str, log: str) -> str:
+    """Where a cpu_processing message is, its job record, the queue's depth and the worker's last lines."""
+    holders = [key.decode() for key in redis.scan_iter("dramatiq:__acks__.*")
+               if any(message_id.encode() in (redis.hget("dramatiq:cpu_processing.msgs", rid) or b"")
+                      for rid in redis.smembers(key))]
+    job = get_job(message_id)
+    return (f"job {job.state}, {job.deliveries} deliveries; held by {holders or 'no worker'}; "
+            f"{queue_depths(redis, ('cpu_processing',))[0]}; worker log ends:\n{log[-3000:]}")
 
 
 class _Exploit:
@@ -163,7 +174,7 @@ def test_a_pickled_message_is_dead_lettered_unread_and_the_messages_around_it_ru
 def test_a_message_that_kills_its_worker_process_is_dead_lettered_and_the_worker_goes_on(
     own_workers, redis_client, workers, reliability,
 ):
-    workers.signal("cpu_processing", signal.SIGSTOP)
+    workers.pause_idle("cpu_processing", redis_client)
     message = kill_own_process.send()
     try:
         started_at, deaths = time.monotonic(), 0
@@ -177,7 +188,8 @@ def test_a_message_that_kills_its_worker_process_is_dead_lettered_and_the_worker
             tag = f"crash{deaths}"
             _cpu_worker(own_workers, tag, threads=1)
             wait_until(lambda t=tag: own_workers.processes[t].poll() is not None or dead_lettered(), timeout=120,
-                       what="the worker to die or the message to be dead-lettered")
+                       what="the worker to die or the message to be dead-lettered",
+                       state=lambda t=tag: _whereabouts(redis_client, message.message_id, own_workers.log(t)))
             if own_workers.processes[tag].poll() is not None:
                 deaths += 1
         job = get_job(message.message_id)
