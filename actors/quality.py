@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from actors.platform.artifact_files import artifact_key, local_file, publish
+from actors.platform.artifact_files import artifact_key, publish
 from actors.platform.artifacts import ArtifactCorrupt, ArtifactMissing
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
-from actors.record_files import dataset_file, experiment_file
+from actors.record_files import dataset_file, experiment_file, variant_file
 from actors.store.datasets import get_dataset
 from actors.store.db import Database, get_database
 from actors.store.deployments import get_deployment
@@ -255,7 +255,7 @@ def _benchmark_target(database: Database, payload: RunBenchmarks) -> dict[str, A
         experiment = get_experiment(database, deployment["experiment_id"])
         kind, target = variant["kind"], f"deployment {payload.deployment_id}"
         try:
-            path = str(local_file(variant["path"], variant.get("sha256")))
+            path = variant_file(variant)
         except (ArtifactMissing, ArtifactCorrupt):
             path = ""
     else:

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from actors.platform.artifact_files import local_file, publish
+from actors.platform.artifact_files import publish
 from actors.platform.artifacts import ArtifactCorrupt, ArtifactMissing
-from actors.record_files import dataset_file, experiment_file
+from actors.record_files import dataset_file, experiment_file, variant_file
 from actors.store.datasets import get_dataset
 from actors.store.db import Database
 from actors.store.experiments import get_experiment
@@ -17,7 +17,7 @@ from pipeline.artifacts import file_sha256
 from pipeline.errors import DatasetFileError, InvalidInput
 from pipeline.models import is_deep
 
-__all__ = ["deployable_experiment", "original_variant", "split_windows", "variant_entry", "variant_file",
+__all__ = ["deployable_experiment", "original_variant", "split_windows", "variant_entry",
            "variant_present"]
 
 
@@ -69,11 +69,6 @@ def original_variant(experiment: dict[str, Any]) -> dict[str, Any]:
     return {"name": "torch_fp32", "kind": "torch", "path": experiment["model_path"],
             "size": Path(experiment["model_file"]).stat().st_size, "sha256": experiment["model_sha256"],
             "metrics": metrics}
-
-
-def variant_file(variant: dict[str, Any]) -> str:
-    """A recorded variant's file on this host (``ArtifactMissing`` / ``ArtifactCorrupt``)."""
-    return str(local_file(variant["path"], variant.get("sha256")))
 
 
 def variant_present(variant: dict[str, Any]) -> bool:

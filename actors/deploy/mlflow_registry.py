@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.deploy.inputs import variant_file, variant_present
+from actors.deploy.inputs import variant_present
 from actors.platform.artifact_files import local_file
 from actors.platform.mlflow_runs import TrackedRun
 from actors.platform.mlflow_writer import mlflow_writer
+from actors.record_files import variant_file
 from actors.store.db import Database
 from actors.store.deployments import get_deployment
 from actors.store.experiments import get_experiment

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from actors.deploy.inputs import split_windows, variant_entry, variant_file
+from actors.deploy.inputs import split_windows, variant_entry
 from actors.deploy.mlflow_registry import track_deployment
 from actors.deploy.run_stage import run_stage
 from actors.deploy.schemas import (
@@ -21,6 +21,7 @@ from actors.deploy.schemas import (
 from actors.platform.artifact_files import publish
 from actors.platform.base import job_actor
 from actors.platform.context import JobContext
+from actors.record_files import variant_file
 from actors.store.db import get_database
 from config.settings import get_settings
 from pipeline.errors import InvalidInput
