@@ -70,10 +70,11 @@ def _train(key: str, training: TrainingConfig, data: Any, out: Path) -> dict[str
 
 
 def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs: int = 60,
-        seed: int = 2024, name: str = "training", scheduler: str = "plateau") -> dict[str, Any]:
-    """Generate one dataset, train each model key on it, write and return the figures."""
+        seed: int = 2024, name: str = "training", scheduler: str = "plateau", precision: str = "auto") -> dict[str, Any]:
+    """Generate one dataset, train each model key on it, write and return the figures.
+    ``precision`` as ``TrainingConfig`` takes it (``bf16`` autocast also runs on CPU)."""
     config = GeneratorConfig(records_per_class=records_per_class, seed=seed)
-    training = TrainingConfig.from_dict({"epochs": epochs, "seed": seed, "scheduler": scheduler})
+    training = TrainingConfig.from_dict({"epochs": epochs, "seed": seed, "scheduler": scheduler, "precision": precision})
     figures: dict[str, Any] = {"dataset": _dataset_figures(config), "training": training.to_dict(), "models": {}}
     with tempfile.TemporaryDirectory(prefix="pfd-bench-train-") as tmp:
         data = load_training_data(generate_dataset(config, tmp, "bench").hdf5_path)
@@ -84,7 +85,8 @@ def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs:
 
 
 def run_seeds(key: str, training_seeds: tuple[int, ...], records_per_class: int = 320, epochs: int = 18,
-              seed: int = 2024, scheduler: str = "cosine", name: str = "training") -> dict[str, Any]:
+              seed: int = 2024, scheduler: str = "cosine", name: str = "training",
+              precision: str = "auto") -> dict[str, Any]:
     """Train ``key`` once per training seed on one generated dataset (``seed``): every run's
     figures and epochs, and the mean and standard deviation of its test accuracies (the old
     platform's figures are means of three seeds). Writes ``<name>_<key>_seeds.json`` after
@@ -94,7 +96,8 @@ def run_seeds(key: str, training_seeds: tuple[int, ...], records_per_class: int 
     with tempfile.TemporaryDirectory(prefix="pfd-bench-seeds-") as tmp:
         data = load_training_data(generate_dataset(config, tmp, "bench").hdf5_path)
         for training_seed in training_seeds:
-            training = TrainingConfig.from_dict({"epochs": epochs, "seed": training_seed, "scheduler": scheduler})
+            training = TrainingConfig.from_dict({"epochs": epochs, "seed": training_seed, "scheduler": scheduler,
+                                                 "precision": precision})
             runs.append({"training_seed": training_seed, "training": training.to_dict(),
                          **_train(key, training, data, Path(tmp) / f"{key}-{training_seed}")})
             figures = _seeds_figures(key, config, runs, planned=len(training_seeds))
@@ -115,11 +118,20 @@ def _seeds_figures(key: str, config: GeneratorConfig, runs: list[dict[str, Any]]
             "runs": runs}
 
 
+def _warm_epoch(key: str, data: Any, out: Path, seed: int, precision: str) -> Any:
+    """One training epoch of ``key`` in ``precision``, timed after an untimed one: the first
+    epoch in a process pays for building its kernels (seconds for oneDNN's bf16 ones)."""
+    training = TrainingConfig.from_dict({"epochs": 1, "seed": seed, "scheduler": "none", "precision": precision})
+    train_deep(key, None, training, data, out / "warm-up")
+    return train_deep(key, None, training, data, out)
+
+
 def run_throughput(records_per_class: int = 8, seed: int = 2024) -> dict[str, Any]:
     """Training throughput of every model key (windows/s, share of time waiting for data).
 
-    Deep keys train one epoch at the reference batch of 64 windows; classical keys fit once
-    (their windows/s counts the fit on the 36 features, extracted beforehand).
+    Deep keys train one epoch at the reference batch of 64 windows, in full precision and
+    again in bf16 autocast (``bf16_train_windows_per_s``); classical keys fit once (their
+    windows/s counts the fit on the 36 features, extracted beforehand).
     """
     from pipeline.models.registry import CLASSICAL_KEYS, DEEP_KEYS
 
@@ -138,13 +150,15 @@ def run_throughput(records_per_class: int = 8, seed: int = 2024) -> dict[str, An
             if key in CLASSICAL_KEYS:
                 result = train_classical(key, None, data, None, Path(tmp) / key)
             else:
-                training = TrainingConfig.from_dict({"epochs": 1, "seed": seed, "scheduler": "none"})
-                result = train_deep(key, None, training, data, Path(tmp) / key)
+                result = _warm_epoch(key, data, Path(tmp) / key, seed, "auto")
             figures["models"][key] = {
                 "train_windows_per_s": round(result.train_windows_per_s or 0, 1),
                 "data_wait_fraction": round(result.data_wait_fraction, 5),
                 "parameters": result.parameter_count,
             }
+            if key not in CLASSICAL_KEYS:
+                bf16 = _warm_epoch(key, data, Path(tmp) / f"{key}-bf16", seed, "bf16")
+                figures["models"][key]["bf16_train_windows_per_s"] = round(bf16.train_windows_per_s or 0, 1)
     figures["goal_data_wait_fraction"] = 0.10
     figures["meets_goal"] = all(m["data_wait_fraction"] < 0.10 for m in figures["models"].values())
     write_result("training_throughput", figures)
@@ -160,6 +174,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--name", default="training")
     parser.add_argument("--scheduler", default="plateau", help="deep models' learning-rate schedule")
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16"),
+                        help="deep models' arithmetic: auto (full precision on CPU, mixed on CUDA) or bf16 "
+                             "autocast (fast on CPUs with AMX or AVX-512 BF16)")
     parser.add_argument("--throughput", action="store_true", help="windows/s of every model key instead")
     parser.add_argument("--training-seeds", default="",
                         help="comma-separated training seeds: train the one model of --models once per seed "
@@ -168,12 +185,13 @@ def main() -> None:
     if args.training_seeds:
         (key,) = args.models
         print(run_seeds(key, tuple(int(s) for s in args.training_seeds.split(",")), args.records_per_class,
-                        args.epochs, args.seed, args.scheduler, args.name))
+                        args.epochs, args.seed, args.scheduler, args.name, args.precision))
         return
     if args.throughput:
         print(run_throughput(args.records_per_class if args.records_per_class != 320 else 8, args.seed))
         return
-    print(run(args.records_per_class, tuple(args.models), args.epochs, args.seed, args.name, args.scheduler))
+    print(run(args.records_per_class, tuple(args.models), args.epochs, args.seed, args.name, args.scheduler,
+              args.precision))
 
 
 if __name__ == "__main__":

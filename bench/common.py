@@ -19,7 +19,18 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 def machine() -> dict[str, Any]:
     """Describe the machine a figure was measured on."""
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    return {"cpus": os.cpu_count(), "cpu": _cpu(), "platform": platform.platform(), "python": platform.python_version()}
+
+
+def _cpu() -> dict[str, Any]:
+    """The CPU's model and the units that bf16 and int8 speed depend on (Linux; empty elsewhere)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return {}
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
+    units = {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8"}
+    return {"model": fields.get("model name", ""), "units": sorted(units & set(fields.get("flags", "").split()))}
 
 
 def page_cache(paths: list[Path], *, cold: bool) -> None:
