@@ -18,8 +18,8 @@ import pytest
 
 from actors.platform.broker.redis_broker import UNDECODABLE_REASON
 from actors.platform.dead_letters import list_dead_letters
-from actors.platform.queue_depths import queue_depths
 from actors.platform.jobs import get_job, wait_for_job
+from actors.platform.queue_depths import queue_depths
 from tests.probe_actors import PROBES, durable_work, kill_own_process
 from tests.waiting import wait_until
 from tests.workers import Workers
