@@ -70,11 +70,14 @@ def _train(key: str, training: TrainingConfig, data: Any, out: Path) -> dict[str
 
 
 def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs: int = 60,
-        seed: int = 2024, name: str = "training", scheduler: str = "plateau", precision: str = "auto") -> dict[str, Any]:
+        seed: int = 2024, name: str = "training", scheduler: str = "plateau", precision: str = "auto",
+        ema_decay: float = 0.0) -> dict[str, Any]:
     """Generate one dataset, train each model key on it, write and return the figures.
-    ``precision`` as ``TrainingConfig`` takes it (``bf16`` autocast also runs on CPU)."""
+    ``precision`` and ``ema_decay`` as ``TrainingConfig`` takes them (``bf16`` autocast also
+    runs on CPU)."""
     config = GeneratorConfig(records_per_class=records_per_class, seed=seed)
-    training = TrainingConfig.from_dict({"epochs": epochs, "seed": seed, "scheduler": scheduler, "precision": precision})
+    training = TrainingConfig.from_dict({"epochs": epochs, "seed": seed, "scheduler": scheduler, "precision": precision,
+                                         "ema_decay": ema_decay})
     figures: dict[str, Any] = {"dataset": _dataset_figures(config), "training": training.to_dict(), "models": {}}
     with tempfile.TemporaryDirectory(prefix="pfd-bench-train-") as tmp:
         data = load_training_data(generate_dataset(config, tmp, "bench").hdf5_path)
@@ -86,7 +89,7 @@ def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs:
 
 def run_seeds(key: str, training_seeds: tuple[int, ...], records_per_class: int = 320, epochs: int = 18,
               seed: int = 2024, scheduler: str = "cosine", name: str = "training",
-              precision: str = "auto") -> dict[str, Any]:
+              precision: str = "auto", ema_decay: float = 0.0) -> dict[str, Any]:
     """Train ``key`` once per training seed on one generated dataset (``seed``): every run's
     figures and epochs, and the mean and standard deviation of its test accuracies (the old
     platform's figures are means of three seeds). Writes ``<name>_<key>_seeds.json`` after
@@ -97,7 +100,7 @@ def run_seeds(key: str, training_seeds: tuple[int, ...], records_per_class: int 
         data = load_training_data(generate_dataset(config, tmp, "bench").hdf5_path)
         for training_seed in training_seeds:
             training = TrainingConfig.from_dict({"epochs": epochs, "seed": training_seed, "scheduler": scheduler,
-                                                 "precision": precision})
+                                                 "precision": precision, "ema_decay": ema_decay})
             runs.append({"training_seed": training_seed, "training": training.to_dict(),
                          **_train(key, training, data, Path(tmp) / f"{key}-{training_seed}")})
             figures = _seeds_figures(key, config, runs, planned=len(training_seeds))
@@ -177,6 +180,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=("auto", "bf16"),
                         help="deep models' arithmetic: auto (full precision on CPU, mixed on CUDA) or bf16 "
                              "autocast (fast on CPUs with AMX or AVX-512 BF16)")
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="deep models' weight average: validate, keep and test an exponential moving "
+                             "average of the weights with this decay per step (0: off)")
     parser.add_argument("--throughput", action="store_true", help="windows/s of every model key instead")
     parser.add_argument("--training-seeds", default="",
                         help="comma-separated training seeds: train the one model of --models once per seed "
@@ -185,13 +191,13 @@ def main() -> None:
     if args.training_seeds:
         (key,) = args.models
         print(run_seeds(key, tuple(int(s) for s in args.training_seeds.split(",")), args.records_per_class,
-                        args.epochs, args.seed, args.scheduler, args.name, args.precision))
+                        args.epochs, args.seed, args.scheduler, args.name, args.precision, args.ema_decay))
         return
     if args.throughput:
         print(run_throughput(args.records_per_class if args.records_per_class != 320 else 8, args.seed))
         return
     print(run(args.records_per_class, tuple(args.models), args.epochs, args.seed, args.name, args.scheduler,
-              args.precision))
+              args.precision, args.ema_decay))
 
 
 if __name__ == "__main__":

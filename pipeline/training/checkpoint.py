@@ -23,6 +23,7 @@ from torch import nn
 from pipeline.artifacts import atomic_file
 from pipeline.errors import CheckpointError
 from pipeline.models.registry import DEEP_KEYS, SEARCHED_KEYS, build_model
+from pipeline.training.config import TrainingConfig
 
 __all__ = [
     "FORMAT",
@@ -170,10 +171,12 @@ def save_training_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: torch.amp.GradScaler,
+    ema: nn.Module | None = None,
 ) -> Path:
     """Write ``last.pt``: the run's identity (model key, args, config), counters, history,
-    and the model, optimizer, scheduler, scaler and RNG states."""
+    and the model, optimizer, scheduler, scaler, weight average (if any) and RNG states."""
     state = {**identity, **counters, "model": snapshot_state(model), "rng": capture_rng()}
+    state["ema"] = snapshot_state(ema) if ema is not None else None
     state["optimizer"], state["scaler"] = optimizer.state_dict(), scaler.state_dict()
     state["scheduler"] = scheduler.state_dict() if scheduler is not None else None
     return atomic_save(state, path)
@@ -188,6 +191,7 @@ def load_training_state(
     scheduler: Any,
     scaler: torch.amp.GradScaler,
     keys: tuple[str, ...],
+    ema: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Restore a ``last.pt`` into the given objects and the RNGs; return its counters ``keys``.
 
@@ -198,7 +202,9 @@ def load_training_state(
     saved = safe_load(path, device)
 
     def strip(config: dict[str, Any] | None) -> dict[str, Any]:
-        return {k: v for k, v in (config or {}).items() if k not in _RESUME_MAY_DIFFER}
+        # Options added since a file was written read as their defaults.
+        full = {**TrainingConfig().to_dict(), **(config or {})}
+        return {k: v for k, v in full.items() if k not in _RESUME_MAY_DIFFER}
 
     mine = (identity["model_key"], identity["model_args"], strip(identity["config"]))
     if (saved.get("model_key"), saved.get("model_args"), strip(saved.get("config"))) != mine:
@@ -208,6 +214,8 @@ def load_training_state(
         )
     try:
         model.load_state_dict(saved["model"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])

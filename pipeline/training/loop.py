@@ -126,6 +126,9 @@ def train_deep(
     _seed_everything(config.seed, device)
     model = build_model(model_key, args).to(device)
     optimizer = optim.make_optimizer(model, config)
+    ema = optim.make_ema(model, config)
+    # What is validated, kept as best.pt and tested: the weight average when there is one.
+    scored = ema.module if ema is not None else model
     scheduler = optim.make_scheduler(optimizer, config)
     # Loss scaling is for fp16 only: bf16 has fp32's range.
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -142,7 +145,7 @@ def train_deep(
     resumed_from = None
     if last_path.exists():
         state = load_training_state(
-            last_path, identity, device, model, optimizer, scheduler, scaler, keys=tuple(state)
+            last_path, identity, device, model, optimizer, scheduler, scaler, keys=tuple(state), ema=ema
         )
         resumed_from = state["epoch"]
         if on_epoch is not None and state["history"]:
@@ -156,13 +159,13 @@ def train_deep(
         check_stop(should_stop)
         epoch_start = time.perf_counter()
         train_loss, train_acc, seen, wait_s = _train_epoch(
-            model, data.train, config, epoch, device, precision, optimizer, scaler, should_stop
+            model, data.train, config, epoch, device, precision, optimizer, scaler, should_stop, ema
         )
         train_seconds = time.perf_counter() - epoch_start
         trained_windows += seen
         train_time += train_seconds
         wait_time += wait_s
-        val_loss, val_acc = _evaluate(model, data.val, config, device, precision)
+        val_loss, val_acc = _evaluate(scored, data.val, config, device, precision)
         lr = optim.current_lr(optimizer)
         optim.step_scheduler(scheduler, val_acc)
         improved = val_acc > state["best_acc"] or (
@@ -172,7 +175,7 @@ def train_deep(
             state.update(best_acc=val_acc, best_loss=val_loss, best_epoch=epoch, patience=0)
             save_checkpoint(
                 best_path,
-                snapshot_state(model),
+                snapshot_state(scored),
                 model_key,
                 args,
                 data.class_keys,
@@ -201,7 +204,7 @@ def train_deep(
             history=state["history"] + [record.to_dict()],
             finished=stopped_early or epoch == config.epochs,
         )
-        save_training_state(last_path, identity, state, model, optimizer, scheduler, scaler)
+        save_training_state(last_path, identity, state, model, optimizer, scheduler, scaler, ema)
         metrics = {name: getattr(record, name) for name in _PROGRESS_METRICS}
         on_progress(epoch / config.epochs, f"epoch {epoch}/{config.epochs}", **metrics)
         if on_epoch is not None:
@@ -258,8 +261,10 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     should_stop: StopFn,
+    ema: torch.optim.swa_utils.AveragedModel | None,
 ) -> tuple[float, float, int, float]:
-    """Run one epoch; return (mean loss, accuracy, windows seen, seconds waiting for data)."""
+    """Run one epoch, folding each step into ``ema`` if given; return (mean loss, accuracy,
+    windows seen, seconds waiting for data)."""
     timer = BatchTimer()
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
@@ -284,6 +289,8 @@ def _train_epoch(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if ema is not None:
+            ema.update_parameters(model)
         loss_sum += float(loss.detach()) * len(y)
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)

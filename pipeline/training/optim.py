@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pipeline.errors import InvalidInput
 from pipeline.training.config import TrainingConfig
 
-__all__ = ["current_lr", "make_optimizer", "make_scheduler", "resolve_device", "resolve_precision",
+__all__ = ["current_lr", "make_ema", "make_optimizer", "make_scheduler", "resolve_device", "resolve_precision",
            "step_scheduler"]
 
 
@@ -54,6 +55,17 @@ def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Opti
     return torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
+
+
+def make_ema(model: nn.Module, config: TrainingConfig) -> AveragedModel | None:
+    """The moving average of ``model``'s weights and buffers that ``ema_decay`` asks for, or None.
+
+    Buffers are averaged too, so batch-norm statistics match the averaged weights without a
+    recalibration pass over the training data.
+    """
+    if not config.ema_decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> object | None:

@@ -241,6 +241,7 @@ def test_corrupt_or_missing_checkpoint_is_refused(tmp_path, content: bytes) -> N
         ({"epochs": 2.5}, "epochs"),
         ({"mixed_precision": "yes"}, "mixed_precision"),
         ({"learning_rate": 0.1}, "learning_rate"),
+        ({"ema_decay": 1.0}, "ema_decay"),
     ],
 )
 def test_training_config_rejects_bad_options_naming_the_field(options: dict, field: str) -> None:
@@ -339,3 +340,40 @@ def test_mixed_precision_is_chosen_per_device_and_recorded(data: TrainingData, t
     assert plain.to_dict()["precision"] == "fp32"
     with pytest.raises(InvalidInput, match="CUDA only"):
         train_deep("cnn1d", _args("cnn1d"), {**FAST, "precision": "fp16"}, data, tmp_path / "fp16")
+
+
+def test_weight_average_is_what_is_validated_kept_and_tested(data: TrainingData, tmp_path) -> None:
+    result = train_deep("cnn1d", _args("cnn1d"), {**FAST, "epochs": 1, "ema_decay": 0.9}, data, tmp_path)
+    last = safe_load(tmp_path / "last.pt")
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    best = safe_load(result.model_path)["state_dict"]
+    assert all(torch.equal(best[k], averaged[k]) for k in best)
+    assert not all(torch.equal(best[k], last["model"][k]) for k in best)  # not the last step's weights
+    model, _ = load_checkpoint(result.model_path)
+    val_acc = (predict_proba(model, data.val.windows).argmax(1) == data.val.labels).mean()
+    assert val_acc == pytest.approx(result.best_val_accuracy) and result.test["window_accuracy"] > 1 / CLASSES
+
+
+def test_resume_restores_the_weight_average(data: TrainingData, tmp_path) -> None:
+    """Validation scores the average, so a resume that lost it would score epochs 2-3 differently."""
+    config = {**FAST, "epochs": 3, "ema_decay": 0.9}
+    seen: list[EpochRecord] = []
+    with pytest.raises(StopRequested):
+        train_deep("cnn1d", _args("cnn1d"), config, data, tmp_path / "run",
+                   should_stop=lambda: bool(seen), on_epoch=seen.append)
+    resumed = train_deep("cnn1d", _args("cnn1d"), config, data, tmp_path / "run")
+    straight = train_deep("cnn1d", _args("cnn1d"), config, data, tmp_path / "straight")
+    assert resumed.resumed_from_epoch == 1
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
+
+
+def test_a_run_saved_before_an_option_existed_resumes_with_its_default(data: TrainingData, tmp_path) -> None:
+    config = {**FAST, "epochs": 2}
+    seen: list[EpochRecord] = []
+    with pytest.raises(StopRequested):
+        train_deep("cnn1d", _args("cnn1d"), config, data, tmp_path, should_stop=lambda: bool(seen),
+                   on_epoch=seen.append)
+    older = safe_load(tmp_path / "last.pt")
+    del older["config"]["ema_decay"], older["ema"]
+    torch.save(older, tmp_path / "last.pt")
+    assert train_deep("cnn1d", _args("cnn1d"), config, data, tmp_path).resumed_from_epoch == 1
