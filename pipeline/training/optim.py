@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from pipeline.errors import InvalidInput
 from pipeline.training.config import TrainingConfig
@@ -65,7 +67,28 @@ def make_ema(model: nn.Module, config: TrainingConfig) -> AveragedModel | None:
     """
     if not config.ema_decay:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    return AveragedModel(model, multi_avg_fn=_warm_average(config.ema_decay), use_buffers=True)
+
+
+def _warm_average(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """The update of a moving average that starts as the plain mean of the steps so far.
+
+    A plain exponential average starts from the random initial weights and keeps ``decay**n``
+    of them after ``n`` steps (68 % after the 193 steps of a first epoch at 0.998, so the
+    average scores at chance); the mean of the steps taken carries none of them. It becomes
+    the exponential average once ``1 / (1 - decay)`` steps are in. The weight is computed on
+    the device from the step count (no host sync), and a resumed run continues from the count
+    its checkpoint holds.
+    """
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        weight = torch.clamp(1.0 / (n_averaged + 1), min=1.0 - decay)
+        for mean, value in zip(averaged, current, strict=True):
+            if mean.is_floating_point():
+                mean.lerp_(value, weight.to(mean.dtype))
+            else:  # counters such as batch norm's num_batches_tracked follow the model
+                mean.copy_(value)
+    return update
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> object | None:

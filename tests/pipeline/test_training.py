@@ -377,3 +377,17 @@ def test_a_run_saved_before_an_option_existed_resumes_with_its_default(data: Tra
     del older["config"]["ema_decay"], older["ema"]
     torch.save(older, tmp_path / "last.pt")
     assert train_deep("cnn1d", _args("cnn1d"), config, data, tmp_path).resumed_from_epoch == 1
+
+
+def test_the_weight_average_is_the_mean_of_the_steps_until_its_horizon_then_exponential() -> None:
+    from pipeline.training.optim import make_ema
+
+    model = torch.nn.Linear(2, 1)
+    average = make_ema(model, TrainingConfig(ema_decay=0.9))
+    for step in range(1, 13):  # the "weights" after step n are all n
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        average.update_parameters(model)
+        if step == 10:  # 1 / (1 - 0.9) steps: the mean of 1..10, nothing of the initial weights
+            assert average.module.weight.detach()[0, 0].item() == pytest.approx(5.5)
+    assert average.module.weight.detach()[0, 0].item() == pytest.approx((5.5 * 0.9 + 11 * 0.1) * 0.9 + 12 * 0.1)
