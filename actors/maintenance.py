@@ -10,7 +10,7 @@ import structlog
 from periodiq import cron
 from pydantic import Field
 
-from actors.platform.artifact_files import artifact_store
+from actors.platform.artifact_files import artifact_store, store_is_artifact_root
 from actors.platform.artifacts import S3Store
 from actors.platform.base import Payload, job_actor
 from actors.platform.context import JobContext
@@ -74,6 +74,10 @@ class CleanArtifacts(Payload):
     dry_run: bool = False
 
 
+# Folders whose entries are kept for ``run_retention_days``, whatever names them.
+_EXPIRING = ("quality",)
+
+
 def _known_ids() -> dict[str, set[str]]:
     """Record ids per artifact folder named by them (anything else there is an orphan)."""
     from sqlalchemy import select
@@ -103,27 +107,36 @@ def _fix_keys_without_ttl(settings, dry_run: bool) -> int:  # type: ignore[no-un
 
 @job_actor(schema=CleanArtifacts, periodic=cron(get_settings().schedule_clean_artifacts))
 def clean_artifacts(payload: CleanArtifacts, job: JobContext) -> dict:
-    """Delete temporary files, artifacts of deleted records and expired run folders, and
-    trim the object store's local cache (abandoned downloads, entries past its bound).
+    """Delete temporary files, artifacts of deleted records and expired run folders (under
+    this host's artifact root, and in the shared store when there is one), and trim the
+    object store's local cache (abandoned downloads, entries past its bound).
 
     The real run deletes exactly what the same plan lists in a dry run; Redis job and
     fan-out keys without an expiry get the cache TTL.
     """
-    from pipeline.maintenance.cleanup import apply_cleanup, plan_cleanup
+    from pipeline.maintenance.cleanup import apply_cleanup, plan_cleanup, plan_object_cleanup
 
     settings = get_settings()
+    known, retention_s = _known_ids(), settings.run_retention_days * 86400
     plan = plan_cleanup(
-        settings.artifact_root, known_ids=_known_ids(), expiring=("quality",),
-        temp_max_age_s=settings.temp_file_max_age_s, retention_s=settings.run_retention_days * 86400,
+        settings.artifact_root, known_ids=known, expiring=_EXPIRING,
+        temp_max_age_s=settings.temp_file_max_age_s, retention_s=retention_s,
     )
     deleted = plan if payload.dry_run else apply_cleanup(settings.artifact_root, plan)
+    store, objects = artifact_store(settings), []
+    if not store_is_artifact_root(settings):
+        listing = [(o.key, o.size, o.modified) for folder in (*known, *_EXPIRING) for o in store.listing(folder)]
+        objects = plan_object_cleanup(listing, known_ids=known, expiring=_EXPIRING,
+                                      min_age_s=settings.temp_file_max_age_s, retention_s=retention_s)
+        for candidate in [] if payload.dry_run else objects:
+            store.delete(candidate.path)
     keys = _fix_keys_without_ttl(settings, payload.dry_run)
-    store = artifact_store(settings)
     cached = store.cache.clean(settings.temp_file_max_age_s, dry_run=payload.dry_run) if isinstance(store, S3Store) else []
     return {
         "dry_run": payload.dry_run, "deleted": [c.to_dict() for c in deleted][:1000],
         "n_deleted": len(deleted), "bytes": sum(c.bytes for c in deleted), "keys_without_ttl": keys,
-        "cache_files_deleted": len(cached),
+        "cache_files_deleted": len(cached), "store": store.url, "objects_deleted": [c.to_dict() for c in objects][:1000],
+        "n_objects_deleted": len(objects), "object_bytes": sum(c.bytes for c in objects),
     }
 
 

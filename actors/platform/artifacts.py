@@ -40,6 +40,7 @@ __all__ = [
     "ArtifactMissing",
     "ArtifactStore",
     "ArtifactStoreRefused",
+    "ListedObject",
     "LocalStore",
     "S3Store",
     "StoredObject",
@@ -69,6 +70,15 @@ class StoredObject:
     key: str
     size: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """An object as a listing shows it: its key, size in bytes and when it was written (Unix time)."""
+
+    key: str
+    size: int
+    modified: float
 
 
 def checked_key(key: str) -> str:
@@ -103,7 +113,11 @@ class ArtifactStore(ABC):
 
     def keys(self, prefix: str = "") -> list[str]:
         """Every key under ``prefix`` (a folder-like key, or empty for all), sorted."""
-        return sorted(self._keys(checked_key(prefix.rstrip("/")) if prefix else ""))
+        return [listed.key for listed in self.listing(prefix)]
+
+    def listing(self, prefix: str = "") -> list[ListedObject]:
+        """Every object under ``prefix`` (as ``keys`` takes it) with its size and time written, by key."""
+        return sorted(self._listing(checked_key(prefix.rstrip("/")) if prefix else ""), key=lambda o: o.key)
 
     @abstractmethod
     def _put(self, key: str, source: Path, sha256: str | None) -> StoredObject: ...
@@ -118,7 +132,7 @@ class ArtifactStore(ABC):
     def _delete(self, key: str) -> None: ...
 
     @abstractmethod
-    def _keys(self, prefix: str) -> list[str]: ...
+    def _listing(self, prefix: str) -> list[ListedObject]: ...
 
 
 class LocalStore(ArtifactStore):
@@ -162,12 +176,19 @@ class LocalStore(ArtifactStore):
     def _delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
 
-    def _keys(self, prefix: str) -> list[str]:
+    def _listing(self, prefix: str) -> list[ListedObject]:
         base = self.root / prefix if prefix else self.root
-        if base.is_file():
-            return [prefix]
-        return [p.relative_to(self.root).as_posix() for p in base.rglob("*")
-                if p.is_file() and not (p.name.startswith(".") and p.name.endswith(".tmp"))]  # atomic_path's
+        # atomic_path's partial files (".<name>...tmp") are not objects yet.
+        files = [base] if base.is_file() else [
+            p for p in base.rglob("*") if p.is_file() and not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+        listed = []
+        for path in files:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # deleted since the folder was read
+                continue
+            listed.append(ListedObject(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime))
+        return listed
 
 
 class ArtifactCache:
@@ -321,17 +342,18 @@ class S3Store(ArtifactStore):
     def _delete(self, key: str) -> None:
         self._call(key, "delete_object", Bucket=self.bucket, Key=self._name(key))
 
-    def _keys(self, prefix: str) -> list[str]:
+    def _listing(self, prefix: str) -> list[ListedObject]:
         listed, start = self._name(prefix) if prefix else self.prefix, f"{self.prefix}/" if self.prefix else ""
-        names, more = [], {}
+        items, more = [], {}
         while True:
             page = self._call(prefix, "list_objects_v2", Bucket=self.bucket, Prefix=listed, **more)
-            names += [item["Key"] for item in page.get("Contents", [])]
+            items += page.get("Contents", [])
             if not page.get("IsTruncated"):
                 break
             more = {"ContinuationToken": page["NextContinuationToken"]}
         # A prefix is a folder: "a/b" lists "a/b" and "a/b/...", never "a/bc".
-        return [name[len(start):] for name in names if not listed or name == listed or name.startswith(f"{listed}/")]
+        return [ListedObject(item["Key"][len(start):], int(item["Size"]), item["LastModified"].timestamp())
+                for item in items if not listed or item["Key"] == listed or item["Key"].startswith(f"{listed}/")]
 
 
 def open_store(url: str, *, cache: ArtifactCache, endpoint_url: str = "", region: str = "us-east-1",

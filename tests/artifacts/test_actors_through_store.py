@@ -222,3 +222,39 @@ def test_recordings_in_the_object_store_are_imported_by_their_keys(services: dic
         cpu.stop_all()
     assert (refused.state, refused.attempts, refused.error_type) == ("failed", 1, "InvalidInput")
     assert "nothing in the artifact store" in refused.error_message and "imports/nothing-here" in refused.error_message
+
+
+def test_cleanup_deletes_the_objects_of_deleted_records_from_the_store(services: dict[str, str],
+                                                                      seaweed: SeaweedServer, tmp_path: Path):
+    store = open_store(services["PFD_ARTIFACT_URL"], cache=ArtifactCache(tmp_path / "writer", 1 << 30),
+                       endpoint_url=seaweed.endpoint, access_key_id=seaweed.access_key,
+                       secret_access_key=seaweed.secret_key)
+    (tmp_path / "f").write_bytes(b"x" * 1000)
+    claim_dataset(get_database(services["PFD_DATABASE_URL"]), "ds-kept", "test-setup", source="generator",
+                  name="kept")
+    orphans = {"datasets/ds-gone.h5", "experiments/exp-gone/best.pt", "experiments/exp-gone/last.pt"}
+    kept = {"datasets/ds-kept.h5", "deployments/dep-1/model.onnx"}  # a record's; not a record-named folder
+    for key in orphans | kept:
+        store.put(key, tmp_path / "f")
+    (tmp_path / "host" / "tmp").mkdir(parents=True)
+    # No minimum age here: every orphan is old enough.
+    host = Workers(tmp_path, extra_env={**services, **_host(tmp_path / "host"), "PFD_TEMP_FILE_MAX_AGE_S": "0"})
+
+    def clean(**kwargs: object) -> dict:
+        [message_id] = send_messages([{"actor": "clean_artifacts", "kwargs": kwargs}], services)
+        job = wait_until(lambda: (j := _jobs(services).get(message_id)) and j.final and j, timeout=60,
+                         what="the cleanup to finish")
+        assert job.state == "succeeded", (job.error_message, host.log("maintenance")[-3000:])
+        return job.result
+
+    try:
+        host.start("high_priority", tag="maintenance")
+        dry = clean(dry_run=True)
+        listed = {c["path"] for c in dry["objects_deleted"]}
+        assert orphans <= listed and not kept & listed and dry["store"].startswith(services["PFD_ARTIFACT_URL"])
+        assert orphans | kept <= set(store.keys())  # a dry run deletes nothing
+        real = clean()
+    finally:
+        host.stop_all()
+    assert {c["path"] for c in real["objects_deleted"]} == listed and real["object_bytes"] >= 3000
+    assert not orphans & set(store.keys()) and kept <= set(store.keys())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,16 @@ def test_keys_list_a_folder_and_delete_removes_one(store: ArtifactStore, tmp_pat
     assert store.keys("explanations") == ["explanations/e1/plot.png", "explanations/e10/a.npz"]
     with pytest.raises(ArtifactMissing):
         store.fetch("explanations/e1/a.npz")
+
+
+def test_a_listing_gives_each_object_its_size_and_when_it_was_written(store: ArtifactStore, tmp_path: Path):
+    before = time.time()
+    store.put("datasets/d1.h5", _file(tmp_path / "a", 100))
+    store.put("datasets/d2.h5", _file(tmp_path / "b", 300, seed=1))
+    listed = store.listing("datasets")
+    assert [(o.key, o.size) for o in listed] == [("datasets/d1.h5", 100), ("datasets/d2.h5", 300)]
+    # The store's clock may round to the second (S3's Last-Modified).
+    assert all(before - 2 <= o.modified <= time.time() + 2 for o in listed)
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../outside", "a/../../b", "a//b", "a/./b", "a\\b", "a b"])
