@@ -47,7 +47,7 @@ from actors.store.experiments import (
 from actors.training import (
     experiment_spec,
     load_training_dataset,
-    publish_progress,
+    published_progress,
     ready_dataset,
     restore_progress,
     training_option_rows,
@@ -179,15 +179,16 @@ def run_hpo_trial(payload: TrialPayload, job: JobContext) -> dict | None:
                 f"{dataset['dataset_id']}:{dataset['checksum']}", directory, on_progress=job.progress,
                 should_stop=job.should_stop)
         else:
-            def on_epoch(record: EpochRecord) -> None:
-                record_epoch(database, experiment_id, record.to_dict())
-                publish_progress(directory)
-
             restore_progress(directory)
-            outcome = run_trial(
-                reopen_trial(run.study, payload.trial_id), spec.metric, spec.model_key, model_args, training,
-                load_training_dataset(dataset, budget), directory, on_progress=job.progress, should_stop=job.should_stop,
-                on_epoch=on_epoch)
+            with published_progress(directory) as publish_epoch:
+                def on_epoch(record: EpochRecord) -> None:
+                    record_epoch(database, experiment_id, record.to_dict())
+                    publish_epoch()
+
+                outcome = run_trial(
+                    reopen_trial(run.study, payload.trial_id), spec.metric, spec.model_key, model_args, training,
+                    load_training_dataset(dataset, budget), directory, on_progress=job.progress,
+                    should_stop=job.should_stop, on_epoch=on_epoch)
     except StopRequested:
         state, why = ("cancelled", "cancelled") if job.cancel_seen else ("failed", "JobTimedOut: past its time limit")
         fail_experiment(database, experiment_id, job.message_id, why, status=state)

@@ -10,6 +10,8 @@ completed experiment returns the recorded result without training again.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +21,14 @@ from dramatiq.middleware import TimeLimitExceeded
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from actors.notifications import outbox_event, relay_now
-from actors.platform.artifact_files import publish, restore, store_is_artifact_root
+from actors.platform.artifact_files import (
+    artifact_key,
+    artifact_store,
+    publish,
+    restore,
+    store_is_artifact_root,
+)
+from actors.platform.background_publish import BackgroundPublisher
 from actors.platform.base import Payload, job_actor
 from actors.platform.catalog import option_row, options_of_dataclass
 from actors.platform.context import JobContext
@@ -46,9 +55,8 @@ from pipeline.training import TrainingConfig, TrainingData, TrainingResult, load
 from pipeline.training.config import DEVICES, OPTIMIZERS, SCHEDULERS
 from pipeline.training.metrics import EpochRecord
 
-__all__ = ["TrainModel", "experiment_spec", "fit_to_dataset", "load_training_dataset", "publish_progress", "ready_dataset",
-           "restore_progress", "train_model", "training_option_rows",
-           "training_options"]
+__all__ = ["TrainModel", "experiment_spec", "fit_to_dataset", "load_training_dataset", "published_progress",
+           "ready_dataset", "restore_progress", "train_model", "training_option_rows", "training_options"]
 
 log = structlog.get_logger("pfd.training")
 
@@ -227,17 +235,18 @@ def _train(spec: dict[str, Any], data: TrainingData, directory: Path, job: JobCo
                                on_progress=progress, should_stop=job.should_stop)
     from pipeline.training.loop import train_deep
 
-    def on_epoch(record: EpochRecord) -> None:
-        record_epoch(database, experiment_id, record.to_dict())
-        publish_progress(directory)
-        if tracker:
-            tracker.epoch(record)
-
     restore_progress(directory)
-    return train_deep(
-        spec["model_key"], spec["model_args"], spec["training_config"], data, directory,
-        on_progress=progress, should_stop=job.should_stop, on_epoch=on_epoch,
-    )
+    with published_progress(directory) as publish_epoch:
+        def on_epoch(record: EpochRecord) -> None:
+            record_epoch(database, experiment_id, record.to_dict())
+            publish_epoch()
+            if tracker:
+                tracker.epoch(record)
+
+        return train_deep(
+            spec["model_key"], spec["model_args"], spec["training_config"], data, directory,
+            on_progress=progress, should_stop=job.should_stop, on_epoch=on_epoch,
+        )
 
 
 def restore_progress(directory: Path) -> None:
@@ -249,16 +258,23 @@ def restore_progress(directory: Path) -> None:
         restore(directory / name)
 
 
-def publish_progress(directory: Path) -> None:
-    """Publish a deep run's checkpoints after an epoch where the store is not the artifact
-    root: ``best.pt`` first, since ``last.pt``'s state counts on the best it names."""
+@contextmanager
+def published_progress(directory: Path) -> Iterator[Callable[[], None]]:
+    """Yield what to call after each epoch of a deep run in ``directory``: where the store is
+    not the artifact root, it publishes the run's checkpoints as they are (``best.pt`` first,
+    since ``last.pt``'s state counts on the best it names) from a thread of its own, so the
+    next epoch starts at once. A block that ends normally waits for the last upload (and
+    raises a failed one) before it is left, so nothing published after it can be overwritten
+    by an older epoch's upload."""
     from pipeline.training.loop import BEST_NAME, LAST_NAME
 
     if store_is_artifact_root():
+        yield lambda: None
         return
-    for name in (BEST_NAME, LAST_NAME):
-        if (directory / name).is_file():
-            publish(directory / name)
+    files = [(directory / name, artifact_key(directory / name)) for name in (BEST_NAME, LAST_NAME)]
+    with BackgroundPublisher(artifact_store(), files) as publisher:
+        yield publisher.submit
+        publisher.drain()
 
 
 def _completed_event(summary: dict[str, Any]) -> dict[str, Any]:

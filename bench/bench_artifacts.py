@@ -6,7 +6,10 @@ medians of 3 runs in MB/s: a plain local copy (``shutil.copyfile`` and ``fsync``
 local store's ``put`` adds a checksum and a rename to), the local store's ``put`` and checked
 ``fetch``, and the object store's (a SeaweedFS of the benchmark's own on this machine) ``put``,
 cold ``fetch`` (download, checksum, into the cache) and warm ``fetch`` (the cache already
-holds it: milliseconds, as no bytes move). Then a generated dataset is put into the object store, fetched cold, and a model
+holds it: milliseconds, as no bytes move). Then how long a training thread waits per epoch
+to publish a ResNet18-1D epoch's checkpoints (``last.pt`` 46 MB, ``best.pt`` 16 MB) to the
+object store: uploading them itself, or handing them to the background publisher. Then a
+generated dataset is put into the object store, fetched cold, and a model
 trains one epoch on it under a memory budget smaller than the dataset (the stored,
 chunked read path): its data-wait fraction. Writes ``bench/results/artifacts.json``.
 
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.platform.artifacts import ArtifactCache, ArtifactStore, LocalStore, S3Store, open_store
+from actors.platform.background_publish import BackgroundPublisher
 from bench.common import scratch_dir, write_result
 from tests.servers import SeaweedServer
 
@@ -71,6 +75,30 @@ def _round_trips(name: str, source: Path, local: LocalStore, s3: S3Store, scratc
             "s3_fetch_warm_ms": round(statistics.median(warm) * 1000, 3)}
 
 
+def _epoch_publishing(store: ArtifactStore, scratch: Path, scale: int, epochs: int = 5) -> dict[str, Any]:
+    """Seconds the training thread waits per epoch to publish its checkpoints: uploading them
+    inline, or submitting them to a ``BackgroundPublisher`` (and, once, draining it at the end)."""
+    run = scratch / "epochs"
+    run.mkdir()
+    sizes = {"best.pt": 16 * MB // scale, "last.pt": 46 * MB // scale}
+    files = [(run / name, f"bench/epochs/{name}") for name in sizes]
+
+    def write_epoch() -> None:  # as the training loop does: whole files renamed over the names
+        for name, size in sizes.items():
+            (run / "next").write_bytes(os.urandom(size))
+            os.replace(run / "next", run / name)
+
+    inline = [_timed(lambda: [store.put(key, path) for path, key in files], write_epoch) for _ in range(epochs)]
+    with BackgroundPublisher(store, files) as publisher:
+        background = [_timed(publisher.submit, write_epoch) for _ in range(epochs)]
+        drain = _timed(publisher.drain)
+    shutil.rmtree(run)
+    return {"epochs": epochs, "mb_per_epoch": sum(sizes.values()) // MB,
+            "inline_wait_s_per_epoch": round(statistics.median(inline), 4),
+            "background_wait_s_per_epoch": round(statistics.median(background), 5),
+            "background_final_drain_s": round(drain, 4)}
+
+
 def _training_from_store(store: ArtifactStore, scratch: Path, records_per_class: int) -> dict[str, Any]:
     """Put a generated dataset into the store, fetch it cold, train one epoch from it on a budget."""
     from pipeline.datasets.generate import generate_dataset
@@ -113,6 +141,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                                             **_round_trips(name, source, local, s3, scratch, repeats)}
             source.unlink()
             print(name, figures["round_trips"][name], flush=True)
+        figures["epoch_publishing"] = _epoch_publishing(s3, scratch, scale)
+        print(figures["epoch_publishing"], flush=True)
         figures["training_from_object_store"] = _training_from_store(s3, scratch, 4 if quick else 40)
         print(figures["training_from_object_store"], flush=True)
     finally:
