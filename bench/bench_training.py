@@ -65,6 +65,10 @@ def _train(key: str, training: TrainingConfig, data: Any, out: Path) -> dict[str
         "train_windows_per_s": round(result.train_windows_per_s or 0, 1),
         "data_wait_fraction": result.data_wait_fraction, "duration_s": round(time.perf_counter() - started, 1),
         "parameters": result.parameter_count, "reference": REFERENCE.get(key),
+        # Where the errors are: per-class window recall and both confusion matrices (rows true).
+        "class_keys": test["class_keys"],
+        "per_class_window_accuracy": {k: round(v, 4) for k, v in test["per_class_accuracy"].items() if v is not None},
+        "window_confusion_matrix": test["confusion_matrix"], "record_confusion_matrix": test["record_confusion_matrix"],
         "history": [{k: round(v, 4) if isinstance(v, float) else v for k, v in h.items()} for h in history],
     }
 
