@@ -92,7 +92,7 @@ def run(records_per_class: int = 320, seed: int = 2024, dataset: Path | None = N
             dataset_seed = int(handle.attrs["seed"])
     cavitation = int((test.labels == list(data.class_keys).index("cavitation")).sum())
     figures: dict[str, Any] = {
-        "dataset": {"test_windows": len(test.labels), "test_records": int(len(np.unique(test.record_ids))),
+        "dataset": {"test_windows": len(test.labels), "test_records": len(np.unique(test.record_ids)),
                     "seed": dataset_seed},
         "cavitation_windows": cavitation, "burstless_cavitation_windows": int(burstless.sum()),
         "window_accuracy_ceiling": round(float(1 - burstless.mean()), 4),

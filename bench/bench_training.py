@@ -50,21 +50,23 @@ def _dataset_figures(config: GeneratorConfig) -> dict[str, Any]:
             "windows": config.n_records * 5, "seed": config.seed, "split": "70/15/15 by record"}
 
 
-def _train(key: str, training: TrainingConfig, data: Any, out: Path) -> dict[str, Any]:
-    """Train ``key`` on ``data``: its test figures, speed and (deep keys) every epoch."""
+def _train(key: str, training: TrainingConfig, data: Any, out: Path,
+           model_args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``key`` (built with ``model_args``) on ``data``: its test figures, speed and (deep
+    keys) every epoch."""
     started = time.perf_counter()
     history: list[dict[str, Any]] = []
     if key in ("rf", "svm", "gbm"):
         result = train_classical(key, None, data, None, out)
     else:
-        result = train_deep(key, None, training, data, out, on_epoch=_keep(history))
+        result = train_deep(key, model_args, training, data, out, on_epoch=_keep(history))
     test = result.test  # a TestMetrics.to_dict()
     return {
         "window_accuracy": round(test["window_accuracy"], 4), "record_accuracy": round(test["record_accuracy"], 4),
         "f1_macro": round(test["f1_macro"], 4), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
         "train_windows_per_s": round(result.train_windows_per_s or 0, 1),
         "data_wait_fraction": result.data_wait_fraction, "duration_s": round(time.perf_counter() - started, 1),
-        "parameters": result.parameter_count, "reference": REFERENCE.get(key),
+        "parameters": result.parameter_count, "model_args": model_args or {}, "reference": REFERENCE.get(key),
         # Where the errors are: per-class window recall and both confusion matrices (rows true).
         "class_keys": test["class_keys"],
         "per_class_window_accuracy": {k: round(v, 4) for k, v in test["per_class_accuracy"].items() if v is not None},
@@ -75,10 +77,10 @@ def _train(key: str, training: TrainingConfig, data: Any, out: Path) -> dict[str
 
 def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs: int = 60,
         seed: int = 2024, name: str = "training", scheduler: str = "plateau", precision: str = "auto",
-        ema_decay: float = 0.0) -> dict[str, Any]:
+        ema_decay: float = 0.0, model_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Generate one dataset, train each model key on it, write and return the figures.
     ``precision`` and ``ema_decay`` as ``TrainingConfig`` takes them (``bf16`` autocast also
-    runs on CPU)."""
+    runs on CPU); ``model_args`` are every model's constructor arguments."""
     config = GeneratorConfig(records_per_class=records_per_class, seed=seed)
     training = TrainingConfig.from_dict({"epochs": epochs, "seed": seed, "scheduler": scheduler, "precision": precision,
                                          "ema_decay": ema_decay})
@@ -86,14 +88,15 @@ def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs:
     with tempfile.TemporaryDirectory(prefix="pfd-bench-train-") as tmp:
         data = load_training_data(generate_dataset(config, tmp, "bench").hdf5_path)
         for key in models:
-            figures["models"][key] = _train(key, training, data, Path(tmp) / key)
+            figures["models"][key] = _train(key, training, data, Path(tmp) / key, model_args)
     write_result(name, figures)
     return figures
 
 
 def run_seeds(key: str, training_seeds: tuple[int, ...], records_per_class: int = 320, epochs: int = 18,
               seed: int = 2024, scheduler: str = "cosine", name: str = "training",
-              precision: str = "auto", ema_decay: float = 0.0) -> dict[str, Any]:
+              precision: str = "auto", ema_decay: float = 0.0,
+              model_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``key`` once per training seed on one generated dataset (``seed``): every run's
     figures and epochs, and the mean and standard deviation of its test accuracies (the old
     platform's figures are means of three seeds). Writes ``<name>_<key>_seeds.json`` after
@@ -106,7 +109,7 @@ def run_seeds(key: str, training_seeds: tuple[int, ...], records_per_class: int 
             training = TrainingConfig.from_dict({"epochs": epochs, "seed": training_seed, "scheduler": scheduler,
                                                  "precision": precision, "ema_decay": ema_decay})
             runs.append({"training_seed": training_seed, "training": training.to_dict(),
-                         **_train(key, training, data, Path(tmp) / f"{key}-{training_seed}")})
+                         **_train(key, training, data, Path(tmp) / f"{key}-{training_seed}", model_args)})
             figures = _seeds_figures(key, config, runs, planned=len(training_seeds))
             write_result(f"{name}_{key}_seeds", figures)
     return figures
@@ -187,6 +190,8 @@ def main() -> None:
     parser.add_argument("--ema-decay", type=float, default=0.0,
                         help="deep models' weight average: validate, keep and test an exponential moving "
                              "average of the weights with this decay per step (0: off)")
+    parser.add_argument("--model-args", type=json.loads, default=None,
+                        help='the model\'s constructor arguments as JSON, for example \'{"stem_stride": 16}\'')
     parser.add_argument("--throughput", action="store_true", help="windows/s of every model key instead")
     parser.add_argument("--training-seeds", default="",
                         help="comma-separated training seeds: train the one model of --models once per seed "
@@ -195,13 +200,14 @@ def main() -> None:
     if args.training_seeds:
         (key,) = args.models
         print(run_seeds(key, tuple(int(s) for s in args.training_seeds.split(",")), args.records_per_class,
-                        args.epochs, args.seed, args.scheduler, args.name, args.precision, args.ema_decay))
+                        args.epochs, args.seed, args.scheduler, args.name, args.precision, args.ema_decay,
+                        args.model_args))
         return
     if args.throughput:
         print(run_throughput(args.records_per_class if args.records_per_class != 320 else 8, args.seed))
         return
     print(run(args.records_per_class, tuple(args.models), args.epochs, args.seed, args.name, args.scheduler,
-              args.precision, args.ema_decay))
+              args.precision, args.ema_decay, args.model_args))
 
 
 if __name__ == "__main__":
