@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
-__all__ = ["check_dropout", "conv_bn_relu", "stem", "widening_features"]
+__all__ = ["check_dropout", "conv_bn_relu", "stem", "time_pool", "widening_features"]
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1) -> nn.Sequential:
@@ -49,6 +50,27 @@ def widening_features(
         layers += stage(channels, out)
         channels = out
     return nn.Sequential(*layers), channels
+
+
+class _AvgMaxPool(nn.Module):
+    """The mean and the maximum over time of ``[B, C, L]``, as ``[B, 2C, 1]``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool ``x`` over its last axis both ways."""
+        return torch.cat((x.mean(-1, keepdim=True), x.amax(-1, keepdim=True)), dim=1)
+
+
+def time_pool(kind: str) -> nn.Module:
+    """The pooling over time named ``avg`` (``[B, C, 1]``) or ``avgmax`` (``[B, 2C, 1]``).
+
+    Raises:
+        ValueError: any other name.
+    """
+    if kind == "avg":
+        return nn.AdaptiveAvgPool1d(1)
+    if kind == "avgmax":
+        return _AvgMaxPool()
+    raise ValueError(f"pool must be 'avg' or 'avgmax', got {kind!r}")
 
 
 def check_dropout(value: float) -> float:

@@ -46,7 +46,7 @@ ARGUMENTS: dict[str, dict[str, Argument]] = {
     "cnn1d": _deep(width=Argument(int, 32), depth=Argument(int, 4), kernel_size=Argument(int, 7),
                    dropout=Argument(float, 0.3)),
     "resnet18": _deep(base_width=Argument(int, 64), stem_kernel=Argument(int, 64), stem_stride=Argument(int, 8),
-                      dropout=Argument(float, 0.2)),
+                      dropout=Argument(float, 0.2), pool=Argument(str, "avg")),
     "cnn_lstm": _deep(width=Argument(int, 32), hidden_size=Argument(int, 64), num_layers=Argument(int, 1),
                       bidirectional=Argument(bool, True), dropout=Argument(float, 0.3)),
     "attention_cnn": _deep(width=Argument(int, 32), depth=Argument(int, 3), reduction=Argument(int, 4),

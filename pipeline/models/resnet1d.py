@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pipeline.domain import NUM_CLASSES
-from pipeline.models._blocks import check_dropout, stem
+from pipeline.models._blocks import check_dropout, stem, time_pool
 
 __all__ = ["BasicBlock1D", "ResNet1D"]
 
@@ -45,6 +45,11 @@ class ResNet1D(nn.Module):
         stem_stride: stride of the first convolution; with the max-pool of 4 the signal is
             shortened 32x before the first stage, which keeps a 20,480-sample window cheap.
         dropout: dropout before the classifier.
+        pool: how the last feature map becomes one vector: ``avg`` (the reference) or
+            ``avgmax``, its mean and its maximum over time side by side. A short event (a
+            20-sample impact, an 8 ms cavitation burst) moves one of the 80 positions of
+            a 20,480-sample window's last map, which the mean dilutes 80x and the
+            maximum keeps.
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class ResNet1D(nn.Module):
         stem_kernel: int = 64,
         stem_stride: int = 8,
         dropout: float = 0.2,
+        pool: str = "avg",
     ) -> None:
         super().__init__()
         self.stem = stem(base_width, kernel_size=stem_kernel, stride=stem_stride, pool=4, in_ch=in_channels)
@@ -67,10 +73,9 @@ class ResNet1D(nn.Module):
                 stages.append(BasicBlock1D(channels, out, stride))
                 channels = out
         self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool1d(1)
-        self.head = nn.Sequential(
-            nn.Dropout(check_dropout(dropout)), nn.Linear(channels, num_classes)
-        )
+        self.pool = time_pool(pool)
+        pooled = channels * (2 if pool == "avgmax" else 1)
+        self.head = nn.Sequential(nn.Dropout(check_dropout(dropout)), nn.Linear(pooled, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``[B, in_channels, L]`` signals to ``[B, num_classes]`` logits."""

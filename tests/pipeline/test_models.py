@@ -37,6 +37,19 @@ def test_deep_model_maps_any_window_length_to_11_logits(key: str, length: int) -
     assert count_parameters(model) > 0
 
 
+def test_resnet18_avgmax_pool_keeps_a_short_event_that_the_mean_dilutes() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet18", {"pool": "avgmax", "base_width": 8}).eval()
+    quiet = torch.zeros(1, 8, 80)
+    spike = quiet.clone()
+    spike[0, :, 40] = 80.0  # one event at one of 80 positions of the last feature map
+    avg, peak = model.pool(spike).flatten(1).split(8, dim=1)
+    assert torch.allclose(avg, torch.ones(1, 8)) and torch.allclose(peak, torch.full((1, 8), 80.0))
+    assert model.head[-1].in_features == 2 * 8 * 8  # mean and maximum of the last stage's 64 channels
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 20_480)).shape == (2, 11)
+
+
 def test_model_keys_are_deep_then_searched_then_classical() -> None:
     assert MODEL_KEYS == DEEP_KEYS + SEARCHED_KEYS + CLASSICAL_KEYS
     assert SEARCHED_KEYS == ("nas_net",) and CLASSICAL_KEYS == ("rf", "svm", "gbm")
@@ -64,6 +77,7 @@ def test_validate_model_args_fills_defaults_and_converts_int_to_float() -> None:
         ("cnn1d", {"widht": 8}, "widht"),
         ("resnet18", {"base_width": "64"}, "base_width"),
         ("resnet18", {"base_width": 6.5}, "base_width"),
+        ("resnet18", {"pool": "median"}, "pool"),
         ("cnn_lstm", {"bidirectional": 1}, "bidirectional"),
         ("cnn_lstm", {"hidden_size": True}, "hidden_size"),
         ("attention_cnn", {"dropout": 1.5}, "dropout"),
