@@ -21,7 +21,7 @@ from pipeline.deploy.export import (
 )
 from pipeline.deploy.loading import load_model
 from pipeline.errors import CheckpointError, ConversionError, InvalidInput, ParityError
-from pipeline.models import DEEP_KEYS
+from pipeline.models import DEEP_KEYS, build_model
 from pipeline.models.cnn1d import CNN1D
 
 
@@ -45,6 +45,17 @@ def test_onnx_export_matches_torch_for_each_deep_model(key, exported, checkpoint
         got = onnx_logits(session, windows, batch)
         assert got.shape == (batch, 11)
         np.testing.assert_allclose(got, torch_logits(torch_model, windows), atol=1e-4)
+
+
+def test_resnet18_with_mean_and_max_pooling_exports_with_parity(val, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet18", {"base_width": 8, "pool": "avgmax"}).eval()
+
+    result = export_model(model, tmp_path / "avgmax.onnx", val[0])
+
+    assert result.max_abs_diff <= 1e-4 and result.argmax_agreement == 1.0
+    ops = {node.op_type for node in onnx.load(result.path).graph.node}
+    assert ops & {"ReduceMax", "GlobalMaxPool"}  # the maximum over time is in the graph
 
 
 def test_default_opset_is_the_dynamo_exporters_own() -> None:
