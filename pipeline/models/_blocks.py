@@ -60,16 +60,17 @@ class _AvgMaxPool(nn.Module):
         return torch.cat((x.mean(-1, keepdim=True), x.amax(-1, keepdim=True)), dim=1)
 
 
-def time_pool(kind: str) -> nn.Module:
-    """The pooling over time named ``avg`` (``[B, C, 1]``) or ``avgmax`` (``[B, 2C, 1]``).
+def time_pool(kind: str) -> tuple[nn.Module, int]:
+    """The pooling over time named ``avg`` or ``avgmax``, and how many values per channel it
+    gives (``[B, C, 1]``: 1, ``[B, 2C, 1]``: 2).
 
     Raises:
         ValueError: any other name.
     """
     if kind == "avg":
-        return nn.AdaptiveAvgPool1d(1)
+        return nn.AdaptiveAvgPool1d(1), 1
     if kind == "avgmax":
-        return _AvgMaxPool()
+        return _AvgMaxPool(), 2
     raise ValueError(f"pool must be 'avg' or 'avgmax', got {kind!r}")
 
 

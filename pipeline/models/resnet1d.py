@@ -73,9 +73,10 @@ class ResNet1D(nn.Module):
                 stages.append(BasicBlock1D(channels, out, stride))
                 channels = out
         self.stages = nn.Sequential(*stages)
-        self.pool = time_pool(pool)
-        pooled = channels * (2 if pool == "avgmax" else 1)
-        self.head = nn.Sequential(nn.Dropout(check_dropout(dropout)), nn.Linear(pooled, num_classes))
+        self.pool, per_channel = time_pool(pool)
+        self.head = nn.Sequential(
+            nn.Dropout(check_dropout(dropout)), nn.Linear(channels * per_channel, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``[B, in_channels, L]`` signals to ``[B, num_classes]`` logits."""

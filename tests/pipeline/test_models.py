@@ -40,8 +40,7 @@ def test_deep_model_maps_any_window_length_to_11_logits(key: str, length: int) -
 def test_resnet18_avgmax_pool_keeps_a_short_event_that_the_mean_dilutes() -> None:
     torch.manual_seed(0)
     model = build_model("resnet18", {"pool": "avgmax", "base_width": 8}).eval()
-    quiet = torch.zeros(1, 8, 80)
-    spike = quiet.clone()
+    spike = torch.zeros(1, 8, 80)
     spike[0, :, 40] = 80.0  # one event at one of 80 positions of the last feature map
     avg, peak = model.pool(spike).flatten(1).split(8, dim=1)
     assert torch.allclose(avg, torch.ones(1, 8)) and torch.allclose(peak, torch.full((1, 8), 80.0))
