@@ -77,13 +77,15 @@ def _train(key: str, training: TrainingConfig, data: Any, out: Path,
 
 def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs: int = 60,
         seed: int = 2024, name: str = "training", scheduler: str = "plateau", precision: str = "auto",
-        ema_decay: float = 0.0, model_args: dict[str, Any] | None = None) -> dict[str, Any]:
+        ema_decay: float = 0.0, model_args: dict[str, Any] | None = None,
+        training_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Generate one dataset, train each model key on it, write and return the figures.
     ``precision`` and ``ema_decay`` as ``TrainingConfig`` takes them (``bf16`` autocast also
-    runs on CPU); ``model_args`` are every model's constructor arguments."""
+    runs on CPU); ``model_args`` are every model's constructor arguments; ``training_args``
+    any further ``TrainingConfig`` options (they win over the named ones)."""
     config = GeneratorConfig(records_per_class=records_per_class, seed=seed)
     training = TrainingConfig.from_dict({"epochs": epochs, "seed": seed, "scheduler": scheduler, "precision": precision,
-                                         "ema_decay": ema_decay})
+                                         "ema_decay": ema_decay, **(training_args or {})})
     figures: dict[str, Any] = {"dataset": _dataset_figures(config), "training": training.to_dict(), "models": {}}
     with tempfile.TemporaryDirectory(prefix="pfd-bench-train-") as tmp:
         data = load_training_data(generate_dataset(config, tmp, "bench").hdf5_path)
@@ -96,7 +98,8 @@ def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs:
 def run_seeds(key: str, training_seeds: tuple[int, ...], records_per_class: int = 320, epochs: int = 18,
               seed: int = 2024, scheduler: str = "cosine", name: str = "training",
               precision: str = "auto", ema_decay: float = 0.0,
-              model_args: dict[str, Any] | None = None) -> dict[str, Any]:
+              model_args: dict[str, Any] | None = None,
+              training_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``key`` once per training seed on one generated dataset (``seed``): every run's
     figures and epochs, and the mean and standard deviation of its test accuracies (the old
     platform's figures are means of three seeds). Writes ``<name>_<key>_seeds.json`` after
@@ -107,7 +110,8 @@ def run_seeds(key: str, training_seeds: tuple[int, ...], records_per_class: int 
         data = load_training_data(generate_dataset(config, tmp, "bench").hdf5_path)
         for training_seed in training_seeds:
             training = TrainingConfig.from_dict({"epochs": epochs, "seed": training_seed, "scheduler": scheduler,
-                                                 "precision": precision, "ema_decay": ema_decay})
+                                                 "precision": precision, "ema_decay": ema_decay,
+                                                 **(training_args or {})})
             runs.append({"training_seed": training_seed, "training": training.to_dict(),
                          **_train(key, training, data, Path(tmp) / f"{key}-{training_seed}", model_args)})
             figures = _seeds_figures(key, config, runs, planned=len(training_seeds))
@@ -192,6 +196,9 @@ def main() -> None:
                              "average of the weights with this decay per step (0: off)")
     parser.add_argument("--model-args", type=json.loads, default=None,
                         help='the model\'s constructor arguments as JSON, for example \'{"stem_stride": 16}\'')
+    parser.add_argument("--training-args", type=json.loads, default=None,
+                        help='further TrainingConfig options as JSON, for example \'{"label_smoothing": 0.1}\' '
+                             '(they win over the flags above)')
     parser.add_argument("--throughput", action="store_true", help="windows/s of every model key instead")
     parser.add_argument("--training-seeds", default="",
                         help="comma-separated training seeds: train the one model of --models once per seed "
@@ -201,13 +208,13 @@ def main() -> None:
         (key,) = args.models
         print(run_seeds(key, tuple(int(s) for s in args.training_seeds.split(",")), args.records_per_class,
                         args.epochs, args.seed, args.scheduler, args.name, args.precision, args.ema_decay,
-                        args.model_args))
+                        args.model_args, args.training_args))
         return
     if args.throughput:
         print(run_throughput(args.records_per_class if args.records_per_class != 320 else 8, args.seed))
         return
     print(run(args.records_per_class, tuple(args.models), args.epochs, args.seed, args.name, args.scheduler,
-              args.precision, args.ema_decay, args.model_args))
+              args.precision, args.ema_decay, args.model_args, args.training_args))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,10 @@ class TrainingConfig:
     average of the weights (and batch-norm statistics), updated after every step; validation,
     the best checkpoint and the test score then use the average, which is steadier than the
     last step's weights on a noisy plateau (0, the default, turns it off; 0.998 averages over
-    about 500 steps). ``num_workers`` > 0 loads
+    about 500 steps). ``label_smoothing`` > 0 trains against targets that give that share of
+    the probability to the other classes evenly (``torch.nn.functional.cross_entropy``), so
+    windows with no visible fault trace are not pushed to certainty (validation loss stays the
+    plain one). ``num_workers`` > 0 loads
     batches in spawned processes (each receives a copy of the arrays); 0 is right for the
     in-memory windows used here.
     """
@@ -53,6 +56,7 @@ class TrainingConfig:
     device: str = "auto"
     num_workers: int = 0
     ema_decay: float = 0.0
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -82,6 +86,7 @@ class TrainingConfig:
         _check_range("seed", self.seed, low=0, high=2**32 - 1)
         _check_range("num_workers", self.num_workers, low=0, high=64)
         _check_range("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
+        _check_range("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainingConfig:

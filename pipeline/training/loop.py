@@ -285,7 +285,7 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, precision):
             logits = model(x)
-        loss = nn.functional.cross_entropy(logits.float(), y)
+        loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()

@@ -242,6 +242,7 @@ def test_corrupt_or_missing_checkpoint_is_refused(tmp_path, content: bytes) -> N
         ({"mixed_precision": "yes"}, "mixed_precision"),
         ({"learning_rate": 0.1}, "learning_rate"),
         ({"ema_decay": 1.0}, "ema_decay"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
     ],
 )
 def test_training_config_rejects_bad_options_naming_the_field(options: dict, field: str) -> None:
@@ -352,6 +353,16 @@ def test_weight_average_is_what_is_validated_kept_and_tested(data: TrainingData,
     model, _ = load_checkpoint(result.model_path)
     val_acc = (predict_proba(model, data.val.windows).argmax(1) == data.val.labels).mean()
     assert val_acc == pytest.approx(result.best_val_accuracy) and result.test["window_accuracy"] > 1 / CLASSES
+
+
+def test_label_smoothing_trains_against_softened_targets(data: TrainingData, tmp_path) -> None:
+    """Same seed, same batches: the smoothed loss adds the cross-entropy of the other classes,
+    which grows as the model learns, so it stays above the plain loss; the model still learns."""
+    plain = train_deep("cnn1d", _args("cnn1d"), FAST, data, tmp_path / "plain")
+    smoothed = train_deep("cnn1d", _args("cnn1d"), {**FAST, "label_smoothing": 0.5}, data, tmp_path / "smoothed")
+    assert all(s["train_loss"] > p["train_loss"] for s, p in zip(smoothed.history, plain.history, strict=True))
+    assert smoothed.test["window_accuracy"] > 1 / CLASSES
+    assert safe_load(tmp_path / "smoothed" / "last.pt")["config"]["label_smoothing"] == 0.5
 
 
 def test_resume_restores_the_weight_average(data: TrainingData, tmp_path) -> None:
