@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from actors.platform.artifacts import ArtifactCache, ArtifactMissing, open_store
+from actors.platform.artifacts import ArtifactCache, ArtifactCorrupt, ArtifactMissing, open_store
 from actors.store.datasets import claim_dataset, complete_dataset, get_dataset
 from actors.store.db import Database, get_database, migrate
 from actors.store.deployments import get_deployment
@@ -161,6 +161,8 @@ def test_a_training_redelivered_to_another_host_resumes_from_the_epoch_the_first
         try:
             return torch_epoch(store.fetch("experiments/exp-resume/last.pt"))
         except ArtifactMissing:
+            return 0
+        except ArtifactCorrupt:  # last.pt is replaced every epoch: this read straddled two uploads
             return 0
 
     try:
