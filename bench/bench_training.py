@@ -75,6 +75,12 @@ def _train(key: str, training: TrainingConfig, data: Any, out: Path,
     }
 
 
+def _training(epochs: int, seed: int, scheduler: str, precision: str, ema_decay: float,
+              training_args: dict[str, Any] | None) -> TrainingConfig:
+    return TrainingConfig.from_dict({"epochs": epochs, "seed": seed, "scheduler": scheduler, "precision": precision,
+                                     "ema_decay": ema_decay, **(training_args or {})})
+
+
 def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs: int = 60,
         seed: int = 2024, name: str = "training", scheduler: str = "plateau", precision: str = "auto",
         ema_decay: float = 0.0, model_args: dict[str, Any] | None = None,
@@ -84,8 +90,7 @@ def run(records_per_class: int = 320, models: tuple[str, ...] = ("rf",), epochs:
     runs on CPU); ``model_args`` are every model's constructor arguments; ``training_args``
     any further ``TrainingConfig`` options (they win over the named ones)."""
     config = GeneratorConfig(records_per_class=records_per_class, seed=seed)
-    training = TrainingConfig.from_dict({"epochs": epochs, "seed": seed, "scheduler": scheduler, "precision": precision,
-                                         "ema_decay": ema_decay, **(training_args or {})})
+    training = _training(epochs, seed, scheduler, precision, ema_decay, training_args)
     figures: dict[str, Any] = {"dataset": _dataset_figures(config), "training": training.to_dict(), "models": {}}
     with tempfile.TemporaryDirectory(prefix="pfd-bench-train-") as tmp:
         data = load_training_data(generate_dataset(config, tmp, "bench").hdf5_path)
@@ -109,9 +114,7 @@ def run_seeds(key: str, training_seeds: tuple[int, ...], records_per_class: int 
     with tempfile.TemporaryDirectory(prefix="pfd-bench-seeds-") as tmp:
         data = load_training_data(generate_dataset(config, tmp, "bench").hdf5_path)
         for training_seed in training_seeds:
-            training = TrainingConfig.from_dict({"epochs": epochs, "seed": training_seed, "scheduler": scheduler,
-                                                 "precision": precision, "ema_decay": ema_decay,
-                                                 **(training_args or {})})
+            training = _training(epochs, training_seed, scheduler, precision, ema_decay, training_args)
             runs.append({"training_seed": training_seed, "training": training.to_dict(),
                          **_train(key, training, data, Path(tmp) / f"{key}-{training_seed}", model_args)})
             figures = _seeds_figures(key, config, runs, planned=len(training_seeds))
