@@ -32,7 +32,11 @@ class TrainingConfig:
     about 500 steps). ``label_smoothing`` > 0 trains against targets that give that share of
     the probability to the other classes evenly (``torch.nn.functional.cross_entropy``), so
     windows with no visible fault trace are not pushed to certainty (validation loss stays the
-    plain one). ``num_workers`` > 0 loads
+    plain one). ``augment_shift``, ``augment_scale`` and ``augment_noise`` augment each
+    training window afresh every epoch (``augment``): a circular shift by up to that fraction
+    of the window, an amplitude factor uniform in [1 - a, 1 + a], and Gaussian noise with that
+    fraction of the window's own standard deviation, so no single recording of a window can be
+    learnt by heart (0, the default, turns each off). ``num_workers`` > 0 loads
     batches in spawned processes (each receives a copy of the arrays); 0 is right for the
     in-memory windows used here.
     """
@@ -57,6 +61,9 @@ class TrainingConfig:
     num_workers: int = 0
     ema_decay: float = 0.0
     label_smoothing: float = 0.0
+    augment_shift: float = 0.0
+    augment_scale: float = 0.0
+    augment_noise: float = 0.0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -87,6 +94,9 @@ class TrainingConfig:
         _check_range("num_workers", self.num_workers, low=0, high=64)
         _check_range("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
         _check_range("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True)
+        _check_range("augment_shift", self.augment_shift, low=0.0, high=0.5)
+        _check_range("augment_scale", self.augment_scale, low=0.0, high=1.0, high_open=True)
+        _check_range("augment_noise", self.augment_noise, low=0.0, high=10.0)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainingConfig:

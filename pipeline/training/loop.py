@@ -30,6 +30,7 @@ from pipeline.models.registry import (
 )
 from pipeline.progress import ProgressFn, StopFn, check_stop, never_stop, no_progress
 from pipeline.training import optim
+from pipeline.training.augment import make_augmenter
 from pipeline.training.checkpoint import (
     load_checkpoint,
     load_training_state,
@@ -266,6 +267,7 @@ def _train_epoch(
     """Run one epoch, folding each step into ``ema`` if given; return (mean loss, accuracy,
     windows seen, seconds waiting for data)."""
     timer = BatchTimer()
+    augment = make_augmenter(config, epoch, device)
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     # The order depends on (seed, epoch) only, so a resumed epoch sees the same batches.
@@ -282,6 +284,8 @@ def _train_epoch(
     for step, (x, y) in enumerate(batches, start=1):
         if step % STOP_CHECK_BATCHES == 0:
             check_stop(should_stop)
+        if augment is not None:
+            x = augment(x)
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, precision):
             logits = model(x)

@@ -243,6 +243,9 @@ def test_corrupt_or_missing_checkpoint_is_refused(tmp_path, content: bytes) -> N
         ({"learning_rate": 0.1}, "learning_rate"),
         ({"ema_decay": 1.0}, "ema_decay"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"augment_shift": 0.6}, "augment_shift"),
+        ({"augment_scale": 1.0}, "augment_scale"),
+        ({"augment_noise": -0.1}, "augment_noise"),
     ],
 )
 def test_training_config_rejects_bad_options_naming_the_field(options: dict, field: str) -> None:
@@ -365,15 +368,33 @@ def test_label_smoothing_trains_against_softened_targets(data: TrainingData, tmp
     assert safe_load(tmp_path / "smoothed" / "last.pt")["config"]["label_smoothing"] == 0.5
 
 
-def test_resume_restores_the_weight_average(data: TrainingData, tmp_path) -> None:
-    """Validation scores the average, so a resume that lost it would score epochs 2-3 differently."""
-    config = {**FAST, "epochs": 3, "ema_decay": 0.9}
+def _killed_after_epoch_1_then_resumed(config: dict, data: TrainingData, tmp_path) -> tuple:
+    """A cnn1d run stopped after epoch 1 and resumed, and the same run never stopped."""
     seen: list[EpochRecord] = []
     with pytest.raises(StopRequested):
         train_deep("cnn1d", _args("cnn1d"), config, data, tmp_path / "run",
                    should_stop=lambda: bool(seen), on_epoch=seen.append)
     resumed = train_deep("cnn1d", _args("cnn1d"), config, data, tmp_path / "run")
-    straight = train_deep("cnn1d", _args("cnn1d"), config, data, tmp_path / "straight")
+    return resumed, train_deep("cnn1d", _args("cnn1d"), config, data, tmp_path / "straight")
+
+
+def test_augmented_training_learns_and_a_resume_sees_the_same_augmented_batches(
+    data: TrainingData, tmp_path
+) -> None:
+    """Augmentation changes what training sees (not validation), still learns, and is drawn
+    from (seed, epoch), so a run killed after epoch 1 continues exactly as one never killed."""
+    config = {**FAST, "epochs": 3, "augment_shift": 0.1, "augment_scale": 0.2, "augment_noise": 0.2}
+    resumed, straight = _killed_after_epoch_1_then_resumed(config, data, tmp_path)
+    plain = train_deep("cnn1d", _args("cnn1d"), {**FAST, "epochs": 3}, data, tmp_path / "plain")
+    assert resumed.resumed_from_epoch == 1
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+    assert straight.history[0]["train_loss"] != plain.history[0]["train_loss"]
+    assert straight.test["window_accuracy"] > 1 / CLASSES
+
+
+def test_resume_restores_the_weight_average(data: TrainingData, tmp_path) -> None:
+    """Validation scores the average, so a resume that lost it would score epochs 2-3 differently."""
+    resumed, straight = _killed_after_epoch_1_then_resumed({**FAST, "epochs": 3, "ema_decay": 0.9}, data, tmp_path)
     assert resumed.resumed_from_epoch == 1
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
 
