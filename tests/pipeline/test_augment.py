@@ -60,4 +60,3 @@ def test_switching_noise_on_keeps_the_shifts_and_factors() -> None:
     quiet = _augment(augment_shift=0.05, augment_scale=0.1)
     noisy = _augment(augment_shift=0.05, augment_scale=0.1, augment_noise=1e-6)
     torch.testing.assert_close(noisy, quiet, rtol=0, atol=1e-4)
-
