@@ -152,8 +152,11 @@ def dataset_description(settings: Settings, dataset: dict[str, Any]) -> dict[str
 
 def training_run(settings: Settings, experiment: dict[str, Any]) -> dict[str, Any] | None:
     """How a completed experiment trained, from its metrics file: device, precision, whether
-    its data was read from the file in groups, throughput and time spent waiting for data."""
+    its data was read from the file in groups, throughput, time spent waiting for data, its
+    model arguments and the training options it set away from their defaults."""
     import json
+
+    from pipeline.training import TrainingConfig
 
     if not experiment.get("metrics_path"):
         return None
@@ -162,5 +165,7 @@ def training_run(settings: Settings, experiment: dict[str, Any]) -> dict[str, An
     except (HTTPException, ValueError):
         return None
     keys = ("device", "precision", "data_stored", "train_windows_per_s", "data_wait_fraction", "stopped_early",
-            "resumed_from_epoch")
-    return {key: recorded.get(key) for key in keys}
+            "resumed_from_epoch", "model_args")
+    defaults = TrainingConfig().to_dict()
+    options = {key: value for key, value in (recorded.get("config") or {}).items() if defaults.get(key) != value}
+    return {**{key: recorded.get(key) for key in keys}, "options": options}

@@ -176,7 +176,8 @@ def test_record_pages_show_the_curve_confusion_matrix_example_signals_and_deploy
     make_dataset(database, "ds-web")
     training = {"experiment_id": "exp-web", "dataset_id": "ds-web", "model_key": "cnn1d",
                 "model_args": {"width": 8, "depth": 2},
-                "training": {"epochs": 2, "batch_size": 8, "lr": 1e-2, "scheduler": "none", "seed": 0}}
+                "training": {"epochs": 2, "batch_size": 8, "lr": 1e-2, "scheduler": "none", "seed": 0,
+                             "augment_noise": 0.1}}
     for actor, payload in (("train_model", training), ("error_analysis", {"experiment_id": "exp-web"})):
         sent = client.post("/api/jobs", headers=bearer("operator"), json={"actor": actor, "payload": payload})
         assert sent.status_code == 202, sent.text
@@ -189,6 +190,9 @@ def test_record_pages_show_the_curve_confusion_matrix_example_signals_and_deploy
     # and how it trained: on this machine's CPU, in fp32, its data in memory
     run = page.text[page.text.index('id="training-run"'):]
     assert "<td>cpu</td>" in run and "<td>fp32</td>" in run and "in memory" in run
+    # with the recipe: the options it set (defaults otherwise) and its model arguments
+    assert "<code>lr</code> 0.01" in run and "<code>augment_noise</code> 0.1" in run and "<code>epochs</code> 2" in run
+    assert "<code>ema_decay</code>" not in run and '"width": 8' in run
     curve = client.get("/records/experiments/exp-web/curve.png")
     assert curve.headers["content-type"] == "image/png" and curve.content.startswith(b"\x89PNG")
     [confusion] = re.findall(r'src="(/api/artifacts/[^"]*confusion\.png)"', page.text)
